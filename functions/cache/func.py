@@ -1,0 +1,51 @@
+"""The cache function: the FDK entry point behind OCI API Gateway.
+
+A thin adapter: it turns the FDK's context into an :class:`HttpRequest`, hands it to the
+container-scoped :class:`~streamcache.app.CacheApp` (built on the first call, kept while the
+container is hot) and turns the answer back into an FDK response. All logic lives in ``streamcache``.
+"""
+
+from __future__ import annotations
+
+import io
+
+from fdk import response
+
+from streamcache import logs
+from streamcache.app import CacheApp, build_from_env, misconfigured_response
+from streamcache.core.errors import ConfigError
+from streamcache.http_api import HttpRequest, HttpResponse, error_response
+
+logs.configure()
+_app: CacheApp | None = None
+
+
+def _get_app() -> CacheApp:
+    global _app
+    if _app is None:
+        _app = build_from_env()
+    return _app
+
+
+def _request(ctx, data: io.BytesIO | None) -> HttpRequest:
+    headers = {}
+    for name, value in (ctx.HTTPHeaders() or {}).items():
+        # The FDK gives a list when a header was repeated; HTTP allows joining them with commas.
+        headers[name.lower()] = ", ".join(value) if isinstance(value, list) else str(value)
+    body = data.getvalue() if data is not None else b""
+    return HttpRequest(ctx.Method() or "", ctx.RequestURL() or "", headers, body)
+
+
+def _answer(ctx, answer: HttpResponse) -> response.Response:
+    return response.Response(ctx, response_data=answer.body, headers=answer.headers, status_code=answer.status)
+
+
+def handler(ctx, data: io.BytesIO = None):
+    try:
+        app = _get_app()
+    except ConfigError as exc:
+        return _answer(ctx, misconfigured_response(exc))
+    if ctx.Method() is None:
+        # A direct invoke (no API Gateway in front): the JSON operations API is not built yet.
+        return _answer(ctx, error_response(400, "not_gateway", "invoke this function through API Gateway"))
+    return _answer(ctx, app.handle(_request(ctx, data)))

@@ -1,0 +1,58 @@
+"""The error tree of streamcache. Every error the core or an adapter raises on purpose is one of these.
+
+    StreamcacheError
+    ├── InvalidRequest            a client mistake; maps to a 4xx, never changes anything
+    │   ├── InvalidKey            empty, over 512 UTF-8 bytes, or a control character
+    │   ├── InvalidTTL
+    │   ├── InvalidVersion        an If-Match value that is not a version we issued
+    │   └── ValueTooLarge         the value (or its encoded record) exceeds the limit
+    ├── RecordError               a stream record that cannot be decoded (a foreign or corrupt record)
+    ├── LogUnavailable            the stream cannot be reached now; retry later (maps to 503)
+    └── ConfigError               settings are missing or invalid; lists every problem at once
+"""
+
+from __future__ import annotations
+
+
+class StreamcacheError(Exception):
+    """Base class of every error streamcache raises on purpose."""
+
+
+class InvalidRequest(StreamcacheError):
+    """The client asked for something invalid. ``code`` is the stable machine-readable name."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidKey(InvalidRequest):
+    code = "invalid_key"
+
+
+class InvalidTTL(InvalidRequest):
+    code = "invalid_ttl"
+
+
+class InvalidVersion(InvalidRequest):
+    code = "invalid_version"
+
+
+class ValueTooLarge(InvalidRequest):
+    code = "value_too_large"
+    status = 413
+
+
+class RecordError(StreamcacheError):
+    """A record on the stream could not be decoded."""
+
+
+class LogUnavailable(StreamcacheError):
+    """The mutation log cannot be reached (broker down, timeout). Safe to retry later."""
+
+
+class ConfigError(StreamcacheError):
+    """Settings are missing or invalid. ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid settings:\n  - " + "\n  - ".join(self.problems))

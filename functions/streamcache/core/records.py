@@ -1,0 +1,241 @@
+"""Mutation records and their codec: one CloudEvents 1.0 event (structured JSON mode) per stream record.
+
+OCI Streaming's native API carries no record headers, so each event stands alone in the record
+value; the record key is the cache key (UTF-8), which keeps a key in one partition.
+
+Wire shape of a put (``data`` or ``data_base64``, never both)::
+
+    {"specversion": "1.0", "type": "io.streamcache.put.v1", "source": "/streamcache",
+     "id": "<request id>", "time": "2026-11-23T20:00:00.000Z", "subject": "<key>",
+     "datacontenttype": "text/plain", "data": "hello",
+     "expiresat": "2026-11-23T20:01:00.000Z", "ifmatch": "0-41"}
+
+``data`` holds the value itself when that round-trips byte for byte: canonical JSON for a JSON
+content type, a string for UTF-8 text of any other type. Everything else is ``data_base64``.
+Preconditions travel as the extension attributes ``ifmatch`` (a version, or ``*`` = must exist)
+and ``ifnonematch`` (``*`` = must not exist).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import NamedTuple, Union
+
+import orjson
+
+from .errors import InvalidKey, InvalidVersion, RecordError, ValueTooLarge
+
+SPEC_VERSION = "1.0"
+PUT_TYPE = "io.streamcache.put.v1"
+DELETE_TYPE = "io.streamcache.delete.v1"
+DEFAULT_SOURCE = "/streamcache"
+MAX_KEY_BYTES = 512
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+# C0 controls, DEL and C1 controls: they break logs, headers and terminals.
+_CONTROL = frozenset(chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)])
+
+
+class Position(NamedTuple):
+    """Where a record sits in the log. A key's version is the position of its last write."""
+
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.partition}-{self.offset}"
+
+
+def parse_version(text: str) -> Position:
+    """Parse a version as shown to clients (``"2-157"``; quotes and a ``W/`` prefix tolerated)."""
+    raw = text.strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    raw = raw.strip('"')
+    part, sep, off = raw.partition("-")
+    if not sep or not part.isdigit() or not off.isdigit() or not part.isascii() or not off.isascii():
+        raise InvalidVersion(f"not a version: {text!r} (expected the ETag of an earlier answer)")
+    return Position(int(part), int(off))
+
+
+@dataclass(frozen=True, slots=True)
+class Precondition:
+    """A condition checked at apply time: ``match`` a version, the key must ``exist``, or be ``absent``."""
+
+    kind: str  # "match" | "exists" | "absent"
+    version: Position | None = None
+
+
+IF_EXISTS = Precondition("exists")
+IF_ABSENT = Precondition("absent")
+
+
+def if_match(version: Position) -> Precondition:
+    return Precondition("match", version)
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Set ``key`` to ``value``. ``expires_at_ms`` is absolute (the writer adds the TTL to its clock)."""
+
+    key: str
+    value: bytes
+    content_type: str
+    request_id: str
+    ts_ms: int
+    expires_at_ms: int | None = None
+    precondition: Precondition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Remove ``key``."""
+
+    key: str
+    request_id: str
+    ts_ms: int
+    precondition: Precondition | None = None
+
+
+Mutation = Union[Put, Delete]
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a valid cache key, else raise :class:`InvalidKey` saying why."""
+    if not key:
+        raise InvalidKey("the key is empty")
+    if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidKey(f"the key is longer than {MAX_KEY_BYTES} UTF-8 bytes")
+    bad = next((c for c in key if c in _CONTROL or "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        raise InvalidKey(f"the key contains the character U+{ord(bad):04X}, which is not allowed")
+    return key
+
+
+def format_time(ms: int) -> str:
+    """RFC 3339 UTC with milliseconds, as CloudEvents ``time`` wants it."""
+    dt = _EPOCH + timedelta(milliseconds=ms)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_time(text: str) -> int:
+    """Inverse of :func:`format_time`; also accepts any RFC 3339 timestamp with an offset."""
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise ValueError("timestamp without a time zone")
+    return (dt - _EPOCH) // _MS
+
+
+
+def _is_json_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _data_fields(value: bytes, content_type: str) -> dict:
+    if _is_json_type(content_type):
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            parsed = _NOT_JSON
+        if parsed is not _NOT_JSON and orjson.dumps(parsed) == value:
+            return {"data": parsed}
+    else:
+        try:
+            return {"data": value.decode("utf-8")}
+        except UnicodeDecodeError:
+            pass
+    return {"data_base64": base64.b64encode(value).decode("ascii")}
+
+
+_NOT_JSON = object()
+
+
+def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | None = None) -> bytes:
+    """Encode a mutation as the bytes of one stream record value.
+
+    Raises :class:`ValueTooLarge` when ``max_bytes`` is given and the record would exceed it.
+    """
+    event: dict = {
+        "specversion": SPEC_VERSION,
+        "type": PUT_TYPE if isinstance(mutation, Put) else DELETE_TYPE,
+        "source": source,
+        "id": mutation.request_id,
+        "time": format_time(mutation.ts_ms),
+        "subject": mutation.key,
+    }
+    if isinstance(mutation, Put):
+        event["datacontenttype"] = mutation.content_type
+        event.update(_data_fields(mutation.value, mutation.content_type))
+        if mutation.expires_at_ms is not None:
+            event["expiresat"] = format_time(mutation.expires_at_ms)
+    pre = mutation.precondition
+    if pre is not None:
+        if pre.kind == "match":
+            event["ifmatch"] = str(pre.version)
+        elif pre.kind == "exists":
+            event["ifmatch"] = "*"
+        else:
+            event["ifnonematch"] = "*"
+    encoded = orjson.dumps(event)
+    if max_bytes is not None and len(encoded) > max_bytes:
+        raise ValueTooLarge(
+            f"the encoded record is {len(encoded)} bytes; the stream takes at most {max_bytes}"
+        )
+    return encoded
+
+
+def decode(raw: bytes) -> Mutation:
+    """Decode one stream record value. Raises :class:`RecordError` for anything that is not ours."""
+    try:
+        event = orjson.loads(raw)
+        kind = event["type"]
+        key = event["subject"]
+        request_id = event["id"]
+        ts_ms = parse_time(event["time"])
+        if not isinstance(key, str) or not isinstance(request_id, str):
+            raise TypeError("subject and id must be strings")
+        pre = _decode_precondition(event)
+        if kind == PUT_TYPE:
+            content_type = event.get("datacontenttype", DEFAULT_CONTENT_TYPE)
+            if "data_base64" in event:
+                value = base64.b64decode(event["data_base64"], validate=True)
+            elif _is_json_type(content_type):
+                value = orjson.dumps(event["data"])
+            elif isinstance(event.get("data"), str):
+                value = event["data"].encode("utf-8")
+            else:
+                raise TypeError("a put needs data or data_base64")
+            expires = event.get("expiresat")
+            return Put(
+                key=key,
+                value=value,
+                content_type=content_type,
+                request_id=request_id,
+                ts_ms=ts_ms,
+                expires_at_ms=None if expires is None else parse_time(expires),
+                precondition=pre,
+            )
+        if kind == DELETE_TYPE:
+            return Delete(key=key, request_id=request_id, ts_ms=ts_ms, precondition=pre)
+        raise RecordError(f"unknown event type {kind!r}")
+    except RecordError:
+        raise
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error, InvalidVersion) as exc:
+        raise RecordError(f"not a streamcache record: {exc}") from exc
+
+
+def _decode_precondition(event: dict) -> Precondition | None:
+    if event.get("ifnonematch") == "*":
+        return IF_ABSENT
+    match = event.get("ifmatch")
+    if match is None:
+        return None
+    if match == "*":
+        return IF_EXISTS
+    return if_match(parse_version(match))

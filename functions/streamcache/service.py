@@ -1,0 +1,166 @@
+"""The cache operations, independent of how a request arrived (API Gateway HTTP or a direct invoke).
+
+Write path: validate, encode one record, append it (acks=all), apply this instance's replica through
+that record, and report the outcome of applying it: the same outcome every replica computes.
+
+Read path: catch up with the log first if the last catch-up is older than the staleness bound (or
+always, for ``strong`` reads), then answer from memory. If the log cannot be reached, a default read
+is answered from memory and flagged ``stale``; a strong read raises
+:class:`~streamcache.core.errors.LogUnavailable`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from .core import records
+from .core.errors import InvalidRequest, InvalidTTL, LogUnavailable, ValueTooLarge
+from .core.records import Delete, Precondition, Put
+from .core.table import Entry, Outcome
+from .replica import Replica
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    entry: Entry | None
+    now_ms: int
+    stale: bool = False
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key: str
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class ListPage:
+    items: list[KeyInfo]
+    cursor: str | None
+    now_ms: int
+    stale: bool = False
+
+
+class InvalidCursor(InvalidRequest):
+    code = "invalid_cursor"
+
+
+class InvalidLimit(InvalidRequest):
+    code = "invalid_limit"
+
+
+class CacheService:
+    """Get, put, delete and list against one replica and its mutation log."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        replica: Replica,
+        clock: Callable[[], float] = time.time,
+        new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.settings = settings
+        self.replica = replica
+        self._clock = clock
+        self._new_request_id = new_request_id
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def _fresh(self, strong: bool) -> bool:
+        """Catch up as the consistency level asks. Returns True when the answer may be stale."""
+        try:
+            if strong:
+                self.replica.catch_up()
+            else:
+                self.replica.catch_up_if_older_than(self.settings.staleness_ms / 1000)
+        except LogUnavailable:
+            if strong:
+                raise
+            return True
+        return False
+
+    def get(self, key: str, strong: bool = False) -> ReadResult:
+        records.validate_key(key)
+        stale = self._fresh(strong)
+        now = self.now_ms()
+        return ReadResult(self.replica.table.get(key, now), now, stale)
+
+    def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False) -> ListPage:
+        if not 1 <= limit <= self.settings.max_list_limit:
+            raise InvalidLimit(f"limit must be between 1 and {self.settings.max_list_limit}")
+        start_after = _decode_cursor(cursor) if cursor else None
+        stale = self._fresh(strong)
+        now = self.now_ms()
+        items: list[KeyInfo] = []
+        next_cursor = None
+        for key, entry in self.replica.table.scan(prefix, start_after, now):
+            if len(items) == limit:
+                next_cursor = _encode_cursor(items[-1].key)
+                break
+            items.append(KeyInfo(key, entry))
+        return ListPage(items, next_cursor, now, stale)
+
+    # ---- writes -------------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        value: bytes,
+        content_type: str = records.DEFAULT_CONTENT_TYPE,
+        ttl_seconds: float | None = None,
+        precondition: Precondition | None = None,
+    ) -> Outcome:
+        records.validate_key(key)
+        if len(value) > self.settings.max_value_bytes:
+            raise ValueTooLarge(f"the value is {len(value)} bytes; the limit is {self.settings.max_value_bytes}")
+        now = self.now_ms()
+        expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
+        mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
+        return self._write(mutation)
+
+    def delete(self, key: str, precondition: Precondition | None = None) -> Outcome:
+        records.validate_key(key)
+        return self._write(Delete(key, self._new_request_id(), self.now_ms(), precondition))
+
+    def ttl_ms(self, ttl_seconds: float) -> int:
+        """Validate a TTL in seconds and return it in whole milliseconds."""
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
+            raise InvalidTTL("ttl must be a number of seconds")
+        if not 0 < ttl_seconds <= self.settings.max_ttl_seconds or ttl_seconds != ttl_seconds:
+            raise InvalidTTL(f"ttl must be more than 0 and at most {self.settings.max_ttl_seconds} seconds")
+        return max(1, round(ttl_seconds * 1000))
+
+    def _write(self, mutation: Put | Delete) -> Outcome:
+        encoded = records.encode(mutation, self.settings.event_source, self.settings.max_record_bytes)
+        position = self.replica.log.append(mutation.key, encoded)
+        return self.replica.apply_through(position, mutation.request_id)
+
+
+def parse_ttl(raw: str) -> float:
+    """Parse a TTL given as text (query string, CLI) into seconds."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidTTL(f"ttl must be a number of seconds, not {raw!r}") from None
+    return value
+
+
+def _encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise InvalidCursor("the cursor is not one this API returned") from None
