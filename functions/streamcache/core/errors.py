@@ -8,6 +8,7 @@
     │   └── ValueTooLarge         the value (or its encoded record) exceeds the limit
     ├── RecordError               a stream record that cannot be decoded (a foreign or corrupt record)
     ├── LogUnavailable            the stream cannot be reached now; retry later (maps to 503)
+    ├── LogTruncated              the records asked for are gone (retention); not transient
     └── ConfigError               settings are missing or invalid; lists every problem at once
 """
 
@@ -48,6 +49,10 @@ class RecordError(StreamcacheError):
 
 class LogUnavailable(StreamcacheError):
     """The mutation log cannot be reached (broker down, timeout). Safe to retry later."""
+
+
+class LogTruncated(StreamcacheError):
+    """The log no longer holds the records asked for: retention dropped them. Retrying cannot help."""
 
 
 class ConfigError(StreamcacheError):

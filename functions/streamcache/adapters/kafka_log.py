@@ -1,0 +1,232 @@
+"""The mutation log on the Kafka protocol: OCI Streaming, Apache Kafka, or the local Tansu broker.
+
+Producer: acks=all, no idempotence (OCI Streaming does not implement it; records carry request ids
+instead), a few retries (OCI recycles connections), explicit partition = murmur2(key) so the memory
+adapter and every writer agree on where a key lives. ``append`` blocks until the broker acknowledged.
+
+Consumer: manual assignment of every partition, no consumer group (each instance needs the whole
+stream; groups would split it), positions kept across calls so a catch-up only fetches the tail.
+
+The log end. On Kafka and OCI Streaming, ListOffsets(latest) is exact. On Tansu it answers the base
+offset of the last *batch* plus one, which is short when that batch holds several records. A fetch
+response's high watermark is right on both, so a read to "the end" goes to
+``max(ListOffsets, high watermark seen)``, and on a consumer that has not fetched yet it first
+fetches the record just before the ListOffsets answer to learn the high watermark (once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Mapping
+from urllib.parse import urlsplit
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kafka_errors
+from kafka.partitioner.default import murmur2
+
+from ..core.errors import LogTruncated, LogUnavailable
+from ..core.records import Position
+from ..ports import LogBounds, LogRecord
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+@contextmanager
+def _mapped_errors(what: str):
+    """Translate kafka-python's errors at the seam: out of range = truncated, anything else = unavailable."""
+    try:
+        yield
+    except kafka_errors.OffsetOutOfRangeError as exc:
+        raise LogTruncated(f"{what}: offsets no longer held by the stream ({exc})") from exc
+    except (kafka_errors.KafkaError, OSError) as exc:
+        raise LogUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+class KafkaLog:
+    """A :class:`~streamcache.ports.MutationLog` over one Kafka topic (an OCI stream)."""
+
+    def __init__(self, bootstrap: str, topic: str, *, timeout_ms: int = 5000, client_id: str = "streamcache",
+                 security: Mapping[str, object] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._timeout_ms = timeout_ms
+        self._client_id = client_id
+        self._security = dict(security or {})
+        self._producer: KafkaProducer | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._partitions: list[TopicPartition] | None = None
+        self._lock = threading.RLock()  # the consumer is not thread-safe
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "KafkaLog":
+        parts = urlsplit(settings.log_url)
+        security: dict[str, object] = {"security_protocol": settings.kafka_security_protocol}
+        if settings.kafka_security_protocol.startswith("SASL"):
+            security.update(sasl_mechanism="PLAIN", sasl_plain_username=settings.kafka_sasl_username,
+                            sasl_plain_password=settings.kafka_sasl_password)
+        return cls(parts.netloc, parts.path.strip("/"), timeout_ms=settings.append_timeout_ms,
+                   client_id=f"streamcache-{settings.instance_id}", security=security)
+
+    # ---- clients, created on first use and re-created after a failure to construct ----------
+
+    def _common(self) -> dict:
+        return dict(bootstrap_servers=self.bootstrap.split(","), client_id=self._client_id,
+                    request_timeout_ms=self._timeout_ms, bootstrap_timeout_ms=self._timeout_ms,
+                    reconnect_backoff_max_ms=1000, metrics_enabled=False, **self._security)
+
+    def _get_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            with _mapped_errors("connecting the producer"):
+                self._producer = KafkaProducer(
+                    acks="all", enable_idempotence=False, retries=5, linger_ms=0,
+                    max_block_ms=self._timeout_ms, delivery_timeout_ms=max(30_000, 2 * self._timeout_ms),
+                    max_request_size=1_048_576, allow_auto_create_topics=False, **self._common())
+        return self._producer
+
+    def _get_consumer(self) -> KafkaConsumer:
+        if self._consumer is None:
+            with _mapped_errors("connecting the consumer"):
+                consumer = KafkaConsumer(
+                    group_id=None, enable_auto_commit=False, auto_offset_reset="none",
+                    fetch_max_wait_ms=50, max_partition_fetch_bytes=8 * 1024 * 1024,
+                    max_poll_records=10_000, allow_auto_create_topics=False, **self._common())
+                tps = self._topic_partitions(consumer)
+                consumer.assign(tps)
+                for tp in tps:  # every assigned partition needs a position, or poll() refuses
+                    consumer.seek(tp, 0)
+            self._consumer = consumer
+        return self._consumer
+
+    def _topic_partitions(self, consumer: KafkaConsumer | None = None) -> list[TopicPartition]:
+        if self._partitions is None:
+            consumer = consumer or self._get_consumer()
+            deadline = time.monotonic() + self._timeout_ms / 1000
+            ids = consumer.partitions_for_topic(self.topic)
+            while not ids and time.monotonic() < deadline:
+                consumer.topics()  # forces a metadata refresh; bounded by the deadline
+                ids = consumer.partitions_for_topic(self.topic)
+            if not ids:
+                raise LogUnavailable(f"topic {self.topic!r} not found at {self.bootstrap}")
+            self._partitions = [TopicPartition(self.topic, p) for p in sorted(ids)]
+        return self._partitions
+
+    # ---- the port -----------------------------------------------------------------------------
+
+    @property
+    def partitions(self) -> int:
+        with self._lock:
+            return len(self._topic_partitions())
+
+    def partition_for(self, key: str) -> int:
+        return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % self.partitions
+
+    def append(self, key: str, value: bytes) -> Position:
+        partition = self.partition_for(key)
+        producer = self._get_producer()
+        with _mapped_errors(f"appending to {self.topic}"):
+            future = producer.send(self.topic, key=key.encode("utf-8"), value=value, partition=partition)
+            metadata = future.get(timeout=self._timeout_ms / 1000)
+        return Position(metadata.partition, metadata.offset)
+
+    def bounds(self) -> LogBounds:
+        with self._lock, _mapped_errors(f"reading the bounds of {self.topic}"):
+            consumer = self._get_consumer()
+            tps = self._topic_partitions()
+            first = consumer.beginning_offsets(tps, timeout_ms=self._timeout_ms)
+            nxt = self._current_end(consumer, tps, {})
+            return LogBounds({tp.partition: first[tp] for tp in tps}, nxt)
+
+    def read(self, start: Mapping[int, int], end: Mapping[int, int] | None = None) -> Iterator[LogRecord]:
+        # Collected under the lock, then yielded: a caller that stops early cannot leave the
+        # consumer half-way inside a poll loop.
+        with self._lock, _mapped_errors(f"reading {self.topic}"):
+            return iter(self._read(dict(start), None if end is None else dict(end)))
+
+    def _read(self, start: dict[int, int], end: dict[int, int] | None) -> list[LogRecord]:
+        consumer = self._get_consumer()
+        tps = {tp.partition: tp for tp in self._topic_partitions()}
+        wanted = [tps[p] for p in start]
+        to_end = end is None
+        if end is None:
+            end = self._current_end(consumer, wanted, start)
+        consumer.pause(*[tp for p, tp in tps.items() if p not in start])
+        consumer.resume(*wanted)
+        targets = {p: end[p] for p in start if start[p] < end[p]}
+        for p in targets:
+            consumer.seek(tps[p], start[p])  # cheap when unchanged: buffered data at that offset is kept
+        out: list[LogRecord] = []
+        deadline = time.monotonic() + max(30.0, self._timeout_ms / 1000)
+        while targets:
+            if time.monotonic() > deadline:
+                raise LogUnavailable(f"reading {self.topic}: the stream did not deliver offsets {targets}")
+            batches = consumer.poll(timeout_ms=min(500, self._timeout_ms))
+            for p in list(targets):
+                tp = tps[p]
+                if to_end:  # the response's high watermark is exact where ListOffsets was short
+                    end[p] = targets[p] = max(targets[p], consumer.highwater(tp) or 0)
+                for r in batches.get(tp, ()):
+                    if start[p] <= r.offset < end[p]:
+                        out.append(LogRecord(Position(p, r.offset), r.key, r.value, r.timestamp))
+                if consumer.position(tp) >= targets[p]:
+                    del targets[p]
+        return out
+
+    def _current_end(self, consumer: KafkaConsumer, wanted: list[TopicPartition],
+                     positions: Mapping[int, int]) -> dict[int, int]:
+        """The log end of each partition as of now. ListOffsets may be short (Tansu): then the end is
+        learnt from a fetch, either the one the read is about to make or a one-record fetch here."""
+        listed = consumer.end_offsets(wanted, timeout_ms=self._timeout_ms)
+        end = {}
+        for tp in wanted:
+            listed_end, highwater = listed[tp], consumer.highwater(tp)
+            if highwater is not None and highwater >= listed_end:
+                end[tp.partition] = highwater  # no batch started after the one that ended at highwater
+            elif listed_end > 0 and positions.get(tp.partition, listed_end) >= listed_end:
+                end[tp.partition] = max(listed_end, self._learn_highwater(consumer, tp, listed_end - 1) or 0)
+            else:
+                end[tp.partition] = listed_end  # the read fetches the last batch and extends to its end
+        return end
+
+    def _learn_highwater(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
+        """Fetch the record at ``offset`` (the last one ListOffsets admits to) to read the high
+        watermark of the response."""
+        before = consumer.highwater(tp)
+        others = [t for t in consumer.assignment() if t != tp]
+        consumer.pause(*others)
+        consumer.resume(tp)
+        consumer.seek(tp, offset)
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        while time.monotonic() < deadline:
+            if consumer.poll(timeout_ms=100).get(tp) or (consumer.highwater(tp) or 0) > (before or 0):
+                break
+        return consumer.highwater(tp)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                _close_producer(self._producer)
+            if self._consumer is not None:
+                try:
+                    self._consumer.close()
+                except kafka_errors.KafkaError:  # best effort: the broker may be gone
+                    pass
+            self._producer = self._consumer = None
+
+
+def _close_producer(producer: KafkaProducer) -> None:
+    """Close a producer even when records are stuck in it (broker gone).
+
+    kafka-python's ``close`` flushes first and raises if the flush times out, before marking the
+    producer closed; its ``__del__`` then raises again during garbage collection. Force-close the
+    sender and mark it closed ourselves in that case.
+    """
+    try:
+        producer.close(timeout=1)
+    except kafka_errors.KafkaTimeoutError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        producer._closed = True

@@ -1,0 +1,185 @@
+"""One contract for every MutationLog adapter: the in-memory log and the Kafka log on a real Tansu broker."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+from kafka import KafkaProducer
+
+from streamcache.adapters.kafka_log import KafkaLog
+from streamcache.adapters.memory_log import MemoryLog
+from streamcache.core.errors import LogUnavailable
+from streamcache.core.records import Position
+from streamcache_local.broker import start_broker
+
+_names = itertools.count()
+
+
+@pytest.fixture(params=["memory", "kafka"])
+def make_log(request):
+    """A factory of fresh logs (``partitions`` each) for the adapter under test; all closed afterwards."""
+    opened = []
+
+    def make(partitions: int = 3):
+        if request.param == "memory":
+            log = MemoryLog(partitions)
+        else:
+            url = request.getfixturevalue("kafka_topic")(partitions)
+            bootstrap, topic = url.removeprefix("kafka://").split("/", 1)
+            log = KafkaLog(bootstrap, topic)
+        opened.append(log)
+        return log
+
+    make.kind = request.param
+    yield make
+    for log in opened:
+        log.close()
+
+
+def _same_log_again(log):
+    """A second client of the same log (another instance), as the adapter would open it."""
+    if isinstance(log, MemoryLog):
+        return log
+    return KafkaLog(log.bootstrap, log.topic)
+
+
+def test_append_returns_increasing_positions_per_partition(make_log):
+    log = make_log(3)
+    positions = [log.append(f"key-{i}", b"v%d" % i) for i in range(30)]
+    for partition in range(3):
+        offsets = [p.offset for p in positions if p.partition == partition]
+        assert offsets == list(range(len(offsets)))
+    assert {p.partition for p in positions} == {0, 1, 2}
+
+
+def test_a_key_always_goes_to_its_partition(make_log):
+    log = make_log(3)
+    for key in ["a", "user/42", "ключ", "x" * 300]:
+        expected = log.partition_for(key)
+        assert {log.append(key, b"1").partition for _ in range(3)} == {expected}
+
+
+def test_memory_and_kafka_partition_keys_alike(make_log):
+    log = make_log(5)
+    reference = MemoryLog(5)
+    keys = [f"k{i}" for i in range(50)]
+    assert [log.partition_for(k) for k in keys] == [reference.partition_for(k) for k in keys]
+
+
+def test_read_returns_records_in_offset_order_with_keys_values_and_timestamps(make_log):
+    log = make_log(2)
+    written = {log.append(f"k{i}", b"value-%d" % i): (f"k{i}".encode(), b"value-%d" % i) for i in range(20)}
+    got = list(log.read({0: 0, 1: 0}))
+    assert {r.position: (r.key, r.value) for r in got} == written
+    for partition in (0, 1):
+        offsets = [r.position.offset for r in got if r.position.partition == partition]
+        assert offsets == sorted(offsets)
+    assert all(r.timestamp_ms > 1_600_000_000_000 for r in got)
+
+
+def test_read_honours_start_and_end(make_log):
+    log = make_log(1)
+    for i in range(10):
+        log.append("k", b"%d" % i)
+    assert [r.value for r in log.read({0: 3}, {0: 6})] == [b"3", b"4", b"5"]
+    assert [r.value for r in log.read({0: 8})] == [b"8", b"9"]
+    assert list(log.read({0: 10})) == []
+
+
+def test_read_of_one_partition_leaves_the_others_alone(make_log):
+    log = make_log(3)
+    positions = [log.append(f"k{i}", b"x") for i in range(12)]
+    target = positions[-1]
+    got = list(log.read({target.partition: 0}))
+    assert {r.position.partition for r in got} == {target.partition}
+    assert got[-1].position == target
+    # and a later full read still sees everything
+    assert len(list(log.read({0: 0, 1: 0, 2: 0}))) == 12
+
+
+def test_bounds_cover_every_partition(make_log):
+    log = make_log(3)
+    assert log.bounds().next == {0: 0, 1: 0, 2: 0}
+    positions = [log.append(f"k{i}", b"x") for i in range(9)]
+    bounds = log.bounds()
+    assert bounds.first == {0: 0, 1: 0, 2: 0}
+    for partition in range(3):
+        assert bounds.next[partition] == sum(1 for p in positions if p.partition == partition)
+
+
+def test_another_client_sees_every_acknowledged_append(make_log):
+    log = make_log(3)
+    other = _same_log_again(log)
+    try:
+        acked = [log.append(f"k{i}", b"x") for i in range(15)]
+        seen = {r.position for r in other.read({0: 0, 1: 0, 2: 0})}
+        assert set(acked) <= seen
+    finally:
+        if other is not log:
+            other.close()
+
+
+def test_concurrent_appends_all_land_once(make_log):
+    log = make_log(3)
+    results: list[Position] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        for i in range(25):
+            p = log.append(f"w{n}-{i}", b"x")
+            with lock:
+                results.append(p)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == len(set(results)) == 100
+    assert len(list(log.read({0: 0, 1: 0, 2: 0}))) == 100
+
+
+def test_read_to_the_end_includes_every_record_of_a_batched_write(make_log, broker):
+    """Tansu's ListOffsets answers the last batch's base offset + 1; the end must still be exact."""
+    log = make_log(1)
+    if make_log.kind == "memory":
+        for i in range(10):
+            log.append("k", b"%d" % i)
+    else:
+        producer = KafkaProducer(bootstrap_servers=log.bootstrap, linger_ms=100, enable_idempotence=False)
+        futures = [producer.send(log.topic, key=b"k", value=b"%d" % i, partition=0) for i in range(10)]
+        producer.flush()
+        assert [f.get(timeout=10).offset for f in futures] == list(range(10))
+        producer.close()
+    fresh = _same_log_again(log)
+    try:
+        assert fresh.bounds().next == {0: 10}
+        assert [r.value for r in fresh.read({0: 0})] == [b"%d" % i for i in range(10)]
+        assert [r.value for r in fresh.read({0: 1})][-1] == b"9"
+        # a client that starts past the short ListOffsets answer still finds the tail
+        late = _same_log_again(log)
+        assert [r.value for r in late.read({0: 1})] == [b"%d" % i for i in range(1, 10)]
+        if late is not log:
+            late.close()
+    finally:
+        if fresh is not log:
+            fresh.close()
+
+
+def test_an_unreachable_log_raises_log_unavailable(make_log):
+    if make_log.kind == "memory":
+        log = make_log(1)
+        log.available = False
+    else:
+        with start_broker() as doomed:
+            doomed.create_topic("gone", 1)
+            log = KafkaLog(doomed.bootstrap, "gone", timeout_ms=1500)
+            log.append("k", b"before")
+        # the broker is stopped now
+    with pytest.raises(LogUnavailable):
+        log.append("k", b"x")
+    with pytest.raises(LogUnavailable):
+        list(log.read({0: 0}))
+    log.close()
