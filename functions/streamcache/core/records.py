@@ -26,7 +26,7 @@ from typing import NamedTuple, Union
 
 import orjson
 
-from .errors import InvalidKey, InvalidVersion, RecordError, ValueTooLarge
+from .errors import InvalidKey, InvalidRequest, InvalidVersion, RecordError, ValueTooLarge
 
 SPEC_VERSION = "1.0"
 PUT_TYPE = "io.streamcache.put.v1"
@@ -191,26 +191,32 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
 
 
 def decode(raw: bytes) -> Mutation:
-    """Decode one stream record value. Raises :class:`RecordError` for anything that is not ours."""
+    """Decode one stream record value. Raises :class:`RecordError` for anything that is not a valid
+    streamcache event (see ``events/schemas``): every replica then skips it alike."""
     try:
         event = orjson.loads(raw)
+        if event["specversion"] != SPEC_VERSION:
+            raise ValueError(f"specversion {event['specversion']!r} is not {SPEC_VERSION}")
         kind = event["type"]
         key = event["subject"]
         request_id = event["id"]
         ts_ms = parse_time(event["time"])
-        if not isinstance(key, str) or not isinstance(request_id, str):
+        if not isinstance(key, str) or not isinstance(request_id, str) or not request_id:
             raise TypeError("subject and id must be strings")
+        validate_key(key)
         pre = _decode_precondition(event)
         if kind == PUT_TYPE:
-            content_type = event.get("datacontenttype", DEFAULT_CONTENT_TYPE)
+            content_type = event["datacontenttype"]
+            if ("data" in event) == ("data_base64" in event):
+                raise ValueError("a put carries exactly one of data and data_base64")
             if "data_base64" in event:
                 value = base64.b64decode(event["data_base64"], validate=True)
             elif _is_json_type(content_type):
                 value = orjson.dumps(event["data"])
-            elif isinstance(event.get("data"), str):
+            elif isinstance(event["data"], str):
                 value = event["data"].encode("utf-8")
             else:
-                raise TypeError("a put needs data or data_base64")
+                raise TypeError("data of a non-JSON content type must be a string")
             expires = event.get("expiresat")
             return Put(
                 key=key,
@@ -222,18 +228,23 @@ def decode(raw: bytes) -> Mutation:
                 precondition=pre,
             )
         if kind == DELETE_TYPE:
+            if "data" in event or "data_base64" in event or "expiresat" in event:
+                raise ValueError("a delete carries no data and no expiry")
             return Delete(key=key, request_id=request_id, ts_ms=ts_ms, precondition=pre)
         raise RecordError(f"unknown event type {kind!r}")
     except RecordError:
         raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error, InvalidVersion) as exc:
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, binascii.Error, InvalidRequest) as exc:
         raise RecordError(f"not a streamcache record: {exc}") from exc
 
 
 def _decode_precondition(event: dict) -> Precondition | None:
-    if event.get("ifnonematch") == "*":
-        return IF_ABSENT
     match = event.get("ifmatch")
+    none_match = event.get("ifnonematch")
+    if none_match is not None:
+        if none_match != "*" or match is not None:
+            raise ValueError("ifnonematch must be '*' and cannot be combined with ifmatch")
+        return IF_ABSENT
     if match is None:
         return None
     if match == "*":
