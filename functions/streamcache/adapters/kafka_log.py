@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def _mapped_errors(what: str):
+def map_kafka_errors(what: str):
     """Translate kafka-python's errors at the seam: out of range = truncated, anything else = unavailable."""
     try:
         yield
@@ -79,7 +79,7 @@ class KafkaLog:
 
     def _get_producer(self) -> KafkaProducer:
         if self._producer is None:
-            with _mapped_errors("connecting the producer"):
+            with map_kafka_errors("connecting the producer"):
                 self._producer = KafkaProducer(
                     acks="all", enable_idempotence=False, retries=5, linger_ms=0,
                     max_block_ms=self._timeout_ms, delivery_timeout_ms=max(30_000, 2 * self._timeout_ms),
@@ -88,7 +88,7 @@ class KafkaLog:
 
     def _get_consumer(self) -> KafkaConsumer:
         if self._consumer is None:
-            with _mapped_errors("connecting the consumer"):
+            with map_kafka_errors("connecting the consumer"):
                 consumer = KafkaConsumer(
                     group_id=None, enable_auto_commit=False, auto_offset_reset="none",
                     fetch_max_wait_ms=50, max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -126,13 +126,13 @@ class KafkaLog:
     def append(self, key: str, value: bytes) -> Position:
         partition = self.partition_for(key)
         producer = self._get_producer()
-        with _mapped_errors(f"appending to {self.topic}"):
+        with map_kafka_errors(f"appending to {self.topic}"):
             future = producer.send(self.topic, key=key.encode("utf-8"), value=value, partition=partition)
             metadata = future.get(timeout=self._timeout_ms / 1000)
         return Position(metadata.partition, metadata.offset)
 
     def bounds(self) -> LogBounds:
-        with self._lock, _mapped_errors(f"reading the bounds of {self.topic}"):
+        with self._lock, map_kafka_errors(f"reading the bounds of {self.topic}"):
             consumer = self._get_consumer()
             tps = self._topic_partitions()
             first = consumer.beginning_offsets(tps, timeout_ms=self._timeout_ms)
@@ -142,7 +142,7 @@ class KafkaLog:
     def read(self, start: Mapping[int, int], end: Mapping[int, int] | None = None) -> Iterator[LogRecord]:
         # Collected under the lock, then yielded: a caller that stops early cannot leave the
         # consumer half-way inside a poll loop.
-        with self._lock, _mapped_errors(f"reading {self.topic}"):
+        with self._lock, map_kafka_errors(f"reading {self.topic}"):
             return iter(self._read(dict(start), None if end is None else dict(end)))
 
     def _read(self, start: dict[int, int], end: dict[int, int] | None) -> list[LogRecord]:
