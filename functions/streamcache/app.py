@@ -6,16 +6,22 @@ first request pays for opening the log and replaying it; see :meth:`CacheApp.ens
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
+import orjson
+
 from . import __version__
 from .adapters import open_log
+from .invoke_api import handle_invoke
 from .http_api import HttpApi, HttpRequest, HttpResponse, error_response
 from .core.errors import ConfigError, LogUnavailable
 from .replica import Replica
 from .service import CacheService
 from .settings import Settings
+
+log = logging.getLogger("streamcache.access")
 
 
 class CacheApp:
@@ -49,6 +55,23 @@ class CacheApp:
             return error_response(503, "stream_unavailable", f"starting: the stream cannot be reached: {exc}",
                                   {"Retry-After": "1"})
         return self.http.handle(request)
+
+    def invoke(self, body: bytes) -> bytes:
+        """Answer a direct invoke (no API Gateway): a JSON operation in, a JSON answer out."""
+        try:
+            self.ensure_started()
+        except LogUnavailable as exc:
+            answer: object = {"status": 503, "error": "stream_unavailable", "retry_after": 1,
+                              "message": f"starting: the stream cannot be reached: {exc}"}
+        else:
+            try:
+                answer = handle_invoke(self.service, body, self.health)
+            except Exception:  # a bug: a JSON 500 in the answer rather than the FDK's bare 502
+                log.exception("unhandled error in a direct invoke")
+                answer = {"status": 500, "error": "internal", "message": "internal error; see the function's logs"}
+        statuses = [a.get("status") for a in answer] if isinstance(answer, list) else answer.get("status")
+        log.info("invoke", extra={"fields": {"kind": "invoke", "status": statuses}})
+        return orjson.dumps(answer)
 
     def health(self) -> dict:
         replica = self.replica

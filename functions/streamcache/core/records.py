@@ -132,13 +132,13 @@ def parse_time(text: str) -> int:
 
 
 
-def _is_json_type(content_type: str) -> bool:
+def is_json_type(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
 
 
 def _data_fields(value: bytes, content_type: str) -> dict:
-    if _is_json_type(content_type):
+    if is_json_type(content_type):
         try:
             parsed = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -211,7 +211,7 @@ def decode(raw: bytes) -> Mutation:
                 raise ValueError("a put carries exactly one of data and data_base64")
             if "data_base64" in event:
                 value = base64.b64decode(event["data_base64"], validate=True)
-            elif _is_json_type(content_type):
+            elif is_json_type(content_type):
                 value = orjson.dumps(event["data"])
             elif isinstance(event["data"], str):
                 value = event["data"].encode("utf-8")
