@@ -1,0 +1,186 @@
+"""Settings.from_env: defaults, parsing, and one ConfigError that names every problem at once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from streamcache.core.errors import ConfigError
+from streamcache.settings import Settings
+
+LOG = {"STREAMCACHE_LOG_URL": "memory://cache"}
+OCI_USER = "mytenancy/default/jane@example.com/ocid1.streampool.oc1.phx.aaaa"
+
+
+def problems(env: dict) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    return raised.value.problems
+
+
+def test_defaults():
+    settings = Settings.from_env(LOG)
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.name not in ("log_url", "instance_id")}
+    assert {name: getattr(settings, name) for name in defaults} == defaults
+    assert settings.log_url == "memory://cache" and settings.route_prefix == "/cache"
+    assert settings.instance_id, "an instance always has a name"
+
+
+def test_every_setting_is_read_from_its_variable():
+    env = {
+        "STREAMCACHE_LOG_URL": "kafka://broker-1:9092,broker-2:9092/cache",
+        "STREAMCACHE_ROUTE_PREFIX": "/api/v1/cache",
+        "STREAMCACHE_STALENESS_MS": "0",
+        "STREAMCACHE_MAX_VALUE_BYTES": "1024",
+        "STREAMCACHE_MAX_RECORD_BYTES": "4096",
+        "STREAMCACHE_MAX_TTL_SECONDS": "60",
+        "STREAMCACHE_MAX_LIST_LIMIT": "10",
+        "STREAMCACHE_APPEND_TIMEOUT_MS": "250",
+        "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "STREAMCACHE_KAFKA_SASL_USERNAME": OCI_USER,
+        "STREAMCACHE_KAFKA_SASL_PASSWORD": "auth-token",
+        "STREAMCACHE_EVENT_SOURCE": "/cache-eu",
+        "STREAMCACHE_INSTANCE_ID": "cache-1",
+    }
+    assert sorted(env) == sorted(Settings.env_names())
+    settings = Settings.from_env(env)
+    assert dataclasses.asdict(settings) == {
+        "log_url": "kafka://broker-1:9092,broker-2:9092/cache",
+        "route_prefix": "/api/v1/cache",
+        "staleness_ms": 0,
+        "max_value_bytes": 1024,
+        "max_record_bytes": 4096,
+        "max_ttl_seconds": 60,
+        "max_list_limit": 10,
+        "append_timeout_ms": 250,
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_username": OCI_USER,
+        "kafka_sasl_password": "auth-token",
+        "event_source": "/cache-eu",
+        "instance_id": "cache-1",
+    }
+
+
+def test_the_process_environment_is_the_default_source(monkeypatch):
+    monkeypatch.setenv("STREAMCACHE_LOG_URL", "memory://from-env")
+    monkeypatch.setenv("STREAMCACHE_STALENESS_MS", "42")
+    settings = Settings.from_env()
+    assert (settings.log_url, settings.staleness_ms) == ("memory://from-env", 42)
+
+
+def test_an_empty_variable_means_unset():
+    assert Settings.from_env({**LOG, "STREAMCACHE_STALENESS_MS": "", "STREAMCACHE_ROUTE_PREFIX": ""}) == Settings.from_env(LOG)
+
+
+def test_settings_are_frozen():
+    settings = Settings.from_env(LOG)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.staleness_ms = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("env", [{}, {"STREAMCACHE_LOG_URL": ""}])
+def test_the_log_url_is_required(env):
+    assert problems(env) == ["STREAMCACHE_LOG_URL is required"]
+
+
+INVALID = [
+    ("LOG_URL", "http://broker:9092/cache"),
+    ("LOG_URL", "broker:9092"),
+    ("LOG_URL", "memory://"),
+    ("LOG_URL", "kafka://"),
+    ("LOG_URL", "kafka://broker:9092"),
+    ("LOG_URL", "kafka://broker:9092/"),
+    # These name a log that cannot be opened; the function must say so at start, not crash later.
+    ("LOG_URL", "memory://cache?partitions=abc"),
+    ("LOG_URL", "memory://cache?partitions=0"),
+    ("LOG_URL", "kafka://broker:port/cache"),
+    ("ROUTE_PREFIX", "cache"),
+    ("ROUTE_PREFIX", "/cache/"),
+    ("ROUTE_PREFIX", "/"),
+    ("ROUTE_PREFIX", "/cache?x=1"),
+    ("STALENESS_MS", "-1"),
+    ("STALENESS_MS", "1.5"),
+    ("STALENESS_MS", "soon"),
+    ("MAX_VALUE_BYTES", "0"),
+    ("MAX_VALUE_BYTES", "1MB"),
+    ("MAX_RECORD_BYTES", "-5"),
+    ("MAX_TTL_SECONDS", "0"),
+    ("MAX_TTL_SECONDS", "1e6"),
+    ("MAX_LIST_LIMIT", "0"),
+    ("MAX_LIST_LIMIT", "many"),
+    ("APPEND_TIMEOUT_MS", "0"),
+    ("APPEND_TIMEOUT_MS", "5s"),
+    ("KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+]
+
+
+@pytest.mark.parametrize("name, raw", INVALID, ids=[f"{n}={v}" for n, v in INVALID])
+def test_every_invalid_value_is_a_problem_naming_the_variable(name, raw):
+    env = {**LOG, f"STREAMCACHE_{name}": raw}
+    (problem,) = problems(env)
+    assert f"STREAMCACHE_{name}" in problem and raw in problem
+
+
+def test_all_problems_are_reported_at_once():
+    env = {
+        "STREAMCACHE_ROUTE_PREFIX": "cache",
+        "STREAMCACHE_STALENESS_MS": "-1",
+        "STREAMCACHE_MAX_VALUE_BYTES": "big",
+        "STREAMCACHE_MAX_LIST_LIMIT": "0",
+        "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "TLS",
+    }
+    found = problems(env)
+    assert len(found) == 6
+    for name in ["LOG_URL", *(n.removeprefix("STREAMCACHE_") for n in env)]:
+        assert sum(f"STREAMCACHE_{name}" in p for p in found) == 1, name
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert all(problem in str(raised.value) for problem in found)
+
+
+# ---- SASL for OCI Streaming -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SASL_PLAINTEXT"])
+def test_sasl_needs_the_oci_username_and_the_auth_token(protocol):
+    found = problems({**LOG, "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": protocol})
+    assert len(found) == 2
+    assert any("STREAMCACHE_KAFKA_SASL_USERNAME" in p and "tenancyName/" in p for p in found)
+    assert any("STREAMCACHE_KAFKA_SASL_PASSWORD" in p for p in found)
+
+
+@pytest.mark.parametrize(
+    "username, ok",
+    [
+        (OCI_USER, True),
+        ("mytenancy/jane@example.com/ocid1.streampool.oc1.phx.aaaa", True),  # without an identity domain
+        ("mytenancy/jane@example.com", False),
+        ("jane@example.com", False),
+    ],
+)
+def test_the_sasl_username_format_is_checked(username, ok):
+    env = {**LOG, "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "STREAMCACHE_KAFKA_SASL_USERNAME": username, "STREAMCACHE_KAFKA_SASL_PASSWORD": "token"}
+    if ok:
+        assert Settings.from_env(env).kafka_sasl_username == username
+    else:
+        (problem,) = problems(env)
+        assert "STREAMCACHE_KAFKA_SASL_USERNAME" in problem
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL"])
+def test_without_sasl_no_credentials_are_needed(protocol):
+    assert Settings.from_env({**LOG, "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": protocol}).kafka_sasl_password == ""
+
+
+def test_sasl_problems_join_the_others():
+    env = {"STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "STREAMCACHE_STALENESS_MS": "x"}
+    assert len(problems(env)) == 4  # log URL, staleness, username, password
+
+
+def test_the_auth_token_never_appears_in_a_problem():
+    env = {**LOG, "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "STREAMCACHE_KAFKA_SASL_USERNAME": "bad", "STREAMCACHE_KAFKA_SASL_PASSWORD": "s3cr3t-token"}
+    assert all("s3cr3t-token" not in p for p in problems(env))
