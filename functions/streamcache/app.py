@@ -52,9 +52,12 @@ class CacheApp:
         try:
             self.ensure_started()
         except LogUnavailable as exc:
-            return error_response(503, "stream_unavailable", f"starting: the stream cannot be reached: {exc}",
-                                  {"Retry-After": "1"})
-        return self.http.handle(request)
+            response = error_response(503, "stream_unavailable", f"starting: the stream cannot be reached: {exc}",
+                                      {"Retry-After": "1"})
+            return response._replace(body=b"") if request.method.upper() == "HEAD" else response
+        response = self.http.handle(request)
+        # An answer to HEAD never has a body, whatever the route or the error.
+        return response._replace(body=b"") if request.method.upper() == "HEAD" else response
 
     def invoke(self, body: bytes) -> bytes:
         """Answer a direct invoke (no API Gateway): a JSON operation in, a JSON answer out."""

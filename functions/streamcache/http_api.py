@@ -108,13 +108,12 @@ class HttpApi:
                 return self._list(query, method)
             if method == "POST":
                 return self._post(request, fields)
-            if key is None:
-                _allow(method, ("GET", "HEAD", "POST"))
-                raise HttpError(400, "missing_key", "name the key in the path (/cache/KEY) or as ?key=")
+            if key is None:  # PUT or DELETE on the collection itself
+                raise _not_allowed(method, ("GET", "HEAD", "POST"))
         elif path.startswith(self.prefix + "/"):
             key = _decode_path_key(path[len(self.prefix) + 1 :])
         else:
-            raise HttpError(404, "no_route", f"no route for {path}; the cache lives under {self.prefix}")
+            raise HttpError(404, "no_route", f"no route for {path!r}; the cache lives under {self.prefix}")
         fields["key"] = key
         _allow(method, ("GET", "HEAD", "PUT", "DELETE"))
         if method in ("GET", "HEAD"):
@@ -147,8 +146,7 @@ class HttpApi:
         except ValueError:
             raise HttpError(400, "invalid_limit", "limit must be a whole number") from None
         page = self.service.list(query.get("prefix", ""), limit, query.get("cursor"), _strong(query))
-        response = json_response(200, _page_body(page))
-        return response._replace(body=b"") if method == "HEAD" else response
+        return json_response(200, _page_body(page), {"Streamcache-Stale": "true"} if page.stale else None)
 
     def _post(self, request: HttpRequest, fields: dict) -> HttpResponse:
         try:
@@ -206,10 +204,14 @@ def _decode_path_key(raw: str) -> str:
         raise HttpError(400, "invalid_key", "the key in the path is not valid UTF-8 once percent-decoded") from None
 
 
+def _not_allowed(method: str, allowed: tuple[str, ...]) -> HttpError:
+    return HttpError(405, "method_not_allowed", f"{method} is not allowed here; use {', '.join(allowed)}",
+                     {"Allow": ", ".join(allowed)})
+
+
 def _allow(method: str, allowed: tuple[str, ...]) -> None:
     if method not in allowed:
-        raise HttpError(405, "method_not_allowed", f"{method} is not allowed here; use {', '.join(allowed)}",
-                        {"Allow": ", ".join(allowed)})
+        raise _not_allowed(method, allowed)
 
 
 def _strong(query: dict) -> bool:

@@ -29,10 +29,11 @@ log = logging.getLogger("streamcache.replica")
 class Replica:
     """A table plus the position it has applied. Thread-safe; operations are serialised."""
 
-    def __init__(self, mutation_log: MutationLog, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, mutation_log: MutationLog, monotonic: Callable[[], float] | None = None) -> None:
         self.table = Table()
         self._log = mutation_log
-        self._monotonic = monotonic
+        # None: time.monotonic, looked up at each call so that freezegun can control it in tests.
+        self._monotonic = monotonic or (lambda: time.monotonic())
         self._lock = threading.RLock()
         self._last_catch_up: float | None = None
         self.records_applied = 0

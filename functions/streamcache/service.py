@@ -62,16 +62,16 @@ class CacheService:
         self,
         settings: Settings,
         replica: Replica,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.settings = settings
         self.replica = replica
-        self._clock = clock
+        self._clock = clock  # None: time.time, looked up at each call so that freezegun can stop it
         self._new_request_id = new_request_id
 
     def now_ms(self) -> int:
-        return int(self._clock() * 1000)
+        return int((self._clock or time.time)() * 1000)
 
     # ---- reads --------------------------------------------------------------------------------
 

@@ -20,12 +20,23 @@ def check_log_url(url: str) -> str | None:
     """Return a problem with ``url`` as a log URL, or ``None`` if it is usable."""
     parts = urlsplit(url)
     if parts.scheme == "memory":
-        return None if parts.netloc else f"log URL {url!r}: memory:// needs a name (memory://NAME)"
+        if not parts.netloc:
+            return f"log URL {url!r}: memory:// needs a name (memory://NAME)"
+        partitions = parse_qs(parts.query).get("partitions", ["1"])[0]
+        if not (partitions.isascii() and partitions.isdigit() and int(partitions) >= 1):
+            return f"log URL {url!r}: partitions must be a whole number of at least 1"
+        return None
     if parts.scheme == "kafka":
-        if not parts.netloc or not parts.path.strip("/"):
-            return f"log URL {url!r}: expected kafka://HOST:PORT/TOPIC"
+        servers = parts.netloc.split(",") if parts.netloc else []
+        if not servers or not parts.path.strip("/") or not all(_host_port(s) for s in servers):
+            return f"log URL {url!r}: expected kafka://HOST:PORT[,HOST:PORT...]/TOPIC"
         return None
     return f"log URL {url!r}: the scheme must be memory:// or kafka://"
+
+
+def _host_port(server: str) -> bool:
+    host, sep, port = server.rpartition(":")
+    return bool(host) and bool(sep) and port.isascii() and port.isdigit() and 0 < int(port) < 65536
 
 
 def open_log(settings: "Settings") -> "MutationLog":

@@ -207,6 +207,8 @@ def decode(raw: bytes) -> Mutation:
         pre = _decode_precondition(event)
         if kind == PUT_TYPE:
             content_type = event["datacontenttype"]
+            if not isinstance(content_type, str) or not content_type:
+                raise TypeError("datacontenttype must be a non-empty string")
             if ("data" in event) == ("data_base64" in event):
                 raise ValueError("a put carries exactly one of data and data_base64")
             if "data_base64" in event:
