@@ -33,7 +33,7 @@ def _request(ctx, data: io.BytesIO | None) -> HttpRequest:
         # The FDK gives a list when a header was repeated; HTTP allows joining them with commas.
         headers[name.lower()] = ", ".join(value) if isinstance(value, list) else str(value)
     body = data.getvalue() if data is not None else b""
-    return HttpRequest(ctx.Method() or "", ctx.RequestURL() or "", headers, body)
+    return HttpRequest(ctx.Method() or "", ctx.RequestURL() or "", headers, body, ctx.CallID() or "")
 
 
 def _answer(ctx, answer: HttpResponse) -> response.Response:
@@ -49,5 +49,6 @@ def handler(ctx, data: io.BytesIO = None):
         # A direct invoke (no API Gateway in front): the body is a JSON operation, the status is in
         # the JSON answer because the platform answers 200 to every direct invoke.
         body = data.getvalue() if data is not None else b""
-        return response.Response(ctx, response_data=app.invoke(body), headers={"Content-Type": "application/json"})
+        answer = app.invoke(body, ctx.CallID() or "")
+        return response.Response(ctx, response_data=answer, headers={"Content-Type": "application/json"})
     return _answer(ctx, app.handle(_request(ctx, data)))

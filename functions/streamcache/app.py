@@ -59,7 +59,7 @@ class CacheApp:
         # An answer to HEAD never has a body, whatever the route or the error.
         return response._replace(body=b"") if request.method.upper() == "HEAD" else response
 
-    def invoke(self, body: bytes) -> bytes:
+    def invoke(self, body: bytes, request_id: str = "") -> bytes:
         """Answer a direct invoke (no API Gateway): a JSON operation in, a JSON answer out."""
         try:
             self.ensure_started()
@@ -73,7 +73,7 @@ class CacheApp:
                 log.exception("unhandled error in a direct invoke")
                 answer = {"status": 500, "error": "internal", "message": "internal error; see the function's logs"}
         statuses = [a.get("status") for a in answer] if isinstance(answer, list) else answer.get("status")
-        log.info("invoke", extra={"fields": {"kind": "invoke", "status": statuses}})
+        log.info("invoke", extra={"fields": {"request_id": request_id, "kind": "invoke", "status": statuses}})
         return orjson.dumps(answer)
 
     def health(self) -> dict:

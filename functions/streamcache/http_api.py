@@ -3,7 +3,7 @@
 Routes (``P`` is the route prefix, ``/cache`` by default; the OpenAPI document is
 ``functions/cache/openapi.yaml``):
 
-    GET    P/{key}  or  P?key=K     the value (ETag, Content-Type, Cache-Control: max-age)
+    GET    P/{key}  or  P?key=K     the value (ETag, Content-Type, Cache-Control: max-age, Expires)
     GET    P?prefix=&limit=&cursor=  a page of keys
     PUT    P/{key}?ttl=S            store the body (If-Match, If-None-Match: *)
     POST   P                        {"key", "value": <JSON>, "ttl"?} stores the JSON value
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from email.utils import formatdate
 from typing import Callable, Mapping, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -40,6 +41,7 @@ class HttpRequest(NamedTuple):
     url: str  # path and query, or a full URL
     headers: Mapping[str, str]  # lower-case names
     body: bytes
+    request_id: str = ""  # the platform's call id (Fn-Call-Id; OCI's opc-request-id), for the logs
 
 
 class HttpResponse(NamedTuple):
@@ -73,7 +75,7 @@ class HttpApi:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         started = self._monotonic()
-        fields: dict[str, object] = {"method": request.method}
+        fields: dict[str, object] = {"request_id": request.request_id, "method": request.method}
         try:
             response = self._route(request, fields)
         except HttpError as exc:
@@ -248,6 +250,8 @@ def _entry_headers(entry: Entry, now_ms: int) -> dict[str, str]:
     headers = {"ETag": f'"{entry.version}"'}
     if entry.expires_at_ms is not None:
         headers["Cache-Control"] = f"max-age={max(0, (entry.expires_at_ms - now_ms) // 1000)}"
+        # The absolute expiry too (whole seconds, rounded down): max-age alone loses it to latency.
+        headers["Expires"] = formatdate(entry.expires_at_ms // 1000, usegmt=True)
     return headers
 
 

@@ -38,6 +38,7 @@ class Replica:
         self._last_catch_up: float | None = None
         self.records_applied = 0
         self.records_skipped = 0
+        self.catch_ups = 0  # full catch-ups so far: tells a caller whether one ran during its request
 
     @property
     def log(self) -> MutationLog:
@@ -60,6 +61,7 @@ class Replica:
             started = self._monotonic()
             count = self._apply_all(self._log.read(self.positions()))
             self._last_catch_up = started
+            self.catch_ups += 1
             return count
 
     def catch_up_if_older_than(self, max_age_s: float) -> bool:

@@ -75,10 +75,10 @@ class CacheService:
 
     # ---- reads --------------------------------------------------------------------------------
 
-    def _fresh(self, strong: bool) -> bool:
+    def _fresh(self, strong: bool, force: bool = False) -> bool:
         """Catch up as the consistency level asks. Returns True when the answer may be stale."""
         try:
-            if strong:
+            if strong or force:
                 self.replica.catch_up()
             else:
                 self.replica.catch_up_if_older_than(self.settings.staleness_ms / 1000)
@@ -90,9 +90,17 @@ class CacheService:
 
     def get(self, key: str, strong: bool = False) -> ReadResult:
         records.validate_key(key)
+        caught_up = self.replica.catch_ups
         stale = self._fresh(strong)
         now = self.now_ms()
-        return ReadResult(self.replica.table.get(key, now), now, stale)
+        entry = self.replica.table.get(key, now)
+        if entry is None and not stale and self.replica.catch_ups == caught_up:
+            # A miss is checked against the stream before it is answered: a key written a moment
+            # ago through another instance is found, not reported absent for up to the bound.
+            stale = self._fresh(strong=False, force=True)
+            now = self.now_ms()
+            entry = self.replica.table.get(key, now)
+        return ReadResult(entry, now, stale)
 
     def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False) -> ListPage:
         if not 1 <= limit <= self.settings.max_list_limit:

@@ -101,12 +101,20 @@ def test_a_write_brings_its_own_partition_up_to_date_only(log, instance):
     a, b = instance(staleness_ms=3_600_000), instance(staleness_ms=3_600_000)
     same = [k for k in (f"k{i}" for i in range(1000)) if log.partition_for(k) == 0][:2]
     other = next(k for k in (f"o{i}" for i in range(1000)) if log.partition_for(k) == 1)
-    b.value("warm-up")
+    a.service.put(other, b"old")
+    assert b.value(other) == b"old"  # b's first read catches up
     a.service.put(same[0], b"a")
-    a.service.put(other, b"a")
+    a.service.put(other, b"new")
     b.service.put(same[1], b"b")
     assert b.value(same[0]) == b"a", "applied on the way to b's own record"
-    assert b.value(other) is None, "another partition waits for the staleness bound"
+    assert b.value(other) == b"old", "another partition waits for the staleness bound"
+
+
+def test_a_miss_is_checked_against_the_stream_before_it_is_answered(instance):
+    a, b = instance(staleness_ms=3_600_000), instance(staleness_ms=3_600_000)
+    assert b.value("warm-up") is None
+    a.service.put("new-key", b"v")
+    assert b.value("new-key") == b"v", "a default read of a missing key catches up first"
 
 
 # ---- the staleness bound and strong reads ------------------------------------------------------
@@ -115,10 +123,11 @@ def test_a_write_brings_its_own_partition_up_to_date_only(log, instance):
 @pytest.mark.parametrize("bound_ms", [1000, 250])
 def test_reads_catch_up_once_the_last_catch_up_is_older_than_the_bound(instance, bound_ms):
     a, b = instance(), instance(staleness_ms=bound_ms)
-    assert b.value("k") is None
+    a.service.put("k", b"0")
+    assert b.value("k") == b"0"
     a.service.put("k", b"1")
     b.monotonic.now = bound_ms / 1000 - 0.001
-    assert b.value("k") is None and b.service.get("k").stale is False
+    assert b.value("k") == b"0" and b.service.get("k").stale is False
     b.monotonic.now = bound_ms / 1000
     assert b.value("k") == b"1"
 
@@ -132,9 +141,10 @@ def test_a_zero_bound_catches_up_on_every_read(instance):
 
 def test_a_strong_read_sees_every_acknowledged_write(instance):
     a, b = instance(), instance(staleness_ms=3_600_000)
-    b.value("k")
+    a.service.put("k", b"0")
+    assert b.value("k") == b"0"
     a.service.put("k", b"1")
-    assert b.value("k") is None
+    assert b.value("k") == b"0"
     assert b.value("k", strong=True) == b"1"
     a.service.put("j", b"2")
     assert [i.key for i in b.service.list(strong=True).items] == ["j", "k"]
