@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+import orjson
 from fdk import response
 
 from streamcache import logs
@@ -41,13 +42,16 @@ def _answer(ctx, answer: HttpResponse) -> response.Response:
 
 
 def handler(ctx, data: io.BytesIO = None):
+    direct = ctx.Method() is None  # no API Gateway in front: a JSON operation, its status in the answer
     try:
         app = _get_app()
     except ConfigError as exc:
-        return _answer(ctx, misconfigured_response(exc))
-    if ctx.Method() is None:
-        # A direct invoke (no API Gateway in front): the body is a JSON operation, the status is in
-        # the JSON answer because the platform answers 200 to every direct invoke.
+        misconfigured = misconfigured_response(exc)
+        if direct:
+            body = orjson.dumps({"status": misconfigured.status, **orjson.loads(misconfigured.body)})
+            return response.Response(ctx, response_data=body, headers={"Content-Type": "application/json"})
+        return _answer(ctx, misconfigured)
+    if direct:
         body = data.getvalue() if data is not None else b""
         answer = app.invoke(body, ctx.CallID() or "")
         return response.Response(ctx, response_data=answer, headers={"Content-Type": "application/json"})

@@ -1,5 +1,5 @@
 """The ``streamcache`` command: run the local topology (``dev``) and use a cache (``get``, ``put``,
-``delete``, ``list``) over its HTTP API.
+``delete``, ``list``) through the client library (:class:`streamcache.Client`) over its HTTP API.
 
 The cache is found at ``--url``, default ``$STREAMCACHE_URL`` or http://127.0.0.1:8080. A URL
 without a path means the routes are under ``/cache``; a URL with a path (e.g. an OCI API Gateway
@@ -13,25 +13,16 @@ Errors are one line on stderr, with the server's JSON ``message``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
-import urllib.error
-import urllib.request
-from typing import NamedTuple
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-DEFAULT_ROUTE = "/cache"
 TIMEOUT_S = 30.0
 EXIT_OK, EXIT_MISS, EXIT_USAGE, EXIT_SERVER = 0, 1, 2, 3
-
-
-class Answer(NamedTuple):
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
 
 
 class CliError(Exception):
@@ -40,119 +31,72 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-class CacheHttp:
-    """The only place that speaks HTTP to the cache (issue 8 replaces it with the client library)."""
+def _client(url: str):
+    """The library client for ``url`` (the CLI speaks to the cache only through it)."""
+    from . import Client
 
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise CliError(f"--url must be an http(s) URL, not {url!r}", EXIT_USAGE)
-        self.base = f"{parts.scheme}://{parts.netloc}"
-        self.route = parts.path.rstrip("/") or DEFAULT_ROUTE
-
-    def key_path(self, key: str, query: dict[str, str] | None = None) -> str:
-        path = f"{self.route}/{quote(key, safe='')}"
-        return f"{path}?{urlencode(query)}" if query else path
-
-    def list_path(self, query: dict[str, str]) -> str:
-        return f"{self.route}?{urlencode(query)}"
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Answer:
-        req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as response:
-                return Answer(response.status, _lower(response.headers.items()), response.read())
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return Answer(exc.code, _lower(exc.headers.items()), exc.read())
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CliError(f"cannot reach the cache at {self.base}: {reason}", EXIT_USAGE) from None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CliError(f"--url must be an http(s) URL, not {url!r}", EXIT_USAGE)
+    return Client(url, timeout=TIMEOUT_S)
 
 
-def _lower(items) -> dict[str, str]:
-    return {name.lower(): value for name, value in items}
+def _exit_code(error) -> int:
+    from . import BadRequest, NotFound, PreconditionFailed, Unreachable
+
+    if isinstance(error, (NotFound, PreconditionFailed)):
+        return EXIT_MISS
+    if isinstance(error, (BadRequest, Unreachable)):
+        return EXIT_USAGE
+    return EXIT_SERVER
 
 
-def _fail(answer: Answer) -> CliError:
-    """The error for a non-success answer: the server's JSON message, one line."""
-    try:
-        doc = orjson.loads(answer.body)
-        detail = f"{doc['error']}: {doc['message']}"
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        detail = answer.body.decode("utf-8", errors="replace").strip()[:200] or "(no body)"
-    if answer.status in (404, 412):
-        code = EXIT_MISS
-    elif answer.status >= 500:
-        code = EXIT_SERVER
-    else:
-        code = EXIT_USAGE
-    return CliError(f"{answer.status} {detail}".replace("\n", " "), code)
-
-
-def _quoted_version(version: str) -> str:
-    version = version.strip()
-    return version if version.startswith('"') or version == "*" else f'"{version}"'
+def _consistency(args) -> str | None:
+    return "strong" if getattr(args, "strong", False) else None
 
 
 # ---- commands -----------------------------------------------------------------------------------
 
 
-def cmd_get(http: CacheHttp, args) -> int:
-    query = {"consistency": "strong"} if args.strong else None
-    answer = http.request("GET", http.key_path(args.key, query))
-    if answer.status != 200:
-        raise _fail(answer)
-    sys.stdout.buffer.write(answer.body)
+def cmd_get(client, args) -> int:
+    item = client.get(args.key, consistency=_consistency(args))
+    sys.stdout.buffer.write(item.value)
     sys.stdout.buffer.flush()
     return EXIT_OK
 
 
-def cmd_put(http: CacheHttp, args) -> int:
+def cmd_put(client, args) -> int:
     value = sys.stdin.buffer.read() if args.value == "-" else os.fsencode(args.value)
-    headers = {"Content-Type": args.content_type}
-    if args.if_match:
-        headers["If-Match"] = _quoted_version(args.if_match)
-    if args.if_absent:
-        headers["If-None-Match"] = "*"
-    query = {"ttl": args.ttl} if args.ttl is not None else None
-    answer = http.request("PUT", http.key_path(args.key, query), value, headers)
-    if answer.status not in (200, 201):
-        raise _fail(answer)
-    print(answer.body.decode("utf-8", errors="replace"))
+    ttl = None
+    if args.ttl is not None:
+        try:
+            ttl = float(args.ttl)
+        except ValueError:
+            raise CliError(f"--ttl must be a number of seconds, not {args.ttl!r}", EXIT_USAGE) from None
+    result = client.put(args.key, value, ttl=ttl, if_match=args.if_match, if_none_match=args.if_absent,
+                        content_type=args.content_type)
+    expires = result.expires_at.isoformat() if result.expires_at else None
+    print(orjson.dumps({"key": result.key, "version": result.version, "expires_at": expires,
+                        "created": result.created}).decode())
     return EXIT_OK
 
 
-def cmd_delete(http: CacheHttp, args) -> int:
-    headers = {"If-Match": _quoted_version(args.if_match)} if args.if_match else {}
-    answer = http.request("DELETE", http.key_path(args.key), headers=headers)
-    if answer.status != 204:
-        raise _fail(answer)
+def cmd_delete(client, args) -> int:
+    from . import NotFound
+
+    if not client.delete(args.key, if_match=args.if_match):
+        raise NotFound(404, "not_found", f"no value for key {args.key!r}")
     return EXIT_OK
 
 
-def cmd_list(http: CacheHttp, args) -> int:
-    """One line per key: key, version, size in bytes, expiry (or -), tab-separated. Follows cursors
-    until ``--limit`` keys were printed or the listing ends."""
-    remaining, cursor = args.limit, None
-    while remaining is None or remaining > 0:
-        query = {"prefix": args.prefix, "limit": str(min(remaining or 1000, 1000))}
-        if args.strong:
-            query["consistency"] = "strong"
-        if cursor:
-            query["cursor"] = cursor
-        answer = http.request("GET", http.list_path(query))
-        if answer.status != 200:
-            raise _fail(answer)
-        page = orjson.loads(answer.body)
-        for item in page["keys"]:
-            print(f"{item['key']}\t{item['version']}\t{item['size']}\t{item['expires_at'] or '-'}")
-        if remaining is not None:
-            remaining -= len(page["keys"])
-        cursor = page.get("cursor")
-        if not cursor:
-            break
+def cmd_list(client, args) -> int:
+    """One line per key: key, version, size in bytes, expiry (or -), tab-separated, until ``--limit``
+    keys were printed or the listing ends."""
+    page_size = min(args.limit or 1000, 1000)
+    keys = client.list(args.prefix, page_size=page_size, consistency=_consistency(args))
+    for info in itertools.islice(keys, args.limit):
+        expires = info.expires_at.isoformat().replace("+00:00", "Z") if info.expires_at else "-"
+        print(f"{info.key}\t{info.version}\t{info.size}\t{expires}")
     sys.stdout.flush()
     return EXIT_OK
 
@@ -201,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--partitions", type=_positive, default=3, help="partitions of the topic (default 3)")
     dev.add_argument("--log-url", help="use this log (kafka://HOST:PORT/TOPIC) instead of starting a broker")
     dev.add_argument("--topic", help="topic on the local broker (default streamcache)")
-    dev.set_defaults(run=lambda http, args: cmd_dev(args), needs_url=False)
+    dev.set_defaults(run=lambda client, args: cmd_dev(args), needs_url=False)
 
     get = sub.add_parser("get", parents=[url], help="write a key's value to stdout")
     get.add_argument("key")
@@ -232,17 +176,28 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from .client_types import CacheError
+
+    client = None
     try:
         if getattr(args, "needs_url", True):
-            http = CacheHttp(args.url or os.environ.get("STREAMCACHE_URL") or DEFAULT_URL)
-        else:
-            http = None
-        return args.run(http, args)
+            client = _client(args.url or os.environ.get("STREAMCACHE_URL") or DEFAULT_URL)
+        return args.run(client, args)
     except CliError as exc:
         print(f"streamcache {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except CacheError as exc:
+        if exc.status:
+            detail = f"{exc.status} {exc.code}: {exc.message}"
+        else:  # nothing answered
+            detail = f"cannot reach the cache at {args.url or os.environ.get('STREAMCACHE_URL') or DEFAULT_URL}: {exc.message}"
+        print(f"streamcache {args.command}: {detail}".replace("\n", " "), file=sys.stderr)
+        return _exit_code(exc)
     except BrokenPipeError:  # e.g. `streamcache get k | head -c1`
         return EXIT_OK
+    finally:
+        if client is not None:
+            client.close()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from .core import records
-from .core.errors import InvalidRequest, LogUnavailable
+from .core.errors import InvalidConsistency, InvalidPrecondition, InvalidRequest, LogUnavailable
 from .core.records import IF_ABSENT, IF_EXISTS, Precondition, if_match, parse_version
 from .core.table import Entry, Outcome, OutcomeKind
 from .service import CacheService, ListPage, parse_ttl
@@ -219,7 +219,7 @@ def _allow(method: str, allowed: tuple[str, ...]) -> None:
 def _strong(query: dict) -> bool:
     level = query.get("consistency", "default")
     if level not in ("default", "strong"):
-        raise HttpError(400, "invalid_consistency", "consistency must be 'default' or 'strong'")
+        raise InvalidConsistency("consistency must be 'default' or 'strong'")
     return level == "strong"
 
 
@@ -227,17 +227,17 @@ def _precondition(request: HttpRequest, allow_absent: bool = True) -> Preconditi
     match = request.headers.get("if-match")
     none_match = request.headers.get("if-none-match")
     if match is not None and none_match is not None:
-        raise HttpError(400, "invalid_precondition", "send If-Match or If-None-Match, not both")
+        raise InvalidPrecondition("send If-Match or If-None-Match, not both")
     if none_match is not None:
         if none_match.strip() != "*" or not allow_absent:
-            raise HttpError(400, "invalid_precondition", "writes support only If-None-Match: * (create if absent)")
+            raise InvalidPrecondition("writes support only If-None-Match: * (create if absent)")
         return IF_ABSENT
     if match is None:
         return None
     if match.strip() == "*":
         return IF_EXISTS
     if "," in match:
-        raise HttpError(400, "invalid_precondition", "If-Match takes one version")
+        raise InvalidPrecondition("If-Match takes one version")
     return if_match(parse_version(match))
 
 

@@ -12,7 +12,8 @@ every invoke. So the request body is a JSON operation and the answer carries its
 Operation names are case-insensitive. Statuses and error codes are the HTTP API's. Values: a JSON
 value is stored as ``application/json`` and comes back as JSON; with ``"content_type"`` naming a
 non-JSON type, a string ``value`` is stored as that text; ``"value_base64"`` stores bytes. On the way
-out, a non-JSON value is ``value`` (UTF-8 text) or ``value_base64`` (anything else).
+out, a non-JSON value is ``value`` (UTF-8 text) or ``value_base64`` (anything else); a get with
+``"value_encoding": "base64"`` always answers ``value_base64``, the stored bytes exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Callable
 import orjson
 
 from .core import records
-from .core.errors import InvalidKey, InvalidRequest, LogUnavailable
+from .core.errors import InvalidConsistency, InvalidKey, InvalidPrecondition, InvalidRequest, LogUnavailable
 from .core.records import IF_ABSENT, IF_EXISTS, Precondition, if_match, parse_version
 from .core.table import Entry, Outcome, OutcomeKind
 from .service import CacheService
@@ -82,10 +83,12 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
     if not isinstance(key, str):
         raise InvalidKey("key must be a string")
     if name == "get":
+        encoding = _value_encoding(op)
         result = service.get(key, strong=strong)
         if result.entry is None:
             return _error(404, "not_found", f"no value for key {key!r}")
-        answer = {"status": 200, "key": key, **_value_fields(result.entry), "version": str(result.entry.version),
+        value = _value_fields(result.entry, encoding)
+        answer = {"status": 200, "key": key, **value, "version": str(result.entry.version),
                   "expires_at": _time(result.entry.expires_at_ms)}
         if result.stale:
             answer["stale"] = True
@@ -113,8 +116,19 @@ def _value_in(op: dict) -> tuple[bytes, str]:
     return orjson.dumps(op["value"]), "application/json"
 
 
-def _value_fields(entry: Entry) -> dict:
+def _value_encoding(op: dict) -> str | None:
+    encoding = op.get("value_encoding")
+    if encoding not in (None, "base64"):
+        raise OperationError('value_encoding must be "base64" (or absent)')
+    return encoding
+
+
+def _value_fields(entry: Entry, encoding: str | None = None) -> dict:
     out: dict = {"content_type": entry.content_type}
+    if encoding == "base64":
+        # The exact bytes whatever the type: the client library asks for this on every get.
+        out["value_base64"] = base64.b64encode(entry.value).decode("ascii")
+        return out
     if records.is_json_type(entry.content_type):
         try:
             out["value"] = orjson.loads(entry.value)
@@ -148,24 +162,24 @@ def _outcome(outcome: Outcome) -> dict:
 def _precondition(op: dict) -> Precondition | None:
     match, none_match = op.get("if_match"), op.get("if_none_match")
     if match is not None and none_match is not None:
-        raise InvalidRequest("give if_match or if_none_match, not both")
+        raise InvalidPrecondition("give if_match or if_none_match, not both")
     if none_match is not None:
         if none_match != "*":
-            raise InvalidRequest('if_none_match supports only "*" (create if absent)')
+            raise InvalidPrecondition('if_none_match supports only "*" (create if absent)')
         return IF_ABSENT
     if match is None:
         return None
     if match == "*":
         return IF_EXISTS
     if not isinstance(match, str):
-        raise InvalidRequest("if_match must be a version string or *")
+        raise InvalidPrecondition("if_match must be a version string or *")
     return if_match(parse_version(match))
 
 
 def _consistency(op: dict) -> bool:
     level = op.get("consistency", "default")
     if level not in ("default", "strong"):
-        raise InvalidRequest("consistency must be 'default' or 'strong'")
+        raise InvalidConsistency("consistency must be 'default' or 'strong'")
     return level == "strong"
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from .broker import LocalBroker, start_broker
 from .fn_runner import FnInstance, LogSink, start_instances
+from .invoke_endpoint import function_ocid
 from .gateway import DEFAULT_BUSY_WAIT_S, GatewayServer, Pool
 
 DEFAULT_TOPIC = "streamcache"
@@ -135,11 +136,14 @@ class DevStack:
             cold = self.cold_starts_ms.get(instance.name)
             warm = f", warmed up (first call {cold:.0f} ms)" if cold is not None else ""
             lines.append(f"  function  {instance.name} pid {instance.pid}, socket {instance.socket_path}{warm}")
-        lines += [f"  gateway   {self.url} -> {len(self.instances)} instance(s), one request at a time each", "",
+        lines += [f"  gateway   {self.url} -> {len(self.instances)} instance(s), one request at a time each",
+                  f"  invoke    POST {self.url}/20181201/functions/cache/actions/invoke "
+                  f"(function id {function_ocid('cache')})", "",
                   "Try:",
                   f"  curl -X PUT {self.url}/cache/a -d 1",
                   f"  curl -i {self.url}/cache/a",
                   f"  curl '{self.url}/cache?prefix='",
+                  f"""  curl -X POST {self.url}/20181201/functions/cache/actions/invoke -d '{{"operation":"GET","key":"a"}}'""",
                   f"  STREAMCACHE_URL={self.url} streamcache get a", "",
                   "Ctrl-C stops everything."]
         return "\n".join(lines)

@@ -27,6 +27,7 @@ from typing import Callable, Sequence, TextIO
 import orjson
 
 from .fn_protocol import DEFAULT_CALL_TIMEOUT_S, FnTimeout, FnUnavailable, new_call_id
+from .invoke_endpoint import handle_invoke_request, is_invoke_path, pool_functions
 
 MAX_BODY_BYTES = 6 * 1024 * 1024
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # read and drop an oversized body up to this, so the client sees the 413
@@ -141,6 +142,9 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        if is_invoke_path(self.path):  # the OCI Functions invoke API (direct invokes), not API Gateway
+            answer = handle_invoke_request(self.command, self.path, self.headers, body, self.server.functions)
+            return self._reply(answer.status, answer.headers, answer.body, started=started)
         pool = self.server.pool
         try:
             instance = pool.acquire(self.server.busy_wait_s)
@@ -273,6 +277,7 @@ class GatewayServer(ThreadingHTTPServer):
         self.pool = pool
         self.busy_wait_s = busy_wait_s
         self.call_timeout_s = call_timeout_s
+        self.functions = pool_functions(pool, "cache", busy_wait_s, call_timeout_s)
         self._access_log = access_log
         self._log_lock = threading.Lock()
         self._connections: set = set()

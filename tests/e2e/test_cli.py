@@ -111,8 +111,10 @@ def test_list_prints_key_version_size_expiry_and_follows_cursors(run):
 
 
 def test_a_rejected_request_exits_2(run):
-    code, _, err = run("put", _key(), "v", "--ttl", "forever")
+    code, _, err = run("put", _key(), "v", "--ttl", "-5")
     assert code == 2 and "400 invalid_ttl" in err
+    code, _, err = run("put", _key(), "v", "--ttl", "forever")
+    assert code == 2 and "--ttl must be a number" in err
 
 
 def test_an_unreachable_cache_exits_2(capsys):

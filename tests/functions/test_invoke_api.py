@@ -45,6 +45,19 @@ def test_json_text_and_binary_values_come_back_as_they_went_in(app):
     assert binary["value_base64"] == "AP8=" and "value" not in binary
 
 
+def test_a_get_asking_for_base64_answers_the_exact_bytes_whatever_the_type(app):
+    # JSON would come back re-parsed and text as a string; the client library needs the stored bytes.
+    call(app, {"operation": "put", "key": "j", "value_base64": "eyAiYSI6IDEgfQ==", "content_type": "application/json"})
+    call(app, {"operation": "put", "key": "t", "value": "héllo", "content_type": "text/plain"})
+    got = call(app, {"operation": "get", "key": "j", "value_encoding": "base64"})
+    assert got["value_base64"] == "eyAiYSI6IDEgfQ==" and "value" not in got  # '{ "a": 1 }', spaces kept
+    assert got["content_type"] == "application/json"
+    text = call(app, {"operation": "get", "key": "t", "value_encoding": "base64"})
+    assert text["value_base64"] == "aMOpbGxv" and "value" not in text
+    bad = call(app, {"operation": "get", "key": "missing", "value_encoding": "hex"})
+    assert bad["status"] == 400 and bad["error"] == "invalid_operation"
+
+
 def test_replace_delete_and_not_found(app):
     assert call(app, {"operation": "put", "key": "k", "value": 1})["status"] == 201
     assert call(app, {"operation": "put", "key": "k", "value": 2})["status"] == 200
@@ -99,8 +112,8 @@ def test_a_batch_runs_in_order_and_answers_a_list(app):
     ({"operation": "put", "key": "k", "value": 1, "ttl": -1}, "invalid_ttl"),
     ({"operation": "put", "key": "k", "value_base64": "!!"}, "invalid_operation"),
     ({"operation": "put", "key": "k", "value": 1, "if_match": "nope"}, "invalid_version"),
-    ({"operation": "put", "key": "k", "value": 1, "if_match": "*", "if_none_match": "*"}, "invalid_request"),
-    ({"operation": "get", "key": "k", "consistency": "eventual"}, "invalid_request"),
+    ({"operation": "put", "key": "k", "value": 1, "if_match": "*", "if_none_match": "*"}, "invalid_precondition"),
+    ({"operation": "get", "key": "k", "consistency": "eventual"}, "invalid_consistency"),
     ({"operation": "list", "limit": 0}, "invalid_limit"),
     ({"operation": "list", "cursor": 5}, "invalid_operation"),
     ({"operation": "list", "cursor": "%%%"}, "invalid_cursor"),

@@ -5,6 +5,8 @@
     │   ├── InvalidKey            empty, over 512 UTF-8 bytes, or a control character
     │   ├── InvalidTTL
     │   ├── InvalidVersion        an If-Match value that is not a version we issued
+    │   ├── InvalidPrecondition   preconditions that cannot be combined or are not supported
+    │   ├── InvalidConsistency    a consistency level other than default or strong
     │   └── ValueTooLarge         the value (or its encoded record) exceeds the limit
     ├── RecordError               a stream record that cannot be decoded (a foreign or corrupt record)
     ├── LogUnavailable            the stream cannot be reached now; retry later (maps to 503)
@@ -36,6 +38,14 @@ class InvalidTTL(InvalidRequest):
 
 class InvalidVersion(InvalidRequest):
     code = "invalid_version"
+
+
+class InvalidPrecondition(InvalidRequest):
+    code = "invalid_precondition"
+
+
+class InvalidConsistency(InvalidRequest):
+    code = "invalid_consistency"
 
 
 class ValueTooLarge(InvalidRequest):
