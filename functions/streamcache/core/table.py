@@ -207,3 +207,44 @@ class Table:
     def items(self) -> Iterator[tuple[str, Entry]]:
         """Every entry held, in no particular order (for snapshots and tests)."""
         return iter(self._entries.items())
+
+    # ---- snapshots --------------------------------------------------------------------------
+
+    def export_state(self) -> tuple[dict[str, Entry], dict[int, PartitionExport]]:
+        """Everything that decides future reads and outcomes, as plain values: the entries held (the
+        table's own dict: do not change it) and, per partition, the next offset, the log time and
+        the remembered requests as ``(log time when applied, request id, outcome)``, oldest first.
+        The expiry heaps are left out: :meth:`from_state` rebuilds them from the entries."""
+        partitions = {
+            p: PartitionExport(s.next_offset, s.clock_ms, [(t, r, s.recent[r]) for t, r in s.recent_order])
+            for p, s in self._partitions.items()
+        }
+        return self._entries, partitions
+
+    @classmethod
+    def from_state(cls, entries: dict[str, Entry], partitions: dict[int, PartitionExport]) -> "Table":
+        """The table :meth:`export_state` described; takes ownership of ``entries``. Every entry's
+        version partition must be among ``partitions`` (it is in any exported state)."""
+        table = cls()
+        table._entries = entries
+        for p, (next_offset, clock_ms, requests) in partitions.items():
+            state = table._partitions[p] = PartitionState()
+            state.next_offset, state.clock_ms = next_offset, clock_ms
+            state.recent = {request_id: outcome for _, request_id, outcome in requests}
+            state.recent_order = deque([(seen_ms, request_id) for seen_ms, request_id, _ in requests])
+        # Only live writes matter for purging: a heap item whose entry was overwritten purges nothing.
+        for key, entry in entries.items():
+            if entry.expires_at_ms is not None:
+                heap = table._partitions[entry.version.partition].expiries
+                heap.append((entry.expires_at_ms, key, entry.version))
+        for state in table._partitions.values():
+            heapq.heapify(state.expiries)
+        return table
+
+
+class PartitionExport(NamedTuple):
+    """One partition's part of :meth:`Table.export_state`."""
+
+    next_offset: int
+    clock_ms: int
+    requests: list[tuple[int, str, Outcome]]

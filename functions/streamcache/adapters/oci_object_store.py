@@ -1,0 +1,219 @@
+"""A snapshot store on OCI Object Storage, through the ``oci`` SDK: ``oci://BUCKET@NAMESPACE/PREFIX``.
+
+Signing: inside OCI Functions (``OCI_RESOURCE_PRINCIPAL_VERSION`` set) the function's resource
+principal; elsewhere a profile of ``~/.oci/config`` (API key, or a session token from
+``oci session authenticate``). ``endpoint`` overrides the service URL (the local server in tests).
+
+Writes are create-only (``if-none-match: *``) and carry ``content-md5`` so that the service rejects
+a body damaged in transit. SDK errors are translated here and nowhere else: 404 ``ObjectNotFound``
+is :class:`SnapshotNotFound` (or nothing, for delete), 409/412 on create is :class:`SnapshotExists`,
+every other refusal and every transport error is :class:`SnapshotStoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+from urllib.parse import urlsplit
+
+import oci
+
+# The vendored requests' base exception: the SDK's RequestException and ConnectTimeout derive from
+# it, and reading a response body raises it directly (outside the SDK's own wrapping).
+from oci._vendor.requests.exceptions import RequestException as TransportError
+
+from ..core.errors import ConfigError
+from ..snapshot_store import SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
+
+DEFAULT_CONFIG_FILE = "~/.oci/config"
+#: (connect, read) seconds. A snapshot of 1M keys is ~110 MB: a read timeout is per socket read.
+DEFAULT_TIMEOUT = (10.0, 60.0)
+
+
+def default_retry_strategy() -> object:
+    """Bounded retries for throttling, 5xx and transport errors: at most 4 attempts within 30 s, so a
+    function invocation fails (503) well inside its timeout instead of the SDK's default 10 minutes."""
+    return oci.retry.RetryStrategyBuilder(
+        max_attempts=4,
+        total_elapsed_time_seconds=30,
+        retry_base_sleep_time_seconds=1,
+        retry_max_wait_between_calls_seconds=8,
+        service_error_retry_on_any_5xx=True,
+    ).get_retry_strategy()
+
+
+def parse_oci_url(url: str) -> tuple[str, str, str]:
+    """``oci://BUCKET@NAMESPACE/PREFIX`` -> ``(bucket, namespace, prefix)``; the prefix may be empty."""
+    parts = urlsplit(url)
+    bucket, at, namespace = parts.netloc.rpartition("@")
+    if parts.scheme != "oci" or not at or not bucket or not namespace or parts.query or parts.fragment:
+        raise ConfigError([f"snapshot store URL {url!r}: expected oci://BUCKET@NAMESPACE/PREFIX"])
+    return bucket, namespace, parts.path.strip("/")
+
+
+class OciObjectStore:
+    """Snapshot objects in one bucket, under an optional prefix."""
+
+    def __init__(
+        self,
+        client: oci.object_storage.ObjectStorageClient,
+        namespace: str,
+        bucket: str,
+        prefix: str = "",
+        page_size: int = 1000,
+    ) -> None:
+        self._client = client
+        self.namespace, self.bucket = namespace, bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.page_size = page_size
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        profile: str | None = None,
+        config_file: str | None = None,
+        endpoint: str | None = None,
+        signer: object | None = None,
+        retry_strategy: object | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        environ: Mapping[str, str] | None = None,
+        page_size: int = 1000,
+    ) -> "OciObjectStore":
+        """Open the store named by ``url``; see the module docstring for how it signs.
+        ``signer`` bypasses that choice (tests); ``retry_strategy`` defaults to
+        :func:`default_retry_strategy` (pass ``oci.retry.NoneRetryStrategy()`` for none)."""
+        bucket, namespace, prefix = parse_oci_url(url)
+        environ = os.environ if environ is None else environ
+        config, signer = _credentials(environ, profile, config_file, signer)
+        kwargs: dict = {
+            "retry_strategy": default_retry_strategy() if retry_strategy is None else retry_strategy,
+            # The caller maps unavailability to 503 itself; a breaker would only hide recoveries.
+            "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
+            "timeout": timeout,
+        }
+        if signer is not None:
+            kwargs["signer"] = signer
+        if endpoint:
+            kwargs["service_endpoint"] = endpoint
+        try:
+            client = oci.object_storage.ObjectStorageClient(config, **kwargs)
+        except (oci.exceptions.ClientError, ValueError) as exc:
+            raise ConfigError([f"snapshot store {url!r}: {exc}"]) from exc
+        return cls(client, namespace, bucket, prefix, page_size)
+
+    # ---- the port -------------------------------------------------------------------------------
+
+    def put_new(self, name: str, data: bytes) -> None:
+        full = self._full(name)
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+        try:
+            with self._errors("write", name):
+                self._client.put_object(
+                    self.namespace,
+                    self.bucket,
+                    full,
+                    data,
+                    if_none_match="*",
+                    content_md5=md5,
+                    content_type="application/octet-stream",
+                )
+        except _Conflict:
+            # Taken. If by these very bytes, it was our own attempt that landed before a retry.
+            try:
+                if self.get(name) == data:
+                    return
+            except SnapshotNotFound:
+                pass  # deleted in between: still not ours to claim
+            raise SnapshotExists(f"{self}: {name!r} already exists") from None
+
+    def get(self, name: str) -> bytes:
+        full = self._full(name)
+        with self._errors("read", name):
+            response = self._client.get_object(self.namespace, self.bucket, full)
+            return response.data.content
+
+    def list(self, prefix: str = "") -> list[str]:
+        names: list[str] = []
+        start = None
+        with self._errors("list", prefix):
+            while True:
+                page = self._client.list_objects(
+                    self.namespace,
+                    self.bucket,
+                    prefix=self.prefix + prefix,
+                    start=start,
+                    limit=self.page_size,
+                    fields="name",
+                ).data
+                names.extend(o.name[len(self.prefix) :] for o in page.objects)
+                start = page.next_start_with
+                if not start:
+                    break
+        return sorted(names)
+
+    def delete(self, name: str) -> None:
+        full = self._full(name)
+        try:
+            with self._errors("delete", name):
+                self._client.delete_object(self.namespace, self.bucket, full)
+        except SnapshotNotFound:
+            pass
+
+    def close(self) -> None:
+        self._client.base_client.session.close()
+
+    def __str__(self) -> str:
+        return f"oci://{self.bucket}@{self.namespace}/{self.prefix}"
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    def _full(self, name: str) -> str:
+        return self.prefix + check_name(name)
+
+    @contextmanager
+    def _errors(self, action: str, name: str) -> Iterator[None]:
+        try:
+            yield
+        except oci.exceptions.ServiceError as exc:
+            if exc.status == 404 and exc.code == "ObjectNotFound":
+                raise SnapshotNotFound(f"{self}: no object {name!r}") from None
+            if action == "write" and exc.status in (409, 412):
+                raise _Conflict() from exc
+            detail = f"{exc.status} {exc.code}: {exc.message} (opc-request-id {exc.request_id})"
+            raise SnapshotStoreUnavailable(f"{self}: cannot {action} {name!r}: {detail}") from exc
+        except TransportError as exc:
+            raise SnapshotStoreUnavailable(f"{self}: cannot {action} {name!r}: {exc}") from exc
+
+
+class _Conflict(Exception):
+    """put_object found the name taken (409/412)."""
+
+
+def _credentials(
+    environ: Mapping[str, str], profile: str | None, config_file: str | None, signer: object | None
+) -> tuple[dict, object | None]:
+    """The SDK config and signer: explicit signer > resource principal > config file profile."""
+    if signer is not None:
+        return {"region": getattr(signer, "region", None) or "us-ashburn-1"}, signer
+    if environ.get("OCI_RESOURCE_PRINCIPAL_VERSION"):
+        try:
+            principal = oci.auth.signers.get_resource_principals_signer()
+        except Exception as exc:  # the SDK raises plain ValueError/EnvironmentError/KeyError here
+            raise ConfigError([f"resource principal: {exc}"]) from exc
+        return {"region": principal.region}, principal
+    path = config_file or DEFAULT_CONFIG_FILE
+    try:
+        config = oci.config.from_file(path, profile or "DEFAULT")
+        if config.get("security_token_file"):  # a session from `oci session authenticate`
+            token = Path(config["security_token_file"]).expanduser().read_text().strip()
+            key = oci.signer.load_private_key_from_file(config["key_file"], config.get("pass_phrase"))
+            return config, oci.auth.signers.SecurityTokenSigner(token, key)
+        return config, None
+    except (oci.exceptions.ClientError, OSError) as exc:
+        raise ConfigError([f"OCI config {path!r} profile {profile or 'DEFAULT'!r}: {exc}"]) from exc

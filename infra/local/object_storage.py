@@ -1,0 +1,404 @@
+"""A local stand-in for OCI Object Storage that the real ``oci`` SDK talks to (over plain HTTP).
+
+It speaks the part of the API streamcache uses, with the headers and error bodies the SDK expects
+(runtime-facts.md section 4): ``GET /n``; ``PUT``/``GET``/``HEAD``/``DELETE /n/{ns}/b/{bucket}/o/{name}``
+with ``if-match``/``if-none-match`` (412 ``IfMatchFailed``/``IfNoneMatchFailed``), ``etag``,
+``opc-request-id``, ``content-md5``, ``range``; ``GET /n/{ns}/b/{bucket}/o`` with ``prefix``, ``start``,
+``startAfter``, ``end``, ``limit``, ``fields`` and ``nextStartWith`` pagination; JSON errors
+``{"code", "message"}`` (404 ``BucketNotFound``/``ObjectNotFound``).
+
+Every request must carry an ``authorization: Signature ...`` header (else 401 ``NotAuthenticated``),
+so the SDK has to sign for real; with :meth:`LocalObjectStorage.trust_key` the RSA-SHA256 signature
+is verified as well.
+
+Objects live in memory: the server exists to exercise the Object Storage adapter through the SDK.
+Durable local snapshots (``streamcache dev``) are the directory store's job, so a second on-disk
+format here would only duplicate it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+_SIGNATURE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_LIST_FIELDS = {"size", "etag", "md5", "timeCreated", "timeModified"}
+
+
+@dataclass
+class StoredObject:
+    data: bytes
+    etag: str
+    md5: str  # base64, as the content-md5 header carries it
+    content_type: str
+    metadata: dict[str, str]
+    created: float
+
+
+@dataclass
+class SeenRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class LocalObjectStorage:
+    """A running server. Use :func:`start_object_storage`; call :meth:`stop` (or use ``with``)."""
+
+    namespace: str
+    host: str
+    port: int
+    buckets: dict[str, dict[str, StoredObject]] = field(default_factory=dict, repr=False)
+    requests: list[SeenRequest] = field(default_factory=list, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    trusted_keys: dict[str, object] = field(default_factory=dict, repr=False)
+    failures: list[tuple[int, str]] = field(default_factory=list, repr=False)
+    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, bucket: str, prefix: str = "") -> str:
+        """The snapshot-store URL of ``bucket`` (``oci://BUCKET@NAMESPACE/PREFIX``)."""
+        return f"oci://{bucket}@{self.namespace}/{prefix}"
+
+    def create_bucket(self, name: str) -> None:
+        with self.lock:
+            self.buckets.setdefault(name, {})
+
+    def trust_key(self, key_id: str, public_key: object) -> None:
+        """Verify signatures from ``key_id`` (e.g. ``"<tenancy>/<user>/<fingerprint>"`` or
+        ``"ST$<token>"``) with ``public_key``; once any key is trusted, unknown key ids get 401."""
+        with self.lock:
+            self.trusted_keys[key_id] = public_key
+
+    def fail_next(self, count: int = 1, status: int = 503, code: str = "ServiceUnavailable") -> None:
+        """Answer the next ``count`` requests with this error (to test retries and error mapping)."""
+        with self.lock:
+            self.failures.extend([(status, code)] * count)
+
+    def stop(self) -> None:
+        """Stop serving and drop open connections. Idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()  # type: ignore[attr-defined]
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "LocalObjectStorage":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_object_storage(
+    namespace: str = "streamcache",
+    buckets: tuple[str, ...] = ("snapshots",),
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> LocalObjectStorage:
+    """Start a server on ``host:port`` (0 = a free port) holding the given empty buckets."""
+    state = LocalObjectStorage(namespace, host, 0)
+    for bucket in buckets:
+        state.create_bucket(bucket)
+    server = _Server((host, port), _Handler)
+    server.state = state
+    state.port = server.server_address[1]
+    state._server = server
+    serve = {"poll_interval": 0.05}  # stop() waits up to one poll interval
+    state._thread = threading.Thread(target=server.serve_forever, kwargs=serve, daemon=True)
+    state._thread.start()
+    return state
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: LocalObjectStorage
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def close_connections(self) -> None:
+        # Keep-alive connections would otherwise hold handler threads after stop().
+        with self.connections_lock:
+            for connection in list(self.connections):
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # needed for Expect: 100-continue, which the SDK sends on PUT
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without this, Nagle plus delayed ACKs add 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the tests' output stays readable; requests are recorded in state.requests instead
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_HEAD(self) -> None:
+        self._handle("HEAD")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def _handle(self, method: str) -> None:
+        state = self.server.state
+        self.request_id = self.headers.get("opc-request-id") or uuid.uuid4().hex.upper()
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        with state.lock:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            state.requests.append(SeenRequest(method, self.path, headers))
+            del state.requests[:-1000]
+            failure = state.failures.pop(0) if state.failures else None
+        try:
+            self._authenticate(method)
+            if failure is not None:
+                raise _ApiError(failure[0], failure[1], "injected failure")
+            self._route(method, body)
+        except _Answered:
+            pass
+        except _ApiError as error:
+            payload = orjson.dumps({"code": error.code, "message": error.message})
+            payload = b"" if method == "HEAD" else payload  # HEAD answers carry no body, errors neither
+            self._send(error.status, payload, {"content-type": "application/json"})
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("opc-request-id", self.request_id)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _authenticate(self, method: str) -> None:
+        authorization = self.headers.get("authorization", "")
+        params = dict(_SIGNATURE_PARAM.findall(authorization))
+        if not authorization.startswith("Signature ") or not {"keyId", "signature", "headers"} <= set(params):
+            raise _ApiError(401, "NotAuthenticated", "The request carries no signature.")
+        state = self.server.state
+        with state.lock:
+            if not state.trusted_keys:
+                return
+            public_key = state.trusted_keys.get(params["keyId"])
+        if public_key is None:
+            raise _ApiError(401, "NotAuthenticated", f"unknown keyId {params['keyId']!r}")
+        lines = []
+        for name in params["headers"].split():
+            if name == "(request-target)":
+                lines.append(f"(request-target): {method.lower()} {self.path}")
+            else:
+                lines.append(f"{name}: {self.headers.get(name, '')}")
+        try:
+            signature = base64.b64decode(params["signature"])
+            signed = "\n".join(lines).encode()
+            public_key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())  # type: ignore
+        except (InvalidSignature, ValueError) as exc:
+            raise _ApiError(401, "NotAuthenticated", "The signature does not verify.") from exc
+
+    def _route(self, method: str, body: bytes) -> None:
+        parts = urlsplit(self.path)
+        segments = parts.path.split("/")
+        if parts.path.rstrip("/") == "/n" and method == "GET":
+            self._send(200, orjson.dumps(self.server.state.namespace), {"content-type": "application/json"})
+            return
+        if len(segments) < 6 or segments[1] != "n" or segments[3] != "b" or segments[5] != "o":
+            raise _ApiError(404, "NotFound", f"no such API: {method} {parts.path}")
+        namespace, bucket = unquote(segments[2]), unquote(segments[4])
+        name = unquote("/".join(segments[6:]))
+        state = self.server.state
+        if namespace != state.namespace:
+            raise _ApiError(404, "NamespaceNotFound", f"The namespace {namespace!r} was not found")
+        if bucket not in state.buckets:
+            message = (
+                f"Either the bucket named '{bucket}' does not exist in the namespace '{namespace}' "
+                "or you are not authorized to access it"
+            )
+            raise _ApiError(404, "BucketNotFound", message)
+        if len(segments) == 6 or (len(segments) == 7 and not name):
+            if method != "GET":
+                raise _ApiError(405, "MethodNotAllowed", f"{method} is not allowed on the object collection")
+            self._list(bucket, parse_qs(parts.query))
+            return
+        handler = {"PUT": self._put, "GET": self._get, "HEAD": self._get, "DELETE": self._delete}.get(method)
+        if handler is None:
+            raise _ApiError(405, "MethodNotAllowed", f"{method} is not allowed on an object")
+        handler(bucket, name, body)
+
+    # ---- operations -----------------------------------------------------------------------------
+
+    def _put(self, bucket: str, name: str, body: bytes) -> None:
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        claimed = self.headers.get("content-md5")
+        if claimed is not None and claimed != md5:
+            raise _ApiError(400, "UnmatchedContentMD5", "The MD5 of the body does not match Content-MD5.")
+        metadata = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("opc-meta-")}
+        content_type = self.headers.get("content-type", "application/octet-stream")
+        state = self.server.state
+        with state.lock:
+            objects = state.buckets[bucket]
+            self._check_conditions(name, objects.get(name), for_write=True)
+            stored = StoredObject(body, str(uuid.uuid4()), md5, content_type, metadata, time.time())
+            objects[name] = stored
+        headers = {
+            "etag": stored.etag,
+            "opc-content-md5": md5,
+            "last-modified": formatdate(stored.created, usegmt=True),
+            "version-id": str(uuid.uuid4()),
+        }
+        self._send(200, b"", headers)
+
+    def _get(self, bucket: str, name: str, body: bytes) -> None:
+        state = self.server.state
+        with state.lock:
+            stored = state.buckets[bucket].get(name)
+        self._check_conditions(name, stored, for_write=False)
+        assert stored is not None
+        headers = {
+            "etag": stored.etag,
+            "content-type": stored.content_type,
+            "content-md5": stored.md5,
+            "last-modified": formatdate(stored.created, usegmt=True),
+            "accept-ranges": "bytes",
+            **stored.metadata,
+        }
+        status, data = 200, stored.data
+        byte_range = self.headers.get("range")
+        if byte_range is not None:
+            match = re.fullmatch(r"bytes=(\d*)-(\d*)", byte_range.strip())
+            size = len(data)
+            if match is None or match.group(1) == match.group(2) == "":
+                raise _ApiError(416, "InvalidRange", f"unsupported range {byte_range!r}")
+            if match.group(1) == "":
+                first = max(0, size - int(match.group(2)))
+                last = size - 1
+            else:
+                first = int(match.group(1))
+                last = min(size - 1, int(match.group(2))) if match.group(2) else size - 1
+            if first >= size or first > last:
+                raise _ApiError(416, "InvalidRange", f"range {byte_range!r} is outside the object")
+            status, data = 206, data[first : last + 1]
+            headers["content-range"] = f"bytes {first}-{last}/{size}"
+        self._send(status, data, headers)
+
+    def _delete(self, bucket: str, name: str, body: bytes) -> None:
+        state = self.server.state
+        with state.lock:
+            objects = state.buckets[bucket]
+            self._check_conditions(name, objects.get(name), for_write=False, deleting=True)
+            del objects[name]
+        self._send(204, b"", {"last-modified": formatdate(time.time(), usegmt=True)})
+
+    def _check_conditions(self, name: str, stored: StoredObject | None, for_write: bool, deleting: bool = False) -> None:
+        if_match = self.headers.get("if-match")
+        if_none_match = self.headers.get("if-none-match")
+        if stored is None and not for_write:
+            raise _ApiError(404, "ObjectNotFound", f"The object '{name}' was not found")
+        if if_match is not None and (stored is None or if_match not in ("*", stored.etag)):
+            raise _ApiError(412, "IfMatchFailed", "The If-Match header does not match the current entity tag")
+        if if_none_match is not None and stored is not None:
+            if for_write and if_none_match == "*":
+                message = "The If-None-Match header is '*' but there is an existing entity"
+                raise _ApiError(412, "IfNoneMatchFailed", message)
+            if not for_write and not deleting and if_none_match in ("*", stored.etag):
+                self._send(304, b"", {"etag": stored.etag})
+                raise _Answered()
+
+    def _list(self, bucket: str, query: dict[str, list[str]]) -> None:
+        def param(name: str) -> str | None:
+            return query.get(name, [None])[0]
+
+        if param("delimiter") is not None:
+            raise _ApiError(400, "InvalidParameter", "delimiter is not supported by the local server")
+        prefix = param("prefix") or ""
+        start, start_after, end = param("start"), param("startAfter"), param("end")
+        try:
+            limit = min(1000, max(1, int(param("limit") or 1000)))
+        except ValueError:
+            raise _ApiError(400, "InvalidParameter", "limit must be an integer") from None
+        fields = {"name"} | {f for f in (param("fields") or "").split(",") if f in _LIST_FIELDS}
+        state = self.server.state
+        with state.lock:
+            names = sorted(
+                name
+                for name in state.buckets[bucket]
+                if name.startswith(prefix)
+                and (start is None or name >= start)
+                and (start_after is None or name > start_after)
+                and (end is None or name < end)
+            )
+            page = [(name, state.buckets[bucket][name]) for name in names[:limit]]
+        objects = []
+        for name, stored in page:
+            described = {
+                "name": name,
+                "size": len(stored.data),
+                "etag": stored.etag,
+                "md5": stored.md5,
+                "timeCreated": _iso(stored.created),
+                "timeModified": _iso(stored.created),
+            }
+            objects.append({k: v for k, v in described.items() if k in fields})
+        result: dict = {"objects": objects, "prefixes": []}
+        if len(names) > limit:
+            result["nextStartWith"] = names[limit]
+        self._send(200, orjson.dumps(result), {"content-type": "application/json"})
+
+
+class _Answered(Exception):
+    """The response was already sent (a 304)."""
+
+
+def _iso(seconds: float) -> str:
+    ms = int(seconds * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"

@@ -1,0 +1,161 @@
+"""One contract for every SnapshotStore adapter: memory, a directory, and OCI Object Storage through
+the real ``oci`` SDK against the local server (signatures verified, pagination forced with 3 names a page)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+import pytest
+from support.oci_fakes import api_key, no_retries, object_storage  # noqa: F401  (fixtures)
+
+from streamcache.adapters.memory_store import MemoryStore
+from streamcache.adapters.stores import open_snapshot_store
+from streamcache.core.records import Position, Put
+from streamcache.core.snapshot import decode_snapshot, encode_snapshot, format_name, newest_first, stream_prefix
+from streamcache.core.table import Table
+from streamcache.snapshot_store import InvalidSnapshotName, SnapshotExists, SnapshotNotFound
+
+_numbers = itertools.count()
+
+
+@pytest.fixture(params=["memory", "directory", "oci"])
+def store(request, tmp_path):
+    number = next(_numbers)
+    if request.param == "memory":
+        opened = open_snapshot_store(f"memory://contract-{number}")
+    elif request.param == "directory":
+        opened = open_snapshot_store(str(tmp_path / "snapshots"))
+    else:
+        server = request.getfixturevalue("object_storage")
+        key = request.getfixturevalue("api_key")
+        bucket = f"contract-{number}"
+        server.create_bucket(bucket)
+        opened = open_snapshot_store(
+            server.url(bucket, "some/prefix"),
+            oci_endpoint=server.endpoint,
+            oci_config_file=str(key.config_file),
+            oci_profile=key.profile,
+            page_size=3,
+            **no_retries(),
+        )
+    yield opened
+    opened.close()
+    MemoryStore.forget(f"contract-{number}")
+
+
+def test_put_new_then_get_returns_the_same_bytes(store):
+    every_byte = bytes(range(256)) * 3
+    large = os.urandom(2 * 1024 * 1024 + 7)
+    store.put_new("snapshots/s/every-byte.snap", every_byte)
+    store.put_new("snapshots/s/large.snap", large)
+    store.put_new("snapshots/s/empty.snap", b"")
+    assert store.get("snapshots/s/every-byte.snap") == every_byte
+    assert store.get("snapshots/s/large.snap") == large
+    assert store.get("snapshots/s/empty.snap") == b""
+
+
+def test_get_of_a_missing_name_raises_not_found(store):
+    with pytest.raises(SnapshotNotFound):
+        store.get("snapshots/s/missing.snap")
+
+
+def test_put_new_never_overwrites_other_bytes(store):
+    store.put_new("snapshots/s/a.snap", b"first")
+    with pytest.raises(SnapshotExists):
+        store.put_new("snapshots/s/a.snap", b"second")
+    assert store.get("snapshots/s/a.snap") == b"first"
+
+
+def test_put_new_of_the_same_bytes_again_succeeds(store):
+    # What a retried request sees when its first attempt landed.
+    store.put_new("snapshots/s/a.snap", b"same")
+    store.put_new("snapshots/s/a.snap", b"same")
+    assert store.get("snapshots/s/a.snap") == b"same"
+    assert store.list() == ["snapshots/s/a.snap"]
+
+
+def test_list_is_complete_sorted_by_code_point_and_filtered_by_prefix(store):
+    names = [f"snapshots/s/{i:04x}.snap" for i in range(11)] + [
+        "snapshots/s/Z.snap",
+        "snapshots/s/z.snap",
+        "snapshots/s/\u00e9t\u00e9.snap",
+        "snapshots/s2/other.snap",
+        "elsewhere/x",
+    ]
+    for name in reversed(names):
+        store.put_new(name, name.encode())
+    assert store.list() == sorted(names)
+    assert store.list("snapshots/s/") == sorted(n for n in names if n.startswith("snapshots/s/"))
+    assert store.list("snapshots/s") == sorted(n for n in names if n.startswith("snapshots/"))  # not a folder
+    assert store.list("snapshots/s/000") == [f"snapshots/s/{i:04x}.snap" for i in range(11)]
+    assert store.list("nothing/here/") == []
+    assert store.list("../") == []
+
+
+def test_delete_removes_and_is_idempotent(store):
+    store.put_new("snapshots/s/a.snap", b"a")
+    store.put_new("snapshots/s/b.snap", b"b")
+    store.delete("snapshots/s/a.snap")
+    store.delete("snapshots/s/a.snap")
+    store.delete("snapshots/s/never-existed.snap")
+    assert store.list() == ["snapshots/s/b.snap"]
+    with pytest.raises(SnapshotNotFound):
+        store.get("snapshots/s/a.snap")
+    store.put_new("snapshots/s/a.snap", b"again")  # a deleted name can be created anew
+    assert store.get("snapshots/s/a.snap") == b"again"
+
+
+def test_of_concurrent_writers_of_one_name_exactly_one_wins(store):
+    writers = 6
+    barrier = threading.Barrier(writers)
+    results: dict[int, str] = {}
+
+    def write(i: int) -> None:
+        barrier.wait()
+        try:
+            store.put_new("snapshots/s/contested.snap", f"writer {i}".encode() * 1000)
+            results[i] = "won"
+        except SnapshotExists:
+            results[i] = "exists"
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [i for i, result in results.items() if result == "won"]
+    assert len(results) == writers and len(winners) == 1
+    assert store.get("snapshots/s/contested.snap") == f"writer {winners[0]}".encode() * 1000
+    assert store.list() == ["snapshots/s/contested.snap"]
+
+
+@pytest.mark.parametrize(
+    "name", ["", "/a", "a/", "a//b", "../a", "a/../b", "a/./b", ".hidden", "a/.tmp-1", "a\\b", "a\nb"]
+)
+def test_invalid_names_are_refused_by_every_operation(store, name):
+    with pytest.raises(InvalidSnapshotName):
+        store.put_new(name, b"x")
+    with pytest.raises(InvalidSnapshotName):
+        store.get(name)
+    with pytest.raises(InvalidSnapshotName):
+        store.delete(name)
+    assert store.list() == []
+
+
+def test_a_snapshot_travels_through_the_store_by_its_name(store):
+    table = Table()
+    table.apply(Position(0, 0), Put("k", b"v", "text/plain", "r1", 1_000))
+    older = encode_snapshot(table, "orders")
+    table.apply(Position(0, 1), Put("k", b"w", "text/plain", "r2", 2_000))
+    newer = encode_snapshot(table, "orders")
+    for data, writer in ((older, "a1"), (newer, "b2")):
+        store.put_new(format_name(decode_snapshot(data).header, writer), data)
+    store.put_new(stream_prefix("orders") + "notes.txt", b"not a snapshot")
+
+    names = newest_first(store.list(stream_prefix("orders")), "orders")
+
+    assert len(names) == 2
+    restored = decode_snapshot(store.get(names[0])).table
+    assert restored.get("k", 0).value == b"w"
