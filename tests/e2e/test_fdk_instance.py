@@ -21,16 +21,9 @@ import pytest
 
 from streamcache_local.fn_protocol import FnClient, FnUnavailable, deadline_header, new_call_id
 from streamcache_local.fn_runner import start_instance
+from support.waiting import wait_for as _wait_for
 
 
-def _wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.01)  # polling a condition, bounded by the deadline
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @pytest.fixture

@@ -24,18 +24,9 @@ from kafka import KafkaConsumer, TopicPartition
 from streamcache_local.dev import DevStack
 from streamcache_local.fn_runner import start_instance
 from streamcache_local.gateway import MAX_BODY_BYTES, GatewayServer, Pool
+from support.waiting import wait_for as _wait_for
 
 PARTITIONS = 3
-
-
-def _wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.01)  # polling a condition, bounded by the deadline
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _new_topic(broker, partitions: int = PARTITIONS) -> str:

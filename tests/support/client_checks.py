@@ -15,6 +15,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from streamcache import Client
+from support.waiting import wait_for  # noqa: F401  (re-exported for the client tests)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "functions" / "cache" / "operations.schema.json"
 SCHEMA: dict = orjson.loads(SCHEMA_PATH.read_bytes())
@@ -46,14 +47,6 @@ def check_exchange(request: object, answer: object) -> None:
             OPERATION_VALIDATOR.validate(operation)
 
 
-def wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.01)  # polling a condition, bounded by the deadline
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def unique(prefix: str = "k") -> str:
