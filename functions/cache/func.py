@@ -8,6 +8,7 @@ container is hot) and turns the answer back into an FDK response. All logic live
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 
 import orjson
 from fdk import response
@@ -19,6 +20,17 @@ from streamcache.http_api import HttpRequest, HttpResponse
 
 logs.configure()
 _app: CacheApp | None = None
+DEADLINE_MARGIN_S = 1.0  # the answer (503 restoring) must leave before the platform's deadline
+
+
+def _wait_budget(ctx) -> float | None:
+    """Seconds this call may wait for the cold start: until its Fn-Deadline, less a margin."""
+    try:
+        deadline = datetime.fromisoformat(str(ctx.Deadline()).replace("Z", "+00:00"))
+        left = (deadline - datetime.now(timezone.utc)).total_seconds()
+    except (TypeError, ValueError):  # unparsable, or without a zone: wait the default budget
+        return None
+    return max(0.0, left - DEADLINE_MARGIN_S)
 
 
 def _get_app() -> CacheApp:
@@ -53,6 +65,6 @@ def handler(ctx, data: io.BytesIO = None):
         return _answer(ctx, misconfigured)
     if direct:
         body = data.getvalue() if data is not None else b""
-        answer = app.invoke(body, ctx.CallID() or "")
+        answer = app.invoke(body, ctx.CallID() or "", _wait_budget(ctx))
         return response.Response(ctx, response_data=answer, headers={"Content-Type": "application/json"})
-    return _answer(ctx, app.handle(_request(ctx, data)))
+    return _answer(ctx, app.handle(_request(ctx, data), _wait_budget(ctx)))

@@ -4,11 +4,13 @@ The replica is the only owner of "how far this instance has applied": the table'
 next offsets. It moves forward in three ways only:
 
 - :meth:`Replica.catch_up`: every partition, to the log end as of the call (bounded-staleness and
-  strong reads, cold start);
+  strong reads);
 - :meth:`Replica.apply_through`: one partition, through the position of this instance's own write
   (read-your-writes; the write's outcome is the outcome of applying that very record);
-- nothing else. There are no background threads: OCI may freeze a container between invocations,
-  so all catching up happens inside a request.
+- :meth:`Replica.install`: once, at cold start, the table a restore built (a snapshot plus the
+  replayed tail; see :mod:`streamcache.restore_runner`);
+- nothing else. Catching up happens inside requests (OCI may freeze a container between
+  invocations); only the cold start runs in a thread, which requests wait for.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import time
 from typing import Callable
 
 from .core.errors import RecordError
-from .core.records import Position, decode
+from .core.records import Position
 from .core.table import Outcome, Table
-from .ports import LogRecord, MutationLog
+from .fold import FoldStats, apply_records
+from .ports import MutationLog
 
 log = logging.getLogger("streamcache.replica")
 
@@ -39,6 +42,9 @@ class Replica:
         self.records_applied = 0
         self.records_skipped = 0
         self.catch_ups = 0  # full catch-ups so far: tells a caller whether one ran during its request
+        # Per partition, the largest log end this instance knows of (the end a restore captured, what
+        # catch-ups and its own writes reached): lag is measured against it without asking the broker.
+        self.known_end: dict[int, int] = {}
 
     @property
     def log(self) -> MutationLog:
@@ -48,6 +54,26 @@ class Replica:
         """Next offset to apply, for every partition of the log."""
         applied = self.table.next_offsets()
         return {p: applied.get(p, 0) for p in range(self._log.partitions)}
+
+    def monotonic(self) -> float:
+        """This replica's clock (the one staleness is measured with)."""
+        return self._monotonic()
+
+    def lag_records(self) -> int:
+        """Records known to exist beyond what this replica applied (as of its last look at the log)."""
+        positions = self.table.next_offsets()
+        return sum(max(0, end - positions.get(p, 0)) for p, end in self.known_end.items())
+
+    def install(self, table: Table, end: dict[int, int], began_at: float, stats: FoldStats) -> None:
+        """Replace the table with the one a restore built up to ``end`` (the log end captured at
+        ``began_at``, this replica's clock): it counts as a full catch-up that began then."""
+        with self._lock:
+            self.table = table
+            self.known_end = dict(end)
+            self._last_catch_up = began_at
+            self.catch_ups += 1
+            self.records_applied += stats.applied
+            self.records_skipped += stats.skipped
 
     def seconds_since_catch_up(self) -> float | None:
         """Monotonic seconds since the last full catch-up began, ``None`` if there was none yet."""
@@ -86,22 +112,11 @@ class Replica:
             return outcome
 
     def _apply_all(self, records) -> int:
-        count = 0
-        for record in records:
-            if self._apply(record) is not None:
-                count += 1
-        return count
-
-    def _apply(self, record: LogRecord) -> Outcome | None:
-        try:
-            mutation = decode(record.value)
-        except RecordError as exc:
-            # A foreign or corrupt record must not stop the replica; every replica skips it alike.
-            self.table.skip(record.position)
-            self.records_skipped += 1
-            log.warning("skipped record at %s: %s", record.position, exc)
-            return None
-        outcome = self.table.apply(record.position, mutation)
-        if outcome is not None:
-            self.records_applied += 1
-        return outcome
+        stats = apply_records(self.table, records)
+        self.records_applied += stats.applied
+        self.records_skipped += stats.skipped
+        known = self.known_end
+        for p, offset in self.table.next_offsets().items():
+            if offset > known.get(p, 0):
+                known[p] = offset
+        return stats.applied

@@ -12,6 +12,7 @@ import os
 import socket
 from dataclasses import MISSING, dataclass, fields
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 from .core.errors import ConfigError
 
@@ -44,10 +45,38 @@ class Settings:
     kafka_sasl_username: str = ""
     #: OCI Streaming: the user's auth token (SASL/PLAIN password).
     kafka_sasl_password: str = ""
+    #: OCI Streaming: the OCID of the Vault secret holding the auth token, read with Resource
+    #: Principals when the function starts (instead of STREAMCACHE_KAFKA_SASL_PASSWORD).
+    kafka_sasl_password_secret_id: str = ""
     #: CloudEvents ``source`` of the records this instance writes.
     event_source: str = "/streamcache"
     #: Names this instance in logs and /health.
     instance_id: str = ""
+    #: Where snapshots live: ``oci://BUCKET@NAMESPACE/PREFIX`` (OCI Object Storage), ``file:///DIR``
+    #: or a plain path (a local directory), ``memory://NAME`` (tests). Required by the compactor.
+    #: Optional for the cache function: without it a cold start replays the whole stream.
+    snapshot_url: str = ""
+    #: The stream's identity, written into every snapshot and part of its object name.
+    #: Default: the topic of ``STREAMCACHE_LOG_URL``. On OCI set it to the stream's OCID, so that
+    #: a stream deleted and recreated under the same name is never mistaken for the old one.
+    stream_id: str = ""
+    #: How many snapshots the compactor keeps (the newest ones; older ones are the fallback when the
+    #: newest is damaged).
+    snapshots_keep: int = 3
+    #: Profile of the OCI config file used for Object Storage outside OCI Functions (inside, the
+    #: function's resource principal signs). Default: ``DEFAULT``.
+    oci_profile: str = ""
+    #: The OCI config file used outside OCI Functions. Default: ``~/.oci/config``.
+    oci_config_file: str = ""
+    #: Object Storage endpoint override, e.g. ``http://127.0.0.1:PORT`` for a local server.
+    #: Default: the region's endpoint.
+    oci_endpoint: str = ""
+    #: Objects under this prefix of the snapshot bucket are imported into the cache when created
+    #: (an OCI Events rule invokes the compactor function with the event).
+    import_prefix: str = "imports/"
+    #: The store that holds objects to import, if not the bucket the event names: ``file:///DIR``
+    #: under ``streamcache dev``, or an ``oci://`` URL (events must then name its bucket).
+    import_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -71,11 +100,28 @@ class Settings:
             raise ConfigError(problems)
         if not values.get("instance_id"):
             values["instance_id"] = f"{socket.gethostname()}-{os.getpid()}"
+        if not values.get("stream_id"):
+            values["stream_id"] = default_stream_id(str(values["log_url"]))
         return cls(**values)  # type: ignore[arg-type]
+
+    def snapshot_store_options(self) -> dict[str, str | None]:
+        """Keyword arguments of :func:`~streamcache.adapters.stores.open_snapshot_store`."""
+        return {
+            "oci_profile": self.oci_profile or None,
+            "oci_config_file": self.oci_config_file or None,
+            "oci_endpoint": self.oci_endpoint or None,
+        }
 
     @classmethod
     def env_names(cls) -> list[str]:
         return [PREFIX + f.name.upper() for f in fields(cls)]
+
+
+def default_stream_id(log_url: str) -> str:
+    """The stream identity when none is set: the topic (``kafka://HOST:PORT/TOPIC``) or the name
+    (``memory://NAME``) of the log."""
+    parts = urlsplit(log_url)
+    return parts.path.strip("/") if parts.scheme == "kafka" else parts.netloc
 
 
 def _positive_int(raw: str) -> int:
@@ -98,6 +144,29 @@ def _route_prefix(raw: str) -> str:
     return raw
 
 
+def _stream_id(raw: str) -> str:
+    # It becomes one segment of every snapshot's object name (percent-encoded): keep names short.
+    if len(raw) > 255 or not raw.isprintable():
+        raise ValueError("must be at most 255 printable characters (the stream's name or OCID)")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _import_prefix(raw: str) -> str:
+    if raw.startswith("/") or not raw.endswith("/") or not raw.isprintable() or "\\" in raw:
+        raise ValueError("must be a folder of the bucket such as imports/ (ending with /, no leading /)")
+    for own in ("snapshots/", "import-markers/"):  # what the compactor itself writes
+        if raw.startswith(own) or own.startswith(raw):
+            raise ValueError(f"must not overlap {own}, where the compactor writes")
+    return raw
+
+
 def _security_protocol(raw: str) -> str:
     if raw not in ("PLAINTEXT", "SASL_SSL", "SSL", "SASL_PLAINTEXT"):
         raise ValueError("must be PLAINTEXT, SASL_SSL, SSL or SASL_PLAINTEXT")
@@ -113,11 +182,16 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "max_list_limit": _positive_int,
     "append_timeout_ms": _positive_int,
     "kafka_security_protocol": _security_protocol,
+    "stream_id": _stream_id,
+    "snapshots_keep": _positive_int,
+    "oci_endpoint": _http_url,
+    "import_prefix": _import_prefix,
 }
 
 
 def _cross_checks(values: Mapping[str, object]) -> list[str]:
     from .adapters import check_log_url
+    from .adapters.stores import check_store_url
 
     problems = []
     url = values.get("log_url")
@@ -125,6 +199,14 @@ def _cross_checks(values: Mapping[str, object]) -> list[str]:
         problem = check_log_url(url)
         if problem:
             problems.append(f"{PREFIX}LOG_URL: {problem}")
+        elif not values.get("stream_id") and not default_stream_id(url):
+            problems.append(f"{PREFIX}STREAM_ID is required: the log URL names no topic")
+    for name in ("snapshot_url", "import_url"):
+        url = values.get(name)
+        if isinstance(url, str):
+            problem = check_store_url(url)
+            if problem:
+                problems.append(f"{PREFIX}{name.upper()}: {problem}")
     if str(values.get("kafka_security_protocol", "")).startswith("SASL"):
         user = str(values.get("kafka_sasl_username", ""))
         if user.count("/") < 2:

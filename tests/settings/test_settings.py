@@ -21,10 +21,13 @@ def problems(env: dict) -> list[str]:
 
 def test_defaults():
     settings = Settings.from_env(LOG)
-    defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.name not in ("log_url", "instance_id")}
+    derived = ("log_url", "instance_id", "stream_id")
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.name not in derived}
     assert {name: getattr(settings, name) for name in defaults} == defaults
     assert settings.log_url == "memory://cache" and settings.route_prefix == "/cache"
     assert settings.instance_id, "an instance always has a name"
+    assert settings.stream_id == "cache", "the stream is named after the log by default"
+    assert (settings.snapshot_url, settings.snapshots_keep, settings.import_prefix) == ("", 3, "imports/")
 
 
 def test_every_setting_is_read_from_its_variable():
@@ -40,8 +43,17 @@ def test_every_setting_is_read_from_its_variable():
         "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "STREAMCACHE_KAFKA_SASL_USERNAME": OCI_USER,
         "STREAMCACHE_KAFKA_SASL_PASSWORD": "auth-token",
+        "STREAMCACHE_KAFKA_SASL_PASSWORD_SECRET_ID": "ocid1.vaultsecret.oc1.phx.aaaa",
         "STREAMCACHE_EVENT_SOURCE": "/cache-eu",
         "STREAMCACHE_INSTANCE_ID": "cache-1",
+        "STREAMCACHE_SNAPSHOT_URL": "oci://snapshots@mytenancy/cache",
+        "STREAMCACHE_STREAM_ID": "ocid1.stream.oc1.phx.aaaa",
+        "STREAMCACHE_SNAPSHOTS_KEEP": "5",
+        "STREAMCACHE_OCI_PROFILE": "STREAMCACHE",
+        "STREAMCACHE_OCI_CONFIG_FILE": "/etc/oci/config",
+        "STREAMCACHE_OCI_ENDPOINT": "http://127.0.0.1:9000/",
+        "STREAMCACHE_IMPORT_PREFIX": "bulk/",
+        "STREAMCACHE_IMPORT_URL": "file:///var/imports",
     }
     assert sorted(env) == sorted(Settings.env_names())
     settings = Settings.from_env(env)
@@ -57,9 +69,20 @@ def test_every_setting_is_read_from_its_variable():
         "kafka_security_protocol": "SASL_SSL",
         "kafka_sasl_username": OCI_USER,
         "kafka_sasl_password": "auth-token",
+        "kafka_sasl_password_secret_id": "ocid1.vaultsecret.oc1.phx.aaaa",
         "event_source": "/cache-eu",
         "instance_id": "cache-1",
+        "snapshot_url": "oci://snapshots@mytenancy/cache",
+        "stream_id": "ocid1.stream.oc1.phx.aaaa",
+        "snapshots_keep": 5,
+        "oci_profile": "STREAMCACHE",
+        "oci_config_file": "/etc/oci/config",
+        "oci_endpoint": "http://127.0.0.1:9000",
+        "import_prefix": "bulk/",
+        "import_url": "file:///var/imports",
     }
+    assert settings.snapshot_store_options() == {
+        "oci_profile": "STREAMCACHE", "oci_config_file": "/etc/oci/config", "oci_endpoint": "http://127.0.0.1:9000"}
 
 
 def test_the_process_environment_is_the_default_source(monkeypatch):
@@ -113,6 +136,18 @@ INVALID = [
     ("APPEND_TIMEOUT_MS", "5s"),
     ("KAFKA_SECURITY_PROTOCOL", "TLS"),
     ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+    ("SNAPSHOT_URL", "s3://bucket/prefix"),
+    ("SNAPSHOT_URL", "oci://bucket-without-namespace/prefix"),
+    ("SNAPSHOT_URL", "memory://"),
+    ("IMPORT_URL", "ftp://host/dir"),
+    ("STREAM_ID", "x" * 256),
+    ("SNAPSHOTS_KEEP", "0"),
+    ("SNAPSHOTS_KEEP", "all"),
+    ("OCI_ENDPOINT", "127.0.0.1:9000"),
+    ("IMPORT_PREFIX", "/imports/"),
+    ("IMPORT_PREFIX", "snapshots/imports/"),
+    ("IMPORT_PREFIX", "import-markers/"),
+    ("IMPORT_PREFIX", "imports"),
 ]
 
 
@@ -135,6 +170,9 @@ def test_all_problems_are_reported_at_once():
     assert len(found) == 6
     for name in ["LOG_URL", *(n.removeprefix("STREAMCACHE_") for n in env)]:
         assert sum(f"STREAMCACHE_{name}" in p for p in found) == 1, name
+    more = problems({**env, "STREAMCACHE_SNAPSHOT_URL": "s3://x", "STREAMCACHE_SNAPSHOTS_KEEP": "0",
+                     "STREAMCACHE_OCI_ENDPOINT": "nowhere"})
+    assert len(more) == 9
     with pytest.raises(ConfigError) as raised:
         Settings.from_env(env)
     assert all(problem in str(raised.value) for problem in found)
@@ -184,3 +222,24 @@ def test_the_auth_token_never_appears_in_a_problem():
     env = {**LOG, "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
            "STREAMCACHE_KAFKA_SASL_USERNAME": "bad", "STREAMCACHE_KAFKA_SASL_PASSWORD": "s3cr3t-token"}
     assert all("s3cr3t-token" not in p for p in problems(env))
+
+
+# ---- snapshots ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("log_url, stream", [("kafka://broker:9092/orders", "orders"), ("memory://cache?partitions=3", "cache")])
+def test_the_stream_id_defaults_to_the_log_s_topic(log_url, stream):
+    assert Settings.from_env({"STREAMCACHE_LOG_URL": log_url}).stream_id == stream
+    ocid = "ocid1.stream.oc1.phx.amaaaa"
+    assert Settings.from_env({"STREAMCACHE_LOG_URL": log_url, "STREAMCACHE_STREAM_ID": ocid}).stream_id == ocid
+
+
+@pytest.mark.parametrize("url", ["oci://snapshots@ns/cache/prod", "oci://b@ns", "file:///var/lib/streamcache",
+                                 "./.streamcache", "memory://snapshots"])
+def test_snapshot_urls_of_every_store_are_accepted(url):
+    assert Settings.from_env({**LOG, "STREAMCACHE_SNAPSHOT_URL": url}).snapshot_url == url
+
+
+def test_a_stream_id_with_control_characters_is_refused():
+    (problem,) = problems({**LOG, "STREAMCACHE_STREAM_ID": "two\nlines"})
+    assert "STREAMCACHE_STREAM_ID" in problem and "printable" in problem
