@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from . import cli_snapshots, cli_watch
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT_S = 30.0
 EXIT_OK, EXIT_MISS, EXIT_USAGE, EXIT_SERVER = 0, 1, 2, 3
@@ -102,10 +104,11 @@ def cmd_list(client, args) -> int:
 
 
 def cmd_dev(args) -> int:
-    from streamcache_local.dev import run  # the local stand-ins are not part of the function image
+    from streamcache_local.dev_command import run  # the local stand-ins are not part of the function image
 
     return run(port=args.port, instances=args.instances, partitions=args.partitions, log_url=args.log_url,
-               topic=args.topic)
+               topic=args.topic, data_dir=args.data_dir, compact_every_s=args.compact_every,
+               warm_every_s=args.warm_every, idle_timeout_s=args.idle_timeout)
 
 
 # ---- argument parsing ---------------------------------------------------------------------------
@@ -115,6 +118,13 @@ def _positive(raw: str) -> int:
     value = int(raw)
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
     return value
 
 
@@ -145,6 +155,14 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--partitions", type=_positive, default=3, help="partitions of the topic (default 3)")
     dev.add_argument("--log-url", help="use this log (kafka://HOST:PORT/TOPIC) instead of starting a broker")
     dev.add_argument("--topic", help="topic on the local broker (default streamcache)")
+    dev.add_argument("--data-dir", default=".streamcache", metavar="DIR",
+                     help="snapshots (DIR/snapshots/) and files to import (DIR/imports/) (default ./.streamcache)")
+    dev.add_argument("--compact-every", type=_seconds, default=60.0, metavar="S",
+                     help="invoke the compactor every S seconds, as the Resource Scheduler would (default 60; 0 off)")
+    dev.add_argument("--warm-every", type=_seconds, default=30.0, metavar="S",
+                     help="GET /health through the gateway every S seconds, as an OCI health check (default 30; 0 off)")
+    dev.add_argument("--idle-timeout", type=_seconds, default=300.0, metavar="S",
+                     help="stop an instance after S seconds without a request (default 300; 0 never)")
     dev.set_defaults(run=lambda client, args: cmd_dev(args), needs_url=False)
 
     get = sub.add_parser("get", parents=[url], help="write a key's value to stdout")
@@ -171,6 +189,9 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=_positive, default=None, help="at most this many keys")
     listing.add_argument("--strong", action="store_true", help="catch up with the stream first")
     listing.set_defaults(run=cmd_list)
+
+    cli_snapshots.register(sub, url)  # compact, snapshots
+    cli_watch.register(sub, url)  # watch
     return top
 
 

@@ -7,7 +7,7 @@ Offsets follow Kafka's convention everywhere: ``next`` offsets and half-open ran
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, NamedTuple, Protocol
+from typing import Iterator, Mapping, NamedTuple, Protocol, Sequence
 
 from .core.records import Position
 
@@ -49,6 +49,16 @@ class MutationLog(Protocol):
         """Append one record and return its position once the broker acknowledged it (acks=all).
 
         A retried append may land twice; records carry request ids so that applying is idempotent.
+        """
+        ...
+
+    def append_many(self, items: Sequence[tuple[str, bytes]]) -> list[Position]:
+        """Append ``(key, value)`` records in bulk; return their positions, in the order of ``items``,
+        once the broker acknowledged every one of them (acks=all).
+
+        Records of one key land in the order given. Faster than ``append`` in a loop (records are
+        batched); if it raises, any prefix of the records may have landed (retrying is safe: records
+        carry request ids).
         """
         ...
 

@@ -15,7 +15,7 @@ Errors (all :class:`SnapshotStoreError`)::
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from .core.errors import StreamcacheError
 
@@ -40,6 +40,10 @@ class SnapshotStoreUnavailable(SnapshotStoreError):
     """The store cannot be reached, or refused the request (auth, missing bucket, throttling, 5xx).
 
     The message says which; transient ones are worth retrying, the others need an operator."""
+
+
+#: The default chunk size of :meth:`SnapshotStore.open_stream`.
+DEFAULT_CHUNK_BYTES = 1 << 20
 
 
 def check_name(name: str) -> str:
@@ -77,6 +81,16 @@ class SnapshotStore(Protocol):
 
     def get(self, name: str) -> bytes:
         """The bytes of ``name``. Raises :class:`SnapshotNotFound` if there is no such object."""
+        ...
+
+    def open_stream(self, name: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
+        """The bytes of ``name`` as an iterator of non-empty chunks of about ``chunk_bytes``, read
+        as they are consumed, so that an object of any size is never held whole (bulk imports).
+
+        Raises :class:`SnapshotNotFound` at the call if there is no such object; a failure while
+        reading raises :class:`SnapshotStoreUnavailable` from the iteration. The iterator is a
+        generator: exhaust it or ``close()`` it to release the file or connection.
+        """
         ...
 
     def list(self, prefix: str = "") -> list[str]:

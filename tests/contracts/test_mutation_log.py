@@ -177,9 +177,35 @@ def test_an_unreachable_log_raises_log_unavailable(make_log):
             doomed.create_topic("gone", 1)
             log = KafkaLog(doomed.bootstrap, "gone", timeout_ms=1500)
             log.append("k", b"before")
+            log.append_many([("k", b"before")])  # the bulk producer is connected too
         # the broker is stopped now
     with pytest.raises(LogUnavailable):
         log.append("k", b"x")
     with pytest.raises(LogUnavailable):
+        log.append_many([("k", b"x"), ("k", b"y")])
+    with pytest.raises(LogUnavailable):
         list(log.read({0: 0}))
     log.close()
+
+
+def test_append_many_returns_positions_in_input_order_and_keeps_the_order_of_a_key(make_log):
+    log = make_log(3)
+    items = [(f"k{i % 7}", b"v%d" % i) for i in range(500)]
+    positions = log.append_many(items)
+    assert len(positions) == len(set(positions)) == 500
+    assert all(p.partition == log.partition_for(key) for p, (key, _) in zip(positions, items))
+    for key in {k for k, _ in items}:
+        offsets = [p.offset for p, (k, _) in zip(positions, items) if k == key]
+        assert offsets == sorted(offsets)  # a key's records land in the order given
+    read_back = {r.position: (r.key.decode(), r.value) for r in log.read({0: 0, 1: 0, 2: 0})}
+    assert read_back == dict(zip(positions, items))
+
+
+def test_append_many_mixes_with_single_appends_and_accepts_nothing(make_log):
+    log = make_log(2)
+    assert log.append_many([]) == []
+    first = log.append("a", b"1")
+    batch = log.append_many([("a", b"2"), ("a", b"3")])
+    last = log.append("a", b"4")
+    assert [first.offset, *(p.offset for p in batch), last.offset] == [0, 1, 2, 3]
+    assert [r.value for r in log.read({first.partition: 0})] == [b"1", b"2", b"3", b"4"]

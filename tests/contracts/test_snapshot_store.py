@@ -159,3 +159,31 @@ def test_a_snapshot_travels_through_the_store_by_its_name(store):
     assert len(names) == 2
     restored = decode_snapshot(store.get(names[0])).table
     assert restored.get("k", 0).value == b"w"
+
+
+def test_open_stream_yields_the_bytes_in_bounded_chunks(store):
+    data = os.urandom(300_000) + b"\n" + bytes(range(256)) * 10
+    store.put_new("imports/big.jsonl", data)
+    store.put_new("imports/empty.jsonl", b"")
+    chunks = list(store.open_stream("imports/big.jsonl", chunk_bytes=64 * 1024))
+    assert b"".join(chunks) == data
+    assert len(chunks) >= 5 and all(0 < len(c) <= 64 * 1024 for c in chunks)
+    assert list(store.open_stream("imports/empty.jsonl")) == []
+
+
+def test_open_stream_of_a_missing_name_raises_not_found_at_the_call(store):
+    with pytest.raises(SnapshotNotFound):
+        store.open_stream("imports/missing.jsonl")
+    with pytest.raises(InvalidSnapshotName):
+        store.open_stream("imports/../x")
+
+
+def test_a_stream_closed_early_ends_and_leaves_the_store_usable(store):
+    store.put_new("imports/a.jsonl", b"x" * 200_000)
+    for _ in range(20):  # more than a connection pool holds: closed streams must give theirs back
+        stream = store.open_stream("imports/a.jsonl", chunk_bytes=1000)
+        assert next(stream) == b"x" * 1000
+        stream.close()
+        with pytest.raises(StopIteration):
+            next(stream)
+    assert store.get("imports/a.jsonl") == b"x" * 200_000

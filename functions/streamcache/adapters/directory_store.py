@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from ..snapshot_store import (
+    DEFAULT_CHUNK_BYTES,
     InvalidSnapshotName,
     SnapshotExists,
     SnapshotNotFound,
@@ -67,6 +69,27 @@ class DirectoryStore:
             raise SnapshotNotFound(f"snapshot store {self.root}: no object {name!r}") from None
         except OSError as exc:
             raise self._unavailable("read", name, exc) from exc
+
+    def open_stream(self, name: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
+        path = self._path(name)
+        try:
+            file = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise SnapshotNotFound(f"snapshot store {self.root}: no object {name!r}") from None
+        except OSError as exc:
+            raise self._unavailable("read", name, exc) from exc
+        return self._chunks(file, name, chunk_bytes)
+
+    def _chunks(self, file: BinaryIO, name: str, chunk_bytes: int) -> Iterator[bytes]:
+        with file:
+            while True:
+                try:
+                    chunk = file.read(chunk_bytes)
+                except OSError as exc:
+                    raise self._unavailable("read", name, exc) from exc
+                if not chunk:
+                    return
+                yield chunk
 
     def list(self, prefix: str = "") -> list[str]:
         folder = prefix.rpartition("/")[0]

@@ -4,6 +4,11 @@ Producer: acks=all, no idempotence (OCI Streaming does not implement it; records
 instead), a few retries (OCI recycles connections), explicit partition = murmur2(key) so the memory
 adapter and every writer agree on where a key lives. ``append`` blocks until the broker acknowledged.
 
+Bulk producer (``append_many``, used by imports): a second producer, created on first use, that
+batches (``linger_ms``, 256 KiB batches) for throughput with the same acks=all and retries, and one
+request in flight per connection: without idempotence, a retried batch could otherwise land after
+the next one and reorder records of a key.
+
 Consumer: manual assignment of every partition, no consumer group (each instance needs the whole
 stream; groups would split it), positions kept across calls so a catch-up only fetches the tail.
 
@@ -19,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -32,6 +37,12 @@ from ..ports import LogBounds, LogRecord
 
 if TYPE_CHECKING:
     from ..settings import Settings
+
+
+#: The bulk producer's batching: wait up to 5 ms for a batch to fill, batches up to 256 KiB (a produce
+#: request carries at most 1 MiB, OCI Streaming's limit).
+BULK_LINGER_MS = 5
+BULK_BATCH_BYTES = 256 * 1024
 
 
 @contextmanager
@@ -56,6 +67,7 @@ class KafkaLog:
         self._client_id = client_id
         self._security = dict(security or {})
         self._producer: KafkaProducer | None = None
+        self._bulk_producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._partitions: list[TopicPartition] | None = None
         self._lock = threading.RLock()  # the consumer is not thread-safe
@@ -85,6 +97,16 @@ class KafkaLog:
                     max_block_ms=self._timeout_ms, delivery_timeout_ms=max(30_000, 2 * self._timeout_ms),
                     max_request_size=1_048_576, allow_auto_create_topics=False, **self._common())
         return self._producer
+
+    def _get_bulk_producer(self) -> KafkaProducer:
+        if self._bulk_producer is None:
+            with map_kafka_errors("connecting the bulk producer"):
+                self._bulk_producer = KafkaProducer(
+                    acks="all", enable_idempotence=False, retries=5, max_in_flight_requests_per_connection=1,
+                    linger_ms=BULK_LINGER_MS, batch_size=BULK_BATCH_BYTES, max_block_ms=self._timeout_ms,
+                    delivery_timeout_ms=max(30_000, 2 * self._timeout_ms), max_request_size=1_048_576,
+                    allow_auto_create_topics=False, **self._common())
+        return self._bulk_producer
 
     def _get_consumer(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -130,6 +152,25 @@ class KafkaLog:
             future = producer.send(self.topic, key=key.encode("utf-8"), value=value, partition=partition)
             metadata = future.get(timeout=self._timeout_ms / 1000)
         return Position(metadata.partition, metadata.offset)
+
+    def append_many(self, items: Sequence[tuple[str, bytes]]) -> list[Position]:
+        if not items:
+            return []
+        count = self.partitions
+        producer = self._get_bulk_producer()
+        with map_kafka_errors(f"appending {len(items)} records to {self.topic}"):
+            futures = []
+            for key, value in items:
+                raw_key = key.encode("utf-8")
+                partition = (murmur2(raw_key) & 0x7FFFFFFF) % count  # partition_for, without its lookups
+                futures.append(producer.send(self.topic, key=raw_key, value=value, partition=partition))
+            # Acks come back in order per partition: each wait is bounded by the append timeout, so a
+            # large bulk may take as long as it needs while it progresses, and a stall fails fast.
+            positions = []
+            for future in futures:
+                metadata = future.get(timeout=self._timeout_ms / 1000)
+                positions.append(Position(metadata.partition, metadata.offset))
+        return positions
 
     def bounds(self) -> LogBounds:
         with self._lock, map_kafka_errors(f"reading the bounds of {self.topic}"):
@@ -206,14 +247,15 @@ class KafkaLog:
 
     def close(self) -> None:
         with self._lock:
-            if self._producer is not None:
-                _close_producer(self._producer)
+            for producer in (self._producer, self._bulk_producer):
+                if producer is not None:
+                    _close_producer(producer)
             if self._consumer is not None:
                 try:
                     self._consumer.close()
                 except kafka_errors.KafkaError:  # best effort: the broker may be gone
                     pass
-            self._producer = self._consumer = None
+            self._producer = self._bulk_producer = self._consumer = None
 
 
 def _close_producer(producer: KafkaProducer) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import ClassVar, Iterator, Mapping
+from typing import ClassVar, Iterator, Mapping, Sequence
 
 from kafka.partitioner.default import murmur2
 
@@ -65,6 +65,10 @@ class MemoryLog:
             position = Position(partition, self._first[partition] + len(records))
             records.append(LogRecord(position, key.encode("utf-8"), value, int(self._clock() * 1000)))
         return position
+
+    def append_many(self, items: Sequence[tuple[str, bytes]]) -> list[Position]:
+        self._check()
+        return [self.append(key, value) for key, value in items]
 
     def bounds(self) -> LogBounds:
         self._check()

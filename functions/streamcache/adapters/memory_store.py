@@ -7,9 +7,9 @@ compactor and a cache instance in one test see the same snapshots.
 from __future__ import annotations
 
 import threading
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
-from ..snapshot_store import SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
+from ..snapshot_store import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
 
 
 class MemoryStore:
@@ -60,6 +60,10 @@ class MemoryStore:
         if data is None:
             raise SnapshotNotFound(f"snapshot store: no object {name!r}")
         return data
+
+    def open_stream(self, name: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
+        data = self.get(name)
+        return (data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes))
 
     def list(self, prefix: str = "") -> list[str]:
         self._check()

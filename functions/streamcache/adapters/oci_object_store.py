@@ -27,7 +27,7 @@ import oci
 from oci._vendor.requests.exceptions import RequestException as TransportError
 
 from ..core.errors import ConfigError
-from ..snapshot_store import SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
+from ..snapshot_store import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
 
 DEFAULT_CONFIG_FILE = "~/.oci/config"
 #: (connect, read) seconds. A snapshot of 1M keys is ~110 MB: a read timeout is per socket read.
@@ -137,6 +137,22 @@ class OciObjectStore:
         with self._errors("read", name):
             response = self._client.get_object(self.namespace, self.bucket, full)
             return response.data.content
+
+    def open_stream(self, name: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
+        full = self._full(name)
+        with self._errors("read", name):
+            response = self._client.get_object(self.namespace, self.bucket, full)
+        return self._chunks(response.data, name, chunk_bytes)
+
+    def _chunks(self, body, name: str, chunk_bytes: int) -> Iterator[bytes]:
+        # ``body`` is the SDK's unread streaming response: chunks arrive as they are consumed.
+        try:
+            with self._errors("read", name):
+                for chunk in body.iter_content(chunk_bytes):
+                    if chunk:
+                        yield chunk
+        finally:
+            body.close()
 
     def list(self, prefix: str = "") -> list[str]:
         names: list[str] = []
