@@ -1,52 +1,74 @@
 """``streamcache dev``: the whole topology on one machine, as it runs on OCI.
 
-    client --HTTP--> gateway (127.0.0.1:PORT) --Fn invoke over a unix socket--> fdk instances fn1..fnN
-                                                                                  |  append / read
-                                                                                  v
-                                                     Tansu, a Kafka-protocol broker (the OCI Stream)
+    client --HTTP--> gateway (127.0.0.1:PORT) --Fn invoke over a unix socket--> cache instances fn1..fnN
+                        |  (invoke API)                                             |  append / read
+                        v                                                           v
+                  compactor instance --------- reads, folds ---------> Tansu, a Kafka-protocol broker
+                        |                                                  (the OCI Stream)
+                        v
+                  <data-dir>/snapshots/  (the bucket; see data_dir.py)
 
 :class:`DevStack` starts the parts in order (gateway port first, so a taken port fails before anything
 runs), and :meth:`DevStack.stop` stops them in reverse: no process and no socket file is left behind.
-Tests use it directly; :func:`run` is the command, which also stops everything on SIGINT/SIGTERM.
+With a ``data_dir`` it also plays OCI's part around the functions (lifecycle.py): the compaction
+schedule, health checks, idle reclaim with cold starts on demand, Object Storage events for
+``imports/``, and it carries the data over from the previous run (data_dir.py); :meth:`stop` then
+runs a final compaction once no request is in flight. Tests use it directly (``background=False``
+and :meth:`tick` with their own clock); ``streamcache dev`` is :func:`.dev_command.run`.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Mapping, TextIO
-from urllib.parse import urlsplit
 
+from . import data_dir as data
+from . import stack_info
+from . import lifecycle
 from .broker import LocalBroker, start_broker
-from .fn_runner import FnInstance, LogSink, start_instances
-from .invoke_endpoint import function_ocid
+from .fn_runner import FnInstance, LogSink, start_instance
 from .gateway import DEFAULT_BUSY_WAIT_S, GatewayServer, Pool
+from .invoke_endpoint import function_ocid, pool_functions
 
 DEFAULT_TOPIC = "streamcache"
+DEFAULT_DATA_DIR = ".streamcache"
 WARM_UP_TIMEOUT_S = 30.0
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, the terminal closing
+COMPACTOR_PATH = Path(__file__).resolve().parents[2] / "functions" / "compactor" / "func.py"
+COMPACTOR_TIMEOUT_S = 300.0  # OCI Functions' longest function timeout: compactions and imports may be long
+# Config the stack itself decides; the developer's environment does not override these.
+STACK_SETTINGS = frozenset({"STREAMCACHE_LOG_URL", "STREAMCACHE_SNAPSHOT_URL", "STREAMCACHE_STREAM_ID",
+                            "STREAMCACHE_IMPORT_URL"})
 
 
 class DevStack:
-    """Broker (unless ``log_url`` is given), topic, ``instances`` function instances and a gateway.
+    """Broker (unless ``log_url`` is given), topic, up to ``instances`` cache instances behind a
+    gateway and, with ``data_dir``, a compactor instance and the lifecycle jobs.
 
     ``with DevStack(port=0) as stack: ...`` or ``stack = DevStack(...).start(); ...; stack.stop()``.
-    ``config`` is extra function config (``STREAMCACHE_*`` names) given to every instance."""
+    ``config`` is extra function config (``STREAMCACHE_*`` names) given to every instance. Intervals
+    of 0 turn a job off. ``clock`` (monotonic seconds) dates requests and drives the jobs;
+    ``background=False`` runs no job thread: call :meth:`tick`. ``say`` receives lifecycle lines."""
 
     def __init__(self, port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str | None = None,
                  topic: str = DEFAULT_TOPIC, config: Mapping[str, str] | None = None, host: str = "127.0.0.1",
                  busy_wait_s: float = DEFAULT_BUSY_WAIT_S, warm_up: bool = True,
-                 log_sink: LogSink | None = None, access_log: TextIO | Callable[[str], None] | None = None) -> None:
+                 log_sink: LogSink | None = None, access_log: TextIO | Callable[[str], None] | None = None,
+                 data_dir: str | os.PathLike[str] | None = None, compact_every_s: float = 60.0,
+                 warm_every_s: float = 30.0, idle_timeout_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic, background: bool = True,
+                 say: Callable[[str], None] | None = None, compactor_path: Path | None = None) -> None:
         if instances < 1 or partitions < 1:
             raise ValueError("instances and partitions must be at least 1")
-        if log_url is not None and log_url.startswith("memory:") and instances > 1:
-            raise ValueError("a memory:// log lives inside one process, so instances would not share it; "
-                             "use --instances 1 or a kafka:// log")
+        if log_url is not None and log_url.startswith("memory:") and (instances > 1 or data_dir is not None):
+            raise ValueError("a memory:// log lives inside one process, so other instances (and the compactor) "
+                             "would not share it; use --instances 1 without a data dir, or a kafka:// log")
         self.port, self.host, self.instance_count, self.partitions = port, host, instances, partitions
         self.topic = topic
         self.requested_log_url = log_url
@@ -55,12 +77,34 @@ class DevStack:
         self.warm_up = warm_up
         self.log_sink = log_sink
         self.access_log = access_log
+        self.data_dir = None if data_dir is None else Path(data_dir).resolve()
+        self.compact_every_s, self.warm_every_s, self.idle_timeout_s = compact_every_s, warm_every_s, idle_timeout_s
+        self.clock = clock
+        self.background = background
+        self.say = say or (lambda line: None)
+        self.compactor_path = compactor_path or COMPACTOR_PATH
         self.broker: LocalBroker | None = None
         self.log_url: str | None = log_url
-        self.instances: list[FnInstance] = []
         self.gateway: GatewayServer | None = None
+        self.pool: Pool | None = None
+        self.compactor_pool: Pool | None = None
+        self.compactor: lifecycle.InvokeTarget | None = None
+        self.imports: lifecycle.ImportWatcher | None = None
         self.socket_dir: str | None = None
         self.cold_starts_ms: dict[str, float] = {}  # the first call: imports func.py, replays the log
+        self.run_id: str | None = None
+        self.stream_id: str | None = None  # None: the functions' default (the topic)
+        self.restored: data.RestoreSource | None = None
+        self.restored_keys = 0
+        self.final_compaction: dict | None = None
+        self._all_instances: list[FnInstance] = []  # every instance ever started: stop() stops them all
+        self._instances_lock = threading.Lock()
+        self._names = itertools.count(instances + 1)  # fn3, fn4...: cold-started instances
+        self._compactor_names = itertools.count(1)
+        self._schedules: list[lifecycle.Schedule] = []
+        self._tickers: list[lifecycle.BackgroundTicker] = []
+        self._lock: data.DataDirLock | None = None
+        self._serving = False
         self._stopped = False
 
     @property
@@ -69,33 +113,128 @@ class DevStack:
             raise RuntimeError("the stack is not running")
         return self.gateway.url
 
+    @property
+    def instances(self) -> list[FnInstance]:
+        """The cache instances running now (the reaper stops some, requests start new ones)."""
+        return self.pool.live() if self.pool is not None else []
+
     def start(self) -> "DevStack":
         try:
-            pool = Pool([])
+            self.pool = Pool([], spawn=self._cold_start, capacity=self.instance_count, clock=self.clock)
             # Bind first: a port already in use should fail before any process starts.
-            self.gateway = GatewayServer(pool, self.host, self.port, busy_wait_s=self.busy_wait_s,
+            self.gateway = GatewayServer(self.pool, self.host, self.port, busy_wait_s=self.busy_wait_s,
                                          access_log=self.access_log)
+            if self.data_dir is not None:
+                self._lock = data.DataDirLock(self.data_dir).acquire()
             if self.requested_log_url is None:
                 self.broker = start_broker(self.host)
                 self.broker.create_topic(self.topic, self.partitions)
                 self.log_url = self.broker.log_url(self.topic)
             # Short on purpose: a unix socket path must fit in 107 bytes.
             self.socket_dir = tempfile.mkdtemp(prefix="sc-", dir="/tmp")
-            config = {**self.config, "STREAMCACHE_LOG_URL": self.log_url}
-            self.instances = start_instances(self.instance_count, self.socket_dir, config, self.log_sink)
-            pool.instances.extend(self.instances)
+            if self.data_dir is not None:
+                self._carry_over()
+            self._start_instances()
             if self.warm_up:
                 self._warm_up()
+            if self.data_dir is not None:
+                self._start_lifecycle()
+            self.gateway.stack_info = stack_info.describe(
+                str(self.log_url), self.partitions, self.gateway.url, stream_id=self.stream_id,
+                data_dir=None if self.data_dir is None else str(self.data_dir))
             self.gateway.start()
+            self._serving = True
+            for ticker in self._tickers:
+                ticker.start()
         except BaseException:
             self.stop()
             raise
         return self
 
+    # ---- starting ---------------------------------------------------------------------------------
+
+    def function_config(self) -> dict[str, str]:
+        """What every instance (cache and compactor) gets as config."""
+        config = {name: value for name, value in self.config.items() if name not in STACK_SETTINGS}
+        config["STREAMCACHE_LOG_URL"] = str(self.log_url)
+        if self.data_dir is not None:
+            bucket = data.snapshot_store_url(self.data_dir)
+            config["STREAMCACHE_SNAPSHOT_URL"] = bucket
+            config["STREAMCACHE_IMPORT_URL"] = bucket + "/"  # import objects are named imports/<file>
+        if self.stream_id is not None:
+            config["STREAMCACHE_STREAM_ID"] = self.stream_id
+        return config
+
+    def _carry_over(self) -> None:
+        """A fresh local broker means an empty stream: give the run its own stream identity and
+        seed it from the newest snapshot of an earlier run (before any instance starts)."""
+        if self.broker is None:
+            return  # a stream that outlives us: its snapshots go on under its own identity (the topic)
+        self.run_id = data.new_run_id()
+        self.stream_id = data.run_stream_id(self.topic, self.run_id)
+        self.restored = data.find_restore_source(self.data_dir, self.topic, lambda m: self.say(f"restore: {m}"))
+        if self.restored is None:
+            return
+        from streamcache.adapters import open_log
+        from streamcache.settings import Settings
+
+        log = open_log(Settings(log_url=str(self.log_url), instance_id="dev-restore"))
+        try:
+            self.restored_keys = data.reseed(
+                log, self.restored.table, int(time.time() * 1000),
+                lambda done, held: self.say(f"restore: {done} of at most {held} keys appended to the new stream"))
+        finally:
+            log.close()
+        as_of = datetime.fromtimestamp(self.restored.header.as_of_ms / 1000, timezone.utc).isoformat(timespec="seconds")
+        self.say(f"restore: {self.restored_keys} keys restored from run {self.restored.stream} (snapshot "
+                 f"{self.restored.name}, log time {as_of}); versions (ETags) of that run are not valid in this one")
+
+    def _start_instances(self) -> None:
+        config = self.function_config()
+        starting = [self._start("fn" + str(n), config, wait=False) for n in range(1, self.instance_count + 1)]
+        if self.data_dir is not None:
+            starting.append(self._start_compactor(wait=False))
+        for instance in starting:
+            instance.wait_ready()
+        for instance in starting[: self.instance_count]:
+            self.pool.add(instance)
+        if self.data_dir is not None:
+            self.compactor_pool = Pool([starting[-1]], spawn=self._cold_start_compactor, capacity=1, clock=self.clock)
+
+    def _start(self, name: str, config: Mapping[str, str], wait: bool, **options) -> FnInstance:
+        instance = start_instance(name, self.socket_dir, config, log_sink=self.log_sink, wait=False, **options)
+        with self._instances_lock:
+            self._all_instances.append(instance)
+        if wait:
+            instance.wait_ready()
+        return instance
+
+    def _start_compactor(self, wait: bool) -> FnInstance:
+        name = f"compactor{next(self._compactor_names)}"
+        return self._start(name, self.function_config(), wait, function_path=self.compactor_path,
+                           fn_name="compactor")
+
+    def _cold_start(self) -> FnInstance:
+        """The gateway pool's spawn: a new cache instance for a request, as OCI starts a container."""
+        started = time.perf_counter()
+        instance = self._start(f"fn{next(self._names)}", self.function_config(), wait=True)
+        self._said_cold_start(instance, started, "it restores before answering its first request")
+        return instance
+
+    def _cold_start_compactor(self) -> FnInstance:
+        started = time.perf_counter()
+        instance = self._start_compactor(wait=True)
+        self._said_cold_start(instance, started, "for the invoke that needs it")
+        return instance
+
+    def _said_cold_start(self, instance: FnInstance, started: float, note: str) -> None:
+        self.say(f"pool {instance.name} cold start: process ready in {(time.perf_counter() - started) * 1000:.0f} ms "
+                 f"(pid {instance.pid}); {note}")
+
     def _warm_up(self) -> None:
         """Send ``GET /health`` to each instance: the first call imports func.py and replays the log
         (a cold start), so the first user request is fast and a broken config shows up now."""
-        for instance in self.instances:
+        for instance in self.pool.live():
             started = time.perf_counter()
             answer = instance.client.http_call("GET", "/health", timeout_s=WARM_UP_TIMEOUT_S)
             if answer.status != 200:
@@ -103,19 +242,81 @@ class DevStack:
                                    f"{answer.body.decode('utf-8', errors='replace')}")
             self.cold_starts_ms[instance.name] = (time.perf_counter() - started) * 1000
 
+    def _start_lifecycle(self) -> None:
+        self.compactor = pool_functions(self.compactor_pool, "compactor", self.busy_wait_s,
+                                        COMPACTOR_TIMEOUT_S)["compactor"]
+        self.gateway.functions.update(pool_functions(self.compactor_pool, "compactor", self.busy_wait_s,
+                                                     COMPACTOR_TIMEOUT_S))
+        if self.restored is not None:
+            # The new run's own first snapshot; only then are the earlier runs' folders moved away.
+            answer = lifecycle.compact(self.compactor, self.say, "start-up")
+            if answer.get("status") == 200:
+                earlier = data.earlier_runs(self.data_dir, self.topic)
+                data.archive_runs(self.data_dir, self.topic, [s for s in earlier if s != self.stream_id])
+            else:
+                self.say("restore: the start-up compaction failed; the earlier run's snapshots stay in place")
+        self.imports = lifecycle.ImportWatcher(self.data_dir, lambda event: lifecycle.invoke_json(self.compactor, event),
+                                               self.say)
+        compactor_jobs = lifecycle.Schedule(self.clock, self.say)
+        compactor_jobs.every(self.compact_every_s, "compaction", lambda: lifecycle.compact(self.compactor, self.say))
+        compactor_jobs.every(lifecycle.IMPORT_POLL_S, "imports", self.imports.poll)
+        gateway_jobs = lifecycle.Schedule(self.clock, self.say)
+        gateway_jobs.every(self.warm_every_s, "warmer", lambda: lifecycle.warm(self.url, self.say))
+        if self.idle_timeout_s > 0:
+            pools = (self.pool, self.compactor_pool)
+            gateway_jobs.every(lifecycle.REAP_CHECK_S, "reaper", lambda: lifecycle.reap(pools, self.idle_timeout_s, self.say))
+        self._schedules = [compactor_jobs, gateway_jobs]
+        if self.background:
+            self._tickers = [lifecycle.BackgroundTicker(compactor_jobs, "compactor-jobs"),
+                             lifecycle.BackgroundTicker(gateway_jobs, "gateway-jobs")]
+
+    # ---- running ----------------------------------------------------------------------------------
+
+    def tick(self) -> list[str]:
+        """Run the lifecycle jobs that are due by ``clock`` (tests drive time with this)."""
+        return [name for schedule in self._schedules for name in schedule.tick()]
+
+    def take_out_exited(self) -> list[FnInstance]:
+        """Instances that exited on their own (not stopped by us): out of their pool; the next
+        request that needs one starts a fresh instance."""
+        exited = []
+        for pool in (self.pool, self.compactor_pool):
+            for instance in pool.live() if pool is not None else []:
+                if not instance.alive():
+                    pool.mark_dead(instance)
+                    exited.append(instance)
+        return exited
+
+    # ---- stopping ---------------------------------------------------------------------------------
+
     def stop(self) -> None:
-        """Stop the gateway, the instances and the broker; remove the socket directory. Idempotent."""
+        """Stop the jobs and the gateway, let requests in flight finish, run a final compaction,
+        then stop the instances and the broker and remove the socket directory. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
+        for ticker in self._tickers:
+            ticker.stop(COMPACTOR_TIMEOUT_S)  # waits for a compaction or import in progress
         if self.gateway is not None:
             self.gateway.stop()
-        for instance in self.instances:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.wait_idle(self.gateway.call_timeout_s if self.gateway else 30.0)
+        if self._serving and self.compactor is not None:
+            # After the last write was answered: the snapshot holds every acknowledged write.
+            self.final_compaction = lifecycle.compact(self.compactor, self.say, "final")
+        if self.compactor_pool is not None:
+            self.compactor_pool.close()
+        with self._instances_lock:
+            started = list(self._all_instances)
+        for instance in started:
             instance.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> "DevStack":
         return self.start()
@@ -136,74 +337,39 @@ class DevStack:
             cold = self.cold_starts_ms.get(instance.name)
             warm = f", warmed up (first call {cold:.0f} ms)" if cold is not None else ""
             lines.append(f"  function  {instance.name} pid {instance.pid}, socket {instance.socket_path}{warm}")
-        lines += [f"  gateway   {self.url} -> {len(self.instances)} instance(s), one request at a time each",
-                  f"  invoke    POST {self.url}/20181201/functions/cache/actions/invoke "
-                  f"(function id {function_ocid('cache')})", "",
-                  "Try:",
+        lines.append(f"  gateway   {self.url} -> up to {self.instance_count} cache instance(s), one request at a "
+                     "time each")
+        lines.append(f"  invoke    POST {self.url}/20181201/functions/cache/actions/invoke "
+                     f"(function id {function_ocid('cache')})")
+        if self.data_dir is not None:
+            lines += self._describe_lifecycle()
+        lines += ["", "Try:",
                   f"  curl -X PUT {self.url}/cache/a -d 1",
                   f"  curl -i {self.url}/cache/a",
                   f"  curl '{self.url}/cache?prefix='",
                   f"""  curl -X POST {self.url}/20181201/functions/cache/actions/invoke -d '{{"operation":"GET","key":"a"}}'""",
                   f"  STREAMCACHE_URL={self.url} streamcache get a", "",
-                  "Ctrl-C stops everything."]
+                  "Ctrl-C stops everything (after a final compaction)." if self.data_dir else "Ctrl-C stops everything."]
         return "\n".join(lines)
 
+    def _describe_lifecycle(self) -> list[str]:
+        compactor = self.compactor_pool.live()[0] if self.compactor_pool and self.compactor_pool.live() else None
+        lines = [f"  compactor {compactor.name} pid {compactor.pid}, socket {compactor.socket_path}" if compactor
+                 else "  compactor (not running)",
+                 f"            invoked {_every(self.compact_every_s)} (the Resource Scheduler), and once more on Ctrl-C; "
+                 f"POST {self.url}/20181201/functions/compactor/actions/invoke",
+                 f"  data      {self.data_dir}: snapshots/ (STREAMCACHE_SNAPSHOT_URL="
+                 f"{data.snapshot_store_url(self.data_dir)}), imports/ (drop JSON Lines files here)"]
+        if self.stream_id is not None:
+            restored = (f"{self.restored_keys} keys restored from run {self.restored.stream}"
+                        if self.restored is not None else "nothing to restore")
+            lines.append(f"            this run's stream: STREAMCACHE_STREAM_ID={self.stream_id}; {restored}")
+        lines.append(f"  lifecycle warmer GET /health {_every(self.warm_every_s)}; an instance idle for "
+                     f"{self.idle_timeout_s:g} s is stopped, the next request cold-starts one"
+                     if self.idle_timeout_s > 0 else f"  lifecycle warmer GET /health {_every(self.warm_every_s)}; "
+                     "idle instances are never stopped")
+        return lines
 
-def function_config_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The developer's STREAMCACHE_* settings become the function config (as app config on OCI);
-    the log URL is the stack's own."""
-    from streamcache.settings import Settings
 
-    names = set(Settings.env_names()) - {"STREAMCACHE_LOG_URL"}
-    return {name: value for name, value in env.items() if name in names}
-
-
-def run(port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str | None = None,
-        topic: str | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """The ``streamcache dev`` command: run until SIGINT or SIGTERM, then stop everything."""
-    out, err = out or sys.stdout, err or sys.stderr
-    if log_url is not None and topic is not None:
-        print("streamcache dev: --topic names the local broker's topic; with --log-url put the topic in the URL",
-              file=err)
-        return 2
-    if log_url is not None:
-        scheme = urlsplit(log_url).scheme
-        if scheme not in ("kafka", "memory"):
-            print(f"streamcache dev: --log-url must be kafka://HOST:PORT/TOPIC or memory://NAME, not {log_url!r}",
-                  file=err)
-            return 2
-    stop_requested = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in STOP_SIGNALS}
-
-    err_lock = threading.Lock()
-
-    def emit(line: str) -> None:
-        # One write per line under one lock: instance logs and gateway access lines never interleave.
-        with err_lock:
-            err.write(line + "\n")
-            err.flush()
-
-    stack = DevStack(port, instances, partitions, log_url, topic or DEFAULT_TOPIC,
-                     config=function_config_from_env(os.environ),
-                     log_sink=lambda name, stream, line: emit(f"{name} | {line}"), access_log=emit)
-    try:
-        try:
-            stack.start()
-        except (OSError, RuntimeError, ValueError) as exc:
-            print(f"streamcache dev: could not start: {exc}", file=err)
-            return 2
-        print(stack.describe(), file=out, flush=True)
-        reported: set[str] = set()
-        while not stop_requested.wait(0.5):
-            for instance in stack.instances:
-                if instance.name not in reported and not instance.alive():
-                    reported.add(instance.name)
-                    emit(f"streamcache dev: {instance.name} exited with code {instance.process.returncode}; "
-                         "the gateway no longer sends it requests")
-                    stack.gateway.pool.mark_dead(instance)
-        print("streamcache dev: stopping", file=out, flush=True)
-        return 0
-    finally:
-        stack.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def _every(seconds: float) -> str:
+    return f"every {seconds:g} s" if seconds > 0 else "off"

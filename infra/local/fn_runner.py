@@ -167,9 +167,9 @@ def function_env(name: str, socket_path: str, config: Mapping[str, str], app_nam
 
 
 def start_instance(name: str, socket_dir: str, config: Mapping[str, str], function_path: Path = FUNCTION_PATH,
-                   log_sink: LogSink | None = None, wait: bool = True) -> FnInstance:
+                   log_sink: LogSink | None = None, wait: bool = True, fn_name: str = "cache") -> FnInstance:
     """Start one instance as the agent does. ``log_sink`` receives its output lines (they are also
-    kept in ``instance.log_lines``)."""
+    kept in ``instance.log_lines``); ``fn_name`` is the function it is an instance of (FN_FN_NAME)."""
     socket_dir = os.path.abspath(socket_dir)  # FN_LISTENER must be absolute (the FDK lstrips "unix:")
     socket_path = os.path.join(socket_dir, f"{name}.sock")
     if len(socket_path.encode()) > MAX_UNIX_PATH:
@@ -177,7 +177,7 @@ def start_instance(name: str, socket_dir: str, config: Mapping[str, str], functi
     remove_socket_files(socket_path, os.path.join(socket_dir, f"phony{name}.sock"))
     process = subprocess.Popen(
         [fdk_script(), str(Path(function_path).resolve()), "handler"],
-        env=function_env(name, socket_path, config),
+        env=function_env(name, socket_path, config, fn_name=fn_name),
         cwd=str(Path(function_path).resolve().parent),  # Fn runs the function from its own directory
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

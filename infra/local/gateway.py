@@ -22,69 +22,21 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Sequence, TextIO
+from typing import Callable, TextIO
 
 import orjson
 
 from .fn_protocol import DEFAULT_CALL_TIMEOUT_S, FnTimeout, FnUnavailable, new_call_id
 from .invoke_endpoint import handle_invoke_request, is_invoke_path, pool_functions
+from .stack_info import is_stack_path, stack_answer
+from .pool import Pool
+
+__all__ = ["DEFAULT_BUSY_WAIT_S", "MAX_BODY_BYTES", "GatewayServer", "Pool"]
 
 MAX_BODY_BYTES = 6 * 1024 * 1024
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # read and drop an oversized body up to this, so the client sees the 413
 DEFAULT_BUSY_WAIT_S = 10.0
 CLIENT_IDLE_TIMEOUT_S = 60.0  # a client connection that sends nothing for this long is closed
-
-
-class Pool:
-    """The instances behind the gateway: an idle one is picked round-robin; one request at a time
-    each; callers wait (bounded) when all are busy. Dead instances leave the rotation."""
-
-    def __init__(self, instances: Sequence) -> None:
-        self.instances = list(instances)
-        self._busy: set[int] = set()
-        self._dead: set[int] = set()
-        self._next = 0
-        self._changed = threading.Condition()
-
-    def acquire(self, timeout_s: float):
-        """An idle live instance, or ``None`` if none became idle in time. Raises
-        :class:`FnUnavailable` when no instance is alive at all."""
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while True:
-                count = len(self.instances)
-                if len(self._dead) >= count:
-                    raise FnUnavailable("no function instance is running")
-                for step in range(count):
-                    index = (self._next + step) % count
-                    if index not in self._busy and index not in self._dead:
-                        self._busy.add(index)
-                        self._next = index + 1
-                        return self.instances[index]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._changed.wait(remaining)
-
-    def release(self, instance, dead: bool = False) -> None:
-        with self._changed:
-            index = self._index(instance)
-            self._busy.discard(index)
-            if dead:
-                self._dead.add(index)
-            self._changed.notify_all()
-
-    def mark_dead(self, instance) -> None:
-        with self._changed:
-            self._dead.add(self._index(instance))
-            self._changed.notify_all()
-
-    def live(self) -> list:
-        with self._changed:
-            return [inst for i, inst in enumerate(self.instances) if i not in self._dead]
-
-    def _index(self, instance) -> int:
-        return next(i for i, inst in enumerate(self.instances) if inst is instance)
 
 
 def _json_error(code: str, message: str) -> bytes:
@@ -142,6 +94,9 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        if is_stack_path(self.path):  # streamcache watch finds the local stream here
+            answer = stack_answer(self.command, self.server.stack_info)
+            return self._reply(answer.status, answer.headers, answer.body, started=started)
         if is_invoke_path(self.path):  # the OCI Functions invoke API (direct invokes), not API Gateway
             answer = handle_invoke_request(self.command, self.path, self.headers, body, self.server.functions)
             return self._reply(answer.status, answer.headers, answer.body, started=started)
@@ -277,6 +232,7 @@ class GatewayServer(ThreadingHTTPServer):
         self.pool = pool
         self.busy_wait_s = busy_wait_s
         self.call_timeout_s = call_timeout_s
+        self.stack_info: dict | None = None  # set by DevStack; served at /_local/stack
         self.functions = pool_functions(pool, "cache", busy_wait_s, call_timeout_s)
         self._access_log = access_log
         self._log_lock = threading.Lock()

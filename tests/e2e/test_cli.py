@@ -153,10 +153,12 @@ def _lines(pipe, sink: queue.Queue) -> None:
     pipe.close()
 
 
-def test_streamcache_dev_serves_and_stops_on_ctrl_c_without_leftovers(capsysbinary):
+def test_streamcache_dev_serves_and_stops_on_ctrl_c_without_leftovers(capsysbinary, tmp_path):
     script = Path(sys.executable).parent / "streamcache"
-    process = subprocess.Popen([str(script), "dev", "--port", "0", "--instances", "2", "--partitions", "2"],
+    process = subprocess.Popen([str(script), "dev", "--port", "0", "--instances", "2", "--partitions", "2",
+                                "--data-dir", str(tmp_path / "data")],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    pids: list[int] = []
     printed: queue.Queue = queue.Queue()
     reader = threading.Thread(target=_lines, args=(process.stdout, printed), daemon=True)
     reader.start()
@@ -169,7 +171,7 @@ def test_streamcache_dev_serves_and_stops_on_ctrl_c_without_leftovers(capsysbina
         url = re.search(r"gateway\s+(http://127\.0\.0\.1:\d+)", text).group(1)
         pids = [int(pid) for pid in re.findall(r"pid (\d+)", text)]
         sockets = re.findall(r"socket (\S+\.sock)", text)
-        assert len(pids) == 3 and len(sockets) == 2  # the broker and two instances
+        assert len(pids) == 4 and len(sockets) == 3  # the broker, two cache instances and the compactor
         assert "topic 'streamcache' with 2 partitions" in text
 
         assert cli.main(["--url", url, "put", "a", "1"]) == 0
@@ -179,9 +181,18 @@ def test_streamcache_dev_serves_and_stops_on_ctrl_c_without_leftovers(capsysbina
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # stop it as Ctrl-C would, so that it stops its children too
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            for pid in pids:  # and never leave a child behind, even when the test failed
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         reader.join(5)
     for pid in pids:
         with pytest.raises(ProcessLookupError):

@@ -1,0 +1,88 @@
+"""The ``streamcache dev`` command: start a :class:`~.dev.DevStack`, print what runs where, relay
+every instance's output and the gateway's access lines to stderr and the lifecycle events (restore,
+compactions, cold starts, idle stops, imports) to stdout, and on SIGINT/SIGTERM/SIGHUP stop it:
+jobs first, then the gateway, a final compaction once no request is in flight, then everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Mapping, TextIO
+from urllib.parse import urlsplit
+
+from streamcache.core.errors import StreamcacheError
+
+from .dev import DEFAULT_DATA_DIR, DEFAULT_TOPIC, STACK_SETTINGS, DevStack
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, the terminal closing
+
+
+def function_config_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The developer's STREAMCACHE_* settings become the function config (as app config on OCI);
+    the log, the snapshot store, the stream identity and the import bucket are the stack's own."""
+    from streamcache.settings import Settings
+
+    names = set(Settings.env_names()) - STACK_SETTINGS
+    return {name: value for name, value in env.items() if name in names}
+
+
+def run(port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str | None = None,
+        topic: str | None = None, data_dir: str | None = DEFAULT_DATA_DIR, compact_every_s: float = 60.0,
+        warm_every_s: float = 30.0, idle_timeout_s: float = 300.0,
+        out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """The ``streamcache dev`` command: run until SIGINT or SIGTERM, then compact and stop everything.
+    The signal handlers stay in place while stopping, so a second Ctrl-C does not cut the final
+    compaction short."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if log_url is not None and topic is not None:
+        print("streamcache dev: --topic names the local broker's topic; with --log-url put the topic in the URL",
+              file=err)
+        return 2
+    if log_url is not None:
+        scheme = urlsplit(log_url).scheme
+        if scheme not in ("kafka", "memory"):
+            print(f"streamcache dev: --log-url must be kafka://HOST:PORT/TOPIC or memory://NAME, not {log_url!r}",
+                  file=err)
+            return 2
+        if scheme == "memory" and data_dir is not None:
+            print("streamcache dev: a memory:// log cannot be compacted by another process: no snapshots, "
+                  "compactor or imports in this run", file=err)
+            data_dir = None
+    stop_requested = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in STOP_SIGNALS}
+
+    lock = threading.Lock()
+
+    def emit(stream: TextIO, line: str) -> None:
+        # One write per line under one lock: instance logs, access lines and events never interleave.
+        with lock:
+            stream.write(line + "\n")
+            stream.flush()
+
+    stack = DevStack(port, instances, partitions, log_url, topic or DEFAULT_TOPIC,
+                     config=function_config_from_env(os.environ),
+                     log_sink=lambda name, stream, line: emit(err, f"{name} | {line}"),
+                     access_log=lambda line: emit(err, line), data_dir=data_dir,
+                     compact_every_s=compact_every_s, warm_every_s=warm_every_s, idle_timeout_s=idle_timeout_s,
+                     say=lambda line: emit(out, f"{time.strftime('%H:%M:%S')} {line}"))
+    try:
+        try:
+            stack.start()
+        except (OSError, RuntimeError, ValueError, StreamcacheError) as exc:
+            print(f"streamcache dev: could not start: {exc}", file=err)
+            return 2
+        emit(out, stack.describe())
+        while not stop_requested.wait(0.5):
+            for instance in stack.take_out_exited():
+                emit(err, f"streamcache dev: {instance.name} exited with code {instance.process.returncode}; "
+                          "it is out of the pool, and the next request that needs an instance starts one")
+        emit(out, "streamcache dev: stopping" + (" (final compaction first)" if stack.compactor else ""))
+        return 0
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,155 @@
+"""The instances of one function, as the Fn agent keeps them: who is idle, who is busy, who is new.
+
+The gateway (API Gateway's stand-in) and the local invoke API take an instance from a :class:`Pool`
+for each request and give it back after. Like OCI Functions, a pool with a ``spawn`` callable grows
+under load and after idle reclaim (a cold start, up to ``capacity``), and the idle reaper of
+``streamcache dev`` (lifecycle.py) takes out instances that had no request for a while.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Sequence
+
+from .fn_protocol import FnUnavailable
+
+
+class Pool:
+    """The instances of one function behind the gateway, as the Fn agent keeps them.
+
+    An idle instance is picked round-robin; each takes one request at a time; callers wait (bounded)
+    when all are busy. With ``spawn`` (a callable that starts one ready instance) the pool also does
+    what OCI does under load and after idle reclaim: when no instance is idle and fewer than
+    ``capacity`` are running, the caller gets a freshly started one (a cold start). Dead instances
+    leave the pool; :meth:`retire_idle` takes out the ones without a request for a while, for the
+    idle reaper to stop. ``clock`` (seconds, monotonic) only dates requests, so tests can drive idle
+    time by hand; waiting for a busy instance always uses the real clock.
+    """
+
+    def __init__(self, instances: Sequence = (), spawn: Callable[[], object] | None = None,
+                 capacity: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._members: list[_Member] = [_Member(instance, clock()) for instance in instances]
+        self._spawn = spawn
+        self.capacity = capacity if capacity is not None else max(1, len(self._members))
+        self._starting = 0  # spawns in progress: they count against capacity
+        self._closed = False
+        self._next = 0
+        self._changed = threading.Condition()
+
+    @property
+    def instances(self) -> list:
+        """The instances in the pool now (busy or idle)."""
+        return self.live()
+
+    def add(self, instance) -> None:
+        with self._changed:
+            self._members.append(_Member(instance, self._clock()))
+            self._changed.notify_all()
+
+    def acquire(self, timeout_s: float):
+        """An idle instance (started now if the pool may grow), or ``None`` if none became idle in
+        time. Raises :class:`FnUnavailable` when no instance is running and none can be started,
+        or the pool is closed."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise FnUnavailable("the gateway is stopping")
+                count = len(self._members)
+                for step in range(count):
+                    member = self._members[(self._next + step) % count]
+                    if not member.busy:
+                        member.busy = True
+                        self._next = (self._next + step + 1) % count
+                        return member.instance
+                if self._spawn is not None and count + self._starting < self.capacity:
+                    self._starting += 1
+                    break  # start one outside the lock: it takes a while
+                if count == 0 and self._starting == 0:
+                    raise FnUnavailable("no function instance is running")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
+        return self._start_one()
+
+    def _start_one(self):
+        try:
+            instance = self._spawn()  # type: ignore[misc]
+        except Exception as exc:
+            with self._changed:
+                self._starting -= 1
+                self._changed.notify_all()
+            raise FnUnavailable(f"could not start a function instance: {exc}") from exc
+        with self._changed:
+            self._starting -= 1
+            member = _Member(instance, self._clock())
+            member.busy = True
+            self._members.append(member)
+            self._changed.notify_all()
+        return instance
+
+    def release(self, instance, dead: bool = False) -> None:
+        """Give ``instance`` back after a request; ``dead`` takes it out of the pool."""
+        with self._changed:
+            member = self._find(instance)
+            if member is not None:
+                member.busy = False
+                member.last_request = self._clock()
+                if dead:
+                    self._members.remove(member)
+            self._changed.notify_all()
+
+    def mark_dead(self, instance) -> None:
+        """Take an instance that exited out of the pool (a request holding it still releases it)."""
+        with self._changed:
+            member = self._find(instance)
+            if member is not None:
+                self._members.remove(member)
+            self._changed.notify_all()
+
+    def retire_idle(self, idle_s: float) -> list:
+        """Take out and return every idle instance whose last request (or start) is ``idle_s`` or
+        more ago; the caller stops them. A request arriving meanwhile gets another instance."""
+        now = self._clock()
+        with self._changed:
+            retired = [m for m in self._members if not m.busy and now - m.last_request >= idle_s]
+            for member in retired:
+                self._members.remove(member)
+            self._changed.notify_all()
+        return [member.instance for member in retired]
+
+    def live(self) -> list:
+        with self._changed:
+            return [member.instance for member in self._members]
+
+    def close(self) -> None:
+        """Refuse new requests from now on (requests in flight finish)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight and no instance is starting; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while any(m.busy for m in self._members) or self._starting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def _find(self, instance) -> "_Member | None":
+        return next((m for m in self._members if m.instance is instance), None)
+
+
+class _Member:
+    __slots__ = ("instance", "busy", "last_request")
+
+    def __init__(self, instance, now: float) -> None:
+        self.instance = instance
+        self.busy = False
+        self.last_request = now  # a fresh instance counts as just used: it is not reaped at once
