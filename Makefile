@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test bench setup clean
+.PHONY: dev test bench setup stage clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(ARGS)
+
+# Copies the shared library into each function's folder, as `fn build` does through func.yaml.
+stage:
+	python3 infra/stage_function.py functions/cache functions/compactor
 
 clean:
 	rm -rf $(VENV) .pytest_cache .streamcache
