@@ -1,0 +1,198 @@
+"""The results: ``latest.json`` (everything measured) and ``latest.md`` (the short table the README
+quotes), written next to the charts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+LATENCY_PATHS = (
+    ("handler", "in the handler (`CacheApp.handle`, in-process)"),
+    ("fdk_socket", "FDK unix socket (Fn protocol, `FnClient`)"),
+    ("gateway", "local gateway, HTTP keep-alive"),
+)
+
+
+def write_json(results: dict, folder: Path) -> Path:
+    path = folder / "latest.json"
+    _atomic_write(path, json.dumps(results, indent=1, sort_keys=False) + "\n")
+    return path
+
+
+def write_markdown(results: dict, folder: Path) -> Path:
+    path = folder / "latest.md"
+    _atomic_write(path, markdown(results))
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    redis = results["redis"]
+    lines = [f"Run: `{results['mode']}` mode, {results['started_at']}, {results['duration_s']:.0f} s.  ",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
+             f"load average {m.get('load_average_at_start')} at the start; "
+             + (f"Redis {redis['version']} (Debian package), redis-py {m['packages'].get('redis')}."
+                if redis["available"] else f"Redis: skipped ({redis['reason']})."), ""]
+    measurements = results["measurements"]
+    if "warm" in measurements:
+        lines += _warm(measurements["warm"])
+    if "durability" in measurements:
+        lines += _durability(measurements["durability"])
+    if "scaling" in measurements:
+        lines += _scaling(measurements["scaling"])
+    if "snapshot" in measurements or "compaction" in measurements:
+        lines += _snapshots(measurements.get("snapshot", {"skipped": "not run"}), measurements.get("scaling", {}),
+                            measurements.get("compaction", {"skipped": "not run"}))
+    if results.get("charts"):
+        lines += ["Charts: " + ", ".join(f"[{name}]({name})" for name in results["charts"]), ""]
+    return "\n".join(lines)
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _skipped(section: dict) -> str | None:
+    return section.get("skipped") or (f"error: {section['error']}" if "error" in section else None)
+
+
+def _warm(warm: dict) -> list[str]:
+    out = ["### Warm GET and PUT (sequential, one client, 100-byte values)", ""]
+    if _skipped(warm):
+        return out + [f"Not measured: {_skipped(warm)}", ""]
+    ours, theirs, ratios = warm["streamcache"], warm.get("redis", {}), warm.get("ratios", {})
+    out += ["| path | GET p50 | GET p99 | GET req/s | PUT p50 | PUT p99 | PUT req/s | p50 vs Redis (GET / PUT) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for key, label in LATENCY_PATHS:
+        g, p = ours[key]["get"], ours[key]["put"]
+        rg, rp = ratios.get(f"{key}.get", {}), ratios.get(f"{key}.put", {})
+        out.append(f"| {label} | {ms(g.get('p50_ms'))} | {ms(g.get('p99_ms'))} | {rate(g.get('rps'))} | "
+                   f"{ms(p.get('p50_ms'))} | {ms(p.get('p99_ms'))} | {rate(p.get('rps'))} | "
+                   f"{times(rg.get('p50_x'))} / {times(rp.get('p50_x'))} |")
+    conc = ours.get("gateway_concurrent")
+    if conc:
+        g, p = conc["get"], conc["put"]
+        rg, rp = ratios.get("gateway_concurrent.get", {}), ratios.get("gateway_concurrent.put", {})
+        out.append(f"| gateway, {conc['clients']} concurrent clients, 2 instances | {ms(g.get('p50_ms'))} | "
+                   f"{ms(g.get('p99_ms'))} | {rate(g.get('rps'))} | {ms(p.get('p50_ms'))} | {ms(p.get('p99_ms'))} | "
+                   f"{rate(p.get('rps'))} | {times(rg.get('p50_x'))} / {times(rp.get('p50_x'))} |")
+    if "get" in theirs:
+        g, p = theirs["get"], theirs["set"]
+        out.append(f"| **Redis** GET/SET, redis-py, loopback, no persistence | {ms(g.get('p50_ms'))} | "
+                   f"{ms(g.get('p99_ms'))} | {rate(g.get('rps'))} | {ms(p.get('p50_ms'))} | {ms(p.get('p99_ms'))} | "
+                   f"{rate(p.get('rps'))} | 1x |")
+        conc = theirs["concurrent"]
+        g, p = conc["get"], conc["put"]
+        out.append(f"| **Redis**, {conc['clients']} concurrent clients | {ms(g.get('p50_ms'))} | {ms(g.get('p99_ms'))} | "
+                   f"{rate(g.get('rps'))} | {ms(p.get('p50_ms'))} | {ms(p.get('p99_ms'))} | {rate(p.get('rps'))} | 1x |")
+    else:
+        out.append(f"| Redis | {theirs.get('skipped', 'not measured')} |||||||")
+    return out + [""]
+
+
+def _durability(durability: dict) -> list[str]:
+    out = ["### What an acknowledged write costs (sequential SET/PUT, 100-byte values)", ""]
+    if _skipped(durability):
+        return out + [f"Not measured: {_skipped(durability)}", ""]
+    ours, theirs, ratios = durability["streamcache"], durability.get("redis", {}), durability.get("ratios", {})
+    out += ["| write | p50 | p99 | req/s | streamcache PUT p50 vs this |", "|---|---|---|---|---|"]
+    rows = [("streamcache: stream append alone, acks=all (local Tansu keeps its log in memory)", ours["append_acks_all"], None),
+            ("streamcache: PUT in the handler (append acks=all, then apply)", ours["put_in_handler"], None)]
+    labels = {"no_persistence": "Redis SET, no persistence", "aof_everysec": "Redis SET, AOF `appendfsync everysec`",
+              "aof_always": "Redis SET, AOF `appendfsync always` (fsync per write)"}
+    rows += [(labels[name], theirs[name], ratios.get(name, {}).get("p50_x")) for name in labels if name in theirs]
+    for label, s, x in rows:
+        out.append(f"| {label} | {ms(s.get('p50_ms'))} | {ms(s.get('p99_ms'))} | {rate(s.get('rps'))} | "
+                   f"{times(x) if x is not None else ''} |")
+    if "skipped" in theirs:
+        out.append(f"| Redis | {theirs['skipped']} ||||")
+    return out + [""]
+
+
+def _scaling(scaling: dict) -> list[str]:
+    out = ["### Cold start and memory against key count (100-byte values, then a 10 % tail of overwrites)", ""]
+    if _skipped(scaling):
+        return out + [f"Not measured: {_skipped(scaling)}", ""]
+    theirs = scaling.get("redis", {})
+    ours = scaling.get("streamcache", {})
+    replay, snap = ours.get("stream_replay", {}), ours.get("snapshot_and_tail", {})
+    out += ["Cold start = from the process spawn to the first served read (a GET through Fn's protocol; "
+            "Redis: a GET that returns the value). Memory = resident growth of the instance holding the keys "
+            "(RSS) against Redis's `used_memory`.", "",
+            "| keys | streamcache, replaying the stream | streamcache, snapshot + tail | Redis, from its RDB | "
+            "vs Redis (replay / snapshot) | streamcache B/key (replay / snapshot) | Redis B/key | memory vs Redis |",
+            "|---|---|---|---|---|---|---|---|"]
+    for keys in sorted(set(replay) | set(snap), key=int):
+        a, b, peer = replay.get(keys, {}), snap.get(keys, {}), theirs.get(keys, {})
+        redis_s, redis_b = peer.get("first_read_s"), peer.get("used_memory_per_key_bytes")
+        memory = b.get("rss_per_key_bytes") or a.get("rss_per_key_bytes")
+        out.append(f"| {int(keys):,} | {_seconds(a.get('first_read_s'))} | {_seconds(b.get('first_read_s'))} | "
+                   f"{_seconds(redis_s)} | {times(ratio_of(a.get('first_read_s'), redis_s))} / "
+                   f"{times(ratio_of(b.get('first_read_s'), redis_s))} | {_num(a.get('rss_per_key_bytes'))} / "
+                   f"{_num(b.get('rss_per_key_bytes'))} | {_num(redis_b)} | {times(ratio_of(memory, redis_b))} |")
+    for keys, reason in scaling.get("skipped_sizes", {}).items():
+        out.append(f"| {int(keys):,} | {reason} |||||||")
+    if "skipped" in theirs:
+        out.append(f"\nRedis: {theirs['skipped']}")
+    if isinstance(scaling.get("snapshot_and_tail"), str):
+        out.append(f"\nSnapshot + tail: {scaling['snapshot_and_tail']}")
+    empty = scaling.get("streamcache_empty_instance", {}).get("stream_replay")
+    if empty:
+        out.append(f"\nAn instance on an empty stream: first read {empty['first_read_s']:.2f} s after the spawn "
+                   f"(socket ready after {empty['socket_ready_s']:.2f} s), {empty['rss_bytes'] / 2**20:.0f} MiB resident.")
+    return out + [""]
+
+
+def ratio_of(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None or theirs <= 0:
+        return None
+    return ours / theirs
+
+
+def _snapshots(snapshot: dict, scaling: dict, compaction: dict) -> list[str]:
+    out = ["### Snapshots and compaction (the compactor's own code, in-process, local directory store)", ""]
+    if _skipped(snapshot):
+        out.append(f"Snapshots not measured: {_skipped(snapshot)}")
+    else:
+        redis_sizes = scaling.get("redis", {}) if isinstance(scaling.get("redis"), dict) else {}
+        out += ["| keys | raw (keys + values) | snapshot | snapshot / raw | Redis RDB | write | load |",
+                "|---|---|---|---|---|---|---|"]
+        for keys, s in snapshot.items():
+            rdb = redis_sizes.get(keys, {}).get("rdb_bytes")
+            out.append(f"| {int(keys):,} | {s['raw_bytes'] / 1e6:.1f} MB | {s['snapshot_bytes'] / 1e6:.1f} MB | "
+                       f"{s['size_vs_raw']:.2f} | {'-' if rdb is None else f'{rdb / 1e6:.1f} MB'} | "
+                       f"{s['write_mb_s']} MB/s | {s['load_keys_s']:,} keys/s |")
+    out.append("")
+    if _skipped(compaction):
+        return out + [f"Compaction: {_skipped(compaction)}", ""]
+    out += ["| compaction of | records folded | time | records/s | snapshot written |", "|---|---|---|---|---|"]
+    for keys, c in sorted(compaction.items(), key=lambda item: int(item[0])):
+        size = c.get("snapshot_bytes") or 0
+        out.append(f"| {int(keys):,} keys | {c['records_folded']:,} | {_seconds(c['wall_s'])} | "
+                   f"{rate(c.get('records_per_s'))} | {size / 1e6:.1f} MB |")
+    return out + [""]
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"

@@ -1,0 +1,268 @@
+"""How cold start and memory grow with the number of keys, for both systems, and what a compaction
+of that data costs.
+
+For each key count N, the same data (N keys with 100-byte values, then a tail of 0.1 N overwrites):
+
+- streamcache: the N records go on a fresh topic; when snapshots exist (issue 3) the compactor folds
+  them into a snapshot in a local directory (timed: compaction throughput); then the tail is appended.
+  For each cold-start *source* a fresh function instance is spawned exactly as Fn does (``fdk
+  func.py handler`` on a unix socket) and the clock runs from the spawn to the first served read (a
+  GET through Fn's protocol; a ``503 restoring`` answer is retried, as a client would). The instance
+  then holds the N keys: its resident memory (VmRSS) minus that of an instance on an empty stream.
+- Redis: loaded through a pipeline, ``used_memory`` per key (minus an empty server's), then ``SAVE``;
+  a fresh ``redis-server`` on that RDB, timed from the spawn to the first GET that returns the value.
+
+Sources (:data:`COLD_START_SOURCES`): ``stream_replay`` (no snapshot store configured: the instance
+replays the whole stream) and ``snapshot_and_tail`` (the newest snapshot, then the tail).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from typing import Callable
+
+from streamcache.settings import Settings
+from streamcache_local.fn_runner import start_instance
+
+from .common import (TAIL_FRACTION, VALUE_BYTES, dataset, key_name, peak_rss_bytes, ratio, rss_bytes,
+                     split_dataset)
+from .context import BenchContext, Skipped
+from .datasets import load_redis, load_topic
+from .redis_server import RedisServer
+
+FIRST_READ_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Prepared:
+    """One key count's data on the stream (and in a snapshot, when snapshots exist)."""
+
+    keys: int
+    log_url: str
+    snapshot_dir: str | None = None
+    compaction: dict | None = None
+
+
+def snapshots_available() -> bool:
+    """True once issue 3's snapshot store setting and compactor are in the code base."""
+    return ("snapshot_url" in {f.name for f in fields(Settings)}
+            and importlib.util.find_spec("streamcache.compactor_app") is not None)
+
+
+def prepare(ctx: BenchContext, keys: int) -> Prepared:
+    topic, url = ctx.new_topic(f"cold{keys}")
+    base, tail = split_dataset(keys)
+    if keys:
+        load_topic(ctx.broker.bootstrap, topic, ctx.partitions, base)
+    prepared = Prepared(keys, url)
+    if snapshots_available():
+        prepared.snapshot_dir = tempfile.mkdtemp(prefix="sc-bench-snapshots-")
+        prepared.compaction = compact(url, prepared.snapshot_dir)
+    if keys:
+        load_topic(ctx.broker.bootstrap, topic, ctx.partitions, tail, first_write=keys)
+    return prepared
+
+
+def compact(log_url: str, snapshot_dir: str) -> dict:
+    """One compaction by the compactor's own app (what its function runs), timed."""
+    from streamcache.compactor_app import CompactorApp
+    from streamcache.progress import SilentProgress
+
+    settings = Settings.from_env({"STREAMCACHE_LOG_URL": log_url, "STREAMCACHE_SNAPSHOT_URL": snapshot_dir,
+                                  "STREAMCACHE_INSTANCE_ID": "bench-compactor"})
+    app = CompactorApp(settings, progress=lambda _task: SilentProgress())
+    try:
+        started = time.perf_counter()
+        answer = app.handle(b'{"action": "compact"}')
+        wall_s = time.perf_counter() - started
+    finally:
+        app.close()
+    if answer.get("status") != 200:
+        raise RuntimeError(f"the compaction failed: {answer}")
+    folded = answer.get("records_folded", 0)
+    return {"outcome": answer.get("outcome"), "records_folded": folded, "entries": answer.get("entries"),
+            "snapshot_bytes": answer.get("bytes"), "wall_s": round(wall_s, 3),
+            "records_per_s": round(folded / wall_s) if wall_s > 0 and folded else None,
+            "fold_records_per_s": answer.get("fold_records_per_s"), "phases_ms": answer.get("phases_ms")}
+
+
+def stream_replay(prepared: Prepared) -> dict[str, str] | None:
+    return {"STREAMCACHE_LOG_URL": prepared.log_url}
+
+
+def snapshot_and_tail(prepared: Prepared) -> dict[str, str] | None:
+    if prepared.snapshot_dir is None:
+        return None
+    return {"STREAMCACHE_LOG_URL": prepared.log_url, "STREAMCACHE_SNAPSHOT_URL": prepared.snapshot_dir}
+
+
+# name -> the function config of an instance that cold-starts that way (None: not available here).
+COLD_START_SOURCES: dict[str, Callable[[Prepared], dict[str, str] | None]] = {
+    "stream_replay": stream_replay,
+    "snapshot_and_tail": snapshot_and_tail,
+}
+
+
+def measure_scaling(ctx: BenchContext) -> dict:
+    mode = ctx.mode
+    began = time.monotonic()
+    result: dict = {"value_bytes": VALUE_BYTES, "tail_fraction": TAIL_FRACTION, "streamcache": {}, "redis": {},
+                    "compaction": {}, "skipped_sizes": {}}
+    if not snapshots_available():
+        result["snapshot_and_tail"] = "skipped: snapshots (issue 3) are not in this build"
+    baseline = run_sources(ctx, 0)[0]
+    result["streamcache_empty_instance"] = baseline
+    redis_baseline = None
+    try:
+        ctx.require_redis()
+        redis_available = True
+    except Skipped as exc:
+        result["redis"] = {"skipped": str(exc)}
+        redis_available = False
+    previous: tuple[int, float] | None = None  # (keys, seconds that size took)
+    for keys in mode.all_scaling_keys:
+        if keys in mode.optional_keys and previous is not None:
+            estimate = previous[1] * keys / previous[0] * 1.2
+            spent = time.monotonic() - began
+            if spent + estimate > mode.scaling_budget_s:
+                reason = (f"skipped: {keys:,} keys would take about {estimate:.0f} s, past this mode's budget "
+                          f"of {mode.scaling_budget_s:.0f} s ({spent:.0f} s spent)")
+                result["skipped_sizes"][str(keys)] = reason
+                ctx.say(f"scaling: {reason}")
+                continue
+        size_started = time.monotonic()
+        runs, compaction = run_sources(ctx, keys)
+        if compaction is not None:
+            result["compaction"][str(keys)] = compaction
+            ctx.say(f"scaling: {keys:,} keys, compaction folded {compaction['records_folded']:,} records in "
+                    f"{compaction['wall_s']:.2f} s")
+        for name, run in runs.items():
+            run["rss_per_key_bytes"] = round((run["rss_bytes"] - baseline[name]["rss_bytes"]) / keys, 1)
+            result["streamcache"].setdefault(name, {})[str(keys)] = run
+            ctx.say(f"scaling: {keys:,} keys, {name}: first read after {run['first_read_s']:.2f} s, "
+                    f"{run['rss_per_key_bytes']:.0f} B/key resident")
+        if redis_available:
+            if redis_baseline is None:
+                redis_baseline = redis_empty_memory(ctx)
+            run = redis_size(ctx, keys, redis_baseline)
+            result["redis"][str(keys)] = run
+            ctx.say(f"scaling: {keys:,} keys, Redis: first read after {run['first_read_s']:.3f} s from the RDB, "
+                    f"{run['used_memory_per_key_bytes']:.0f} B/key")
+        previous = (keys, time.monotonic() - size_started)
+    ctx.shared["compaction"] = result["compaction"]
+    if redis_available:
+        result["ratios"] = _ratios(result)
+    return result
+
+
+def run_sources(ctx: BenchContext, keys: int) -> tuple[dict[str, dict], dict | None]:
+    """Prepare ``keys`` keys once, cold-start one instance per available source on them."""
+    prepared = prepare(ctx, keys)
+    try:
+        runs = {}
+        for name, configure in COLD_START_SOURCES.items():
+            config = configure(prepared)
+            if config is not None:
+                runs[name] = cold_start_instance(config, keys)
+        return runs, prepared.compaction
+    finally:
+        if prepared.snapshot_dir is not None:
+            shutil.rmtree(prepared.snapshot_dir, ignore_errors=True)
+
+
+def cold_start_instance(config: dict[str, str], keys: int) -> dict:
+    """Spawn a fresh instance; time spawn -> socket ready -> first served read."""
+    socket_dir = tempfile.mkdtemp(prefix="sc-b", dir="/tmp")  # short: unix socket paths are limited
+    instance = None
+    try:
+        probe = f"/cache/{key_name(max(0, keys - 1))}"
+        expected = 200 if keys else 404
+        started = time.perf_counter()
+        instance = start_instance("cold", socket_dir, config)
+        ready = time.perf_counter()
+        deadline = ready + FIRST_READ_TIMEOUT_S
+        attempts = 0
+        while True:  # a request waits for the restore within its budget, then gets 503 restoring
+            attempts += 1
+            answer = instance.client.http_call("GET", probe, timeout_s=FIRST_READ_TIMEOUT_S)
+            if answer.status != 503 or time.perf_counter() > deadline:
+                break
+            time.sleep(0.01)  # the client's retry pause; bounded by the deadline
+        first_read = time.perf_counter()
+        if answer.status != expected:
+            raise RuntimeError(f"the first read answered {answer.status}, not {expected}: {answer.body[:300]!r}")
+        health = _json(instance.client.http_call("GET", "/health").body)
+        return {"keys": keys, "records": health.get("records_replayed", health.get("records_applied")),
+                "socket_ready_s": round(ready - started, 4), "first_read_s": round(first_read - started, 4),
+                "first_read_attempts": attempts, "app_cold_start_ms": health.get("cold_start_ms"),
+                "keys_held": health.get("keys"), "snapshot": (health.get("snapshot") or {}).get("name"),
+                "rss_bytes": rss_bytes(instance.pid), "peak_rss_bytes": peak_rss_bytes(instance.pid)}
+    finally:
+        if instance is not None:
+            instance.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def redis_empty_memory(ctx: BenchContext) -> int:
+    with RedisServer(ctx.require_redis()) as server:
+        client = server.client()
+        try:
+            return int(client.info("memory")["used_memory"])
+        finally:
+            client.close()
+
+
+def redis_size(ctx: BenchContext, keys: int, empty_used: int) -> dict:
+    binary = ctx.require_redis()
+    directory = tempfile.mkdtemp(prefix="sc-bench-rdb-")
+    try:
+        config = {"dbfilename": "dump.rdb"}
+        with RedisServer(binary, config, directory) as server:
+            client = server.client(timeout_s=120)
+            try:
+                load_redis(client, dataset(keys))
+                memory = client.info("memory")
+                saved = time.perf_counter()
+                client.save()
+                save_s = time.perf_counter() - saved
+            finally:
+                client.close()
+        rdb_bytes = os.path.getsize(os.path.join(directory, "dump.rdb"))
+        fresh = RedisServer(binary, config, directory).spawn()
+        try:
+            first_read_s = fresh.wait_until_serving(key=key_name(keys - 1), timeout_s=FIRST_READ_TIMEOUT_S)
+        finally:
+            fresh.stop()
+        return {"keys": keys, "first_read_s": round(first_read_s, 4), "rdb_bytes": rdb_bytes,
+                "save_s": round(save_s, 3), "used_memory": int(memory["used_memory"]),
+                "used_memory_rss": int(memory["used_memory_rss"]),
+                "used_memory_per_key_bytes": round((int(memory["used_memory"]) - empty_used) / keys, 1)}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _ratios(result: dict) -> dict:
+    out = {}
+    for name, sizes in result["streamcache"].items():
+        for keys, ours in sizes.items():
+            theirs = result["redis"].get(keys)
+            if theirs:
+                out[f"{name}.{keys}"] = {
+                    "cold_start_x": ratio(ours["first_read_s"], theirs["first_read_s"]),
+                    "memory_per_key_x": ratio(ours["rss_per_key_bytes"], theirs["used_memory_per_key_bytes"]),
+                }
+    return out
+
+
+def _json(body: bytes) -> dict:
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
