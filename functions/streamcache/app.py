@@ -120,6 +120,10 @@ class CacheApp:
         # While restoring, nothing here may wait for the log: the restore thread is using it.
         positions = replica.positions() if done else replica.table.next_offsets()
         to_replay = cold["records_to_replay"]
+        regression = replica.watch.health()
+        if regression["log_regressions"]:  # the stream lost records this instance had applied
+            problem = {"kind": "log_regression", **regression["log_regression"]}
+            cold = {**cold, "phase": "degraded", "problems": [*cold["problems"], problem]}
         return {
             "status": cold["phase"],
             **cold,
@@ -133,6 +137,7 @@ class CacheApp:
             "staleness_bound_ms": self.settings.staleness_ms,
             "records_applied": replica.records_applied,
             "records_skipped": replica.records_skipped,
+            **regression,
         }
 
 

@@ -103,6 +103,12 @@ def cmd_list(client, args) -> int:
     return EXIT_OK
 
 
+def cmd_hash_key(args) -> int:
+    from .auth import hash_key_command
+
+    return hash_key_command(args.key, args.read_only, args.new, sys.stdin, sys.stdout, sys.stderr)
+
+
 def cmd_dev(args) -> int:
     from streamcache_local.dev_command import run  # the local stand-ins are not part of the function image
 
@@ -189,6 +195,12 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=_positive, default=None, help="at most this many keys")
     listing.add_argument("--strong", action="store_true", help="catch up with the stream first")
     listing.set_defaults(run=cmd_list)
+
+    hashing = sub.add_parser("hash-key", help="print the STREAMCACHE_API_KEYS entry for an API key")
+    hashing.add_argument("key", nargs="?", help="the key ('-' or absent: read it from stdin)")
+    hashing.add_argument("--read-only", action="store_true", help="the key may only read (GET, HEAD)")
+    hashing.add_argument("--new", action="store_true", help="generate a new key and print it first")
+    hashing.set_defaults(run=lambda client, args: cmd_hash_key(args), needs_url=False)
 
     cli_snapshots.register(sub, url)  # compact, snapshots
     cli_watch.register(sub, url)  # watch

@@ -28,6 +28,7 @@ from .core import records
 from .core.errors import InvalidConsistency, InvalidPrecondition, InvalidRequest, LogUnavailable
 from .core.records import IF_ABSENT, IF_EXISTS, Precondition, if_match, parse_version
 from .core.table import Entry, Outcome, OutcomeKind
+from .auth import ApiKeys
 from .service import CacheService, ListPage, parse_ttl
 
 log = logging.getLogger("streamcache.access")
@@ -72,6 +73,7 @@ class HttpApi:
         self.prefix = service.settings.route_prefix
         self._health = health
         self._monotonic = monotonic
+        self.api_keys = ApiKeys(service.settings.api_keys)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         started = self._monotonic()
@@ -103,7 +105,10 @@ class HttpApi:
         method = request.method.upper()
         if path == "/health" or (path.endswith("/health") and not path.startswith(self.prefix + "/")):
             _allow(method, ("GET", "HEAD"))
-            return json_response(200, self._health())
+            return json_response(200, self._health())  # open: health checks send no credentials
+        denied = self.api_keys.check(method, request.headers)
+        if denied is not None:  # before anything is parsed or done: a refused request changes nothing
+            raise HttpError(denied.status, denied.code, denied.message, denied.headers)
         if path == self.prefix or path == self.prefix + "/":
             key = query.get("key")
             if method in ("GET", "HEAD") and key is None:
@@ -161,7 +166,10 @@ class HttpApi:
         ttl = doc.get("ttl")
         if ttl is not None:
             self.service.ttl_ms(ttl)  # validates: numbers only here, no strings
-        value = orjson.dumps(doc["value"])
+        try:
+            value = orjson.dumps(doc["value"])
+        except TypeError:  # nested deeper than JSON can be written back (254 levels)
+            raise HttpError(400, "invalid_body", "the value is nested too deeply (at most 254 levels)") from None
         outcome = self.service.put(key, value, JSON, ttl, _precondition(request))
         return self._write_answer(outcome, fields)
 

@@ -113,7 +113,10 @@ def _value_in(op: dict) -> tuple[bytes, str]:
     content_type = _str(op, "content_type", "application/json")
     if not records.is_json_type(content_type) and isinstance(op["value"], str):
         return op["value"].encode("utf-8"), content_type
-    return orjson.dumps(op["value"]), "application/json"
+    try:
+        return orjson.dumps(op["value"]), "application/json"
+    except TypeError:  # nested deeper than JSON can be written back (254 levels)
+        raise OperationError("value is nested too deeply (at most 254 levels)") from None
 
 
 def _value_encoding(op: dict) -> str | None:
@@ -132,9 +135,10 @@ def _value_fields(entry: Entry, encoding: str | None = None) -> dict:
     if records.is_json_type(entry.content_type):
         try:
             out["value"] = orjson.loads(entry.value)
+            orjson.dumps([{"value": out["value"]}])  # as deep as it sits in a batch answer: writable?
             return out
-        except orjson.JSONDecodeError:
-            pass
+        except (orjson.JSONDecodeError, TypeError):
+            out.pop("value", None)
     else:
         try:
             out["value"] = entry.value.decode("utf-8")

@@ -24,6 +24,7 @@ from .core.errors import RecordError
 from .core.records import Position
 from .core.table import Outcome, Table
 from .fold import FoldStats, apply_records
+from .log_watch import LogWatch
 from .ports import MutationLog
 
 log = logging.getLogger("streamcache.replica")
@@ -45,6 +46,7 @@ class Replica:
         # Per partition, the largest log end this instance knows of (the end a restore captured, what
         # catch-ups and its own writes reached): lag is measured against it without asking the broker.
         self.known_end: dict[int, int] = {}
+        self.watch = LogWatch()  # notices a log that went backwards (recreated, or a broker that lost it)
 
     @property
     def log(self) -> MutationLog:
@@ -85,6 +87,8 @@ class Replica:
         """Apply every record up to the log end as of now. Returns how many records were applied."""
         with self._lock:
             started = self._monotonic()
+            if self.watch.due() and self.watch.check(self.positions(), self._log.bounds()):
+                self._start_over()
             count = self._apply_all(self._log.read(self.positions()))
             self._last_catch_up = started
             self.catch_ups += 1
@@ -107,9 +111,21 @@ class Replica:
             if start[partition] <= position.offset:
                 self._apply_all(self._log.read(start, {partition: position.offset + 1}))
             outcome = self.table.outcome_for(partition, request_id)
+            if outcome is None and self.watch.check_own_write(position, start[partition]):
+                self._start_over()
+                self._apply_all(self._log.read({partition: 0}, {partition: position.offset + 1}))
+                outcome = self.table.outcome_for(partition, request_id)
             if outcome is None:
                 raise RecordError(f"the record at {position} was not read back as request {request_id}")
             return outcome
+
+    def _start_over(self) -> None:
+        """The log went backwards (see log_watch): what was applied describes records that are gone.
+        Forget it all; reads replay the log from its start."""
+        self.table = Table()
+        self.known_end = {}
+        self._last_catch_up = None
+        self._log.close()  # the adapter's cached view of the log (high watermarks) is of the old log
 
     def _apply_all(self, records) -> int:
         stats = apply_records(self.table, records)

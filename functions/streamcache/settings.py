@@ -78,6 +78,10 @@ class Settings:
     #: under ``streamcache dev``, or an ``oci://`` URL (events must then name its bucket).
     import_url: str = ""
 
+    #: API keys allowed to call the HTTP API, hashed: comma-separated ``sha256:<64 hex>[:ro]``
+    #: (``streamcache hash-key`` prints one). Empty: no API-key check (the gateway's only).
+    api_keys: tuple = ()
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
@@ -94,7 +98,9 @@ class Settings:
             try:
                 values[f.name] = parse(raw)
             except ValueError as exc:
-                problems.append(f"{name}={raw!r}: {exc}")
+                # A secret pasted into the wrong setting must not reach the logs.
+                shown = "" if f.name in _SECRETS else f"={raw!r}"
+                problems.append(f"{name}{shown}: {exc}")
         problems += _cross_checks(values)
         if problems:
             raise ConfigError(problems)
@@ -173,7 +179,17 @@ def _security_protocol(raw: str) -> str:
     return raw
 
 
+_SECRETS = frozenset({"api_keys", "kafka_sasl_password"})
+
+
+def _api_keys(raw: str) -> tuple:
+    from .auth import parse_api_keys
+
+    return parse_api_keys(raw)
+
+
 _PARSERS: dict[str, Callable[[str], object]] = {
+    "api_keys": _api_keys,
     "route_prefix": _route_prefix,
     "staleness_ms": _non_negative_int,
     "max_value_bytes": _positive_int,

@@ -13,6 +13,7 @@ unix socket, and how the answer maps back (runtime-facts.md §1.4-1.5).
 from __future__ import annotations
 
 import http.client
+import re
 import secrets
 import select
 import socket
@@ -63,6 +64,9 @@ class HttpAnswer(NamedTuple):
         return next((v for k, v in self.headers if k.lower() == name), None)
 
 
+_OBS_FOLD = re.compile(r"\r?\n[ \t]+")
+
+
 def new_call_id() -> str:
     """A ULID (Fn's call-id format): 48-bit milliseconds and 80 random bits, Crockford base32."""
     number = (int(time.time() * 1000) << 80) | secrets.randbits(80)
@@ -83,6 +87,7 @@ def gateway_headers(method: str, url: str, headers: Iterable[tuple[str, str]], c
     Repeated client headers are joined with ", " (the FDK keeps only the last of repeated headers)."""
     joined: dict[str, tuple[str, str]] = {}
     for name, value in headers:
+        value = _OBS_FOLD.sub(" ", value)  # RFC 9112 5.2: a recipient replaces obs-fold with a space
         lower = name.lower()
         if lower in HOP_BY_HOP:
             continue

@@ -136,6 +136,13 @@ class _GatewayHandler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _forward
 
+    def __getattr__(self, name: str):
+        # Any other method (TRACE, PROPFIND, FOO...) goes to the function too, which answers 405 JSON,
+        # as API Gateway does; http.server would answer a 501 itself.
+        if name.startswith("do_"):
+            return self._forward
+        raise AttributeError(name)
+
     def _content_length(self) -> int | None:
         raw = self.headers.get("Content-Length")
         if raw is None:

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from streamcache.auth import ApiKey
 from streamcache.core.errors import ConfigError
 from streamcache.settings import Settings
 
@@ -54,6 +55,7 @@ def test_every_setting_is_read_from_its_variable():
         "STREAMCACHE_OCI_ENDPOINT": "http://127.0.0.1:9000/",
         "STREAMCACHE_IMPORT_PREFIX": "bulk/",
         "STREAMCACHE_IMPORT_URL": "file:///var/imports",
+        "STREAMCACHE_API_KEYS": "sha256:" + "ab" * 32 + ":ro",
     }
     assert sorted(env) == sorted(Settings.env_names())
     settings = Settings.from_env(env)
@@ -80,6 +82,7 @@ def test_every_setting_is_read_from_its_variable():
         "oci_endpoint": "http://127.0.0.1:9000",
         "import_prefix": "bulk/",
         "import_url": "file:///var/imports",
+        "api_keys": (ApiKey(bytes.fromhex("ab" * 32), read_only=True),),
     }
     assert settings.snapshot_store_options() == {
         "oci_profile": "STREAMCACHE", "oci_config_file": "/etc/oci/config", "oci_endpoint": "http://127.0.0.1:9000"}

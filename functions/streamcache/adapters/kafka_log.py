@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 #: The bulk producer's batching: wait up to 5 ms for a batch to fill, batches up to 256 KiB (a produce
 #: request carries at most 1 MiB, OCI Streaming's limit).
+#: The longest a read waits for offsets the log end promised before answering "unavailable".
+READ_DEADLINE_S = 10.0
 BULK_LINGER_MS = 5
 BULK_BATCH_BYTES = 256 * 1024
 
@@ -177,7 +179,12 @@ class KafkaLog:
             consumer = self._get_consumer()
             tps = self._topic_partitions()
             first = consumer.beginning_offsets(tps, timeout_ms=self._timeout_ms)
-            nxt = self._current_end(consumer, tps, {})
+            listed = consumer.end_offsets(tps, timeout_ms=self._timeout_ms)
+            # Exact, from the broker as it is now: a high watermark cached from an earlier fetch may
+            # belong to a log that is gone (a broker that lost its log, a recreated stream).
+            nxt = {tp.partition: 0 if listed[tp] == 0 else
+                   max(listed[tp], self._learn_highwater(consumer, tp, listed[tp] - 1, fresh=True) or 0)
+                   for tp in tps}
             return LogBounds({tp.partition: first[tp] for tp in tps}, nxt)
 
     def read(self, start: Mapping[int, int], end: Mapping[int, int] | None = None) -> Iterator[LogRecord]:
@@ -199,15 +206,25 @@ class KafkaLog:
         for p in targets:
             consumer.seek(tps[p], start[p])  # cheap when unchanged: buffered data at that offset is kept
         out: list[LogRecord] = []
-        deadline = time.monotonic() + max(30.0, self._timeout_ms / 1000)
+        # Well inside the function's own timeout (30 s by default), so that the client gets a 503.
+        deadline = time.monotonic() + min(READ_DEADLINE_S, max(5.0, 2 * self._timeout_ms / 1000))
         while targets:
             if time.monotonic() > deadline:
+                # A consumer that cannot fetch (metadata of a topic that was recreated, a broker that
+                # restarted) may not recover by itself: start the next read with a fresh one.
+                self._drop_consumer()
                 raise LogUnavailable(f"reading {self.topic}: the stream did not deliver offsets {targets}")
             batches = consumer.poll(timeout_ms=min(500, self._timeout_ms))
             for p in list(targets):
                 tp = tps[p]
                 if to_end:  # the response's high watermark is exact where ListOffsets was short
-                    end[p] = targets[p] = max(targets[p], consumer.highwater(tp) or 0)
+                    highwater = consumer.highwater(tp) or 0
+                    if highwater < targets[p] and consumer.position(tp) >= highwater:
+                        # Below the target: the target was a high watermark cached from a log that is
+                        # gone (a broker that lost it). The log ends here now; waiting cannot help.
+                        end[p] = targets[p] = highwater
+                    else:
+                        end[p] = targets[p] = max(targets[p], highwater)
                 for r in batches.get(tp, ()):
                     if start[p] <= r.offset < end[p]:
                         out.append(LogRecord(Position(p, r.offset), r.key, r.value, r.timestamp))
@@ -231,19 +248,30 @@ class KafkaLog:
                 end[tp.partition] = listed_end  # the read fetches the last batch and extends to its end
         return end
 
-    def _learn_highwater(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
+    def _learn_highwater(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int,
+                         fresh: bool = False) -> int | None:
         """Fetch the record at ``offset`` (the last one ListOffsets admits to) to read the high
-        watermark of the response."""
-        before = consumer.highwater(tp)
+        watermark of the response (``fresh``: only a response's, never one cached before)."""
+        before = None if fresh else consumer.highwater(tp)
         others = [t for t in consumer.assignment() if t != tp]
         consumer.pause(*others)
         consumer.resume(tp)
         consumer.seek(tp, offset)
         deadline = time.monotonic() + self._timeout_ms / 1000
         while time.monotonic() < deadline:
-            if consumer.poll(timeout_ms=100).get(tp) or (consumer.highwater(tp) or 0) > (before or 0):
+            if consumer.poll(timeout_ms=100).get(tp):
+                return consumer.highwater(tp)
+            if not fresh and (consumer.highwater(tp) or 0) > (before or 0):
                 break
-        return consumer.highwater(tp)
+        return None if fresh else consumer.highwater(tp)
+
+    def _drop_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                consumer.close()
+            except kafka_errors.KafkaError:  # best effort: the broker may be gone
+                pass
 
     def close(self) -> None:
         with self._lock:

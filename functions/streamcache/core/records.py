@@ -147,7 +147,7 @@ def _data_fields(value: bytes, content_type: str) -> dict:
             parsed = orjson.loads(value)
         except orjson.JSONDecodeError:
             parsed = _NOT_JSON
-        if parsed is not _NOT_JSON and orjson.dumps(parsed) == value:
+        if parsed is not _NOT_JSON and _dumps_or_none(parsed) == value:
             return {"data": parsed}
     else:
         try:
@@ -158,6 +158,14 @@ def _data_fields(value: bytes, content_type: str) -> dict:
 
 
 _NOT_JSON = object()
+
+
+def _dumps_or_none(value: object) -> bytes | None:
+    """orjson reads JSON nested up to 1024 levels but writes only 254: such a value goes as bytes."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return None
 
 
 def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | None = None) -> bytes:
@@ -186,7 +194,12 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
             event["ifmatch"] = "*"
         else:
             event["ifnonematch"] = "*"
-    encoded = orjson.dumps(event)
+    try:
+        encoded = orjson.dumps(event)
+    except TypeError:  # data nested deeper than orjson writes (254 levels): carry the bytes instead
+        del event["data"]
+        event["data_base64"] = base64.b64encode(mutation.value).decode("ascii")  # type: ignore[union-attr]
+        encoded = orjson.dumps(event)
     if max_bytes is not None and len(encoded) > max_bytes:
         raise ValueTooLarge(
             f"the encoded record is {len(encoded)} bytes; the stream takes at most {max_bytes}"
