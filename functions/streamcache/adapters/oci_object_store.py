@@ -16,7 +16,6 @@ import base64
 import hashlib
 import os
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator, Mapping
 from urllib.parse import urlsplit
 
@@ -26,10 +25,10 @@ import oci
 # it, and reading a response body raises it directly (outside the SDK's own wrapping).
 from oci._vendor.requests.exceptions import RequestException as TransportError
 
+from .oci_auth import oci_credentials
 from ..core.errors import ConfigError
 from ..snapshot_store import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
 
-DEFAULT_CONFIG_FILE = "~/.oci/config"
 #: (connect, read) seconds. A snapshot of 1M keys is ~110 MB: a read timeout is per socket read.
 DEFAULT_TIMEOUT = (10.0, 60.0)
 
@@ -90,7 +89,7 @@ class OciObjectStore:
         :func:`default_retry_strategy` (pass ``oci.retry.NoneRetryStrategy()`` for none)."""
         bucket, namespace, prefix = parse_oci_url(url)
         environ = os.environ if environ is None else environ
-        config, signer = _credentials(environ, profile, config_file, signer)
+        config, signer = oci_credentials(environ, profile, config_file, signer)
         kwargs: dict = {
             "retry_strategy": default_retry_strategy() if retry_strategy is None else retry_strategy,
             # The caller maps unavailability to 503 itself; a breaker would only hide recoveries.
@@ -209,27 +208,3 @@ class OciObjectStore:
 
 class _Conflict(Exception):
     """put_object found the name taken (409/412)."""
-
-
-def _credentials(
-    environ: Mapping[str, str], profile: str | None, config_file: str | None, signer: object | None
-) -> tuple[dict, object | None]:
-    """The SDK config and signer: explicit signer > resource principal > config file profile."""
-    if signer is not None:
-        return {"region": getattr(signer, "region", None) or "us-ashburn-1"}, signer
-    if environ.get("OCI_RESOURCE_PRINCIPAL_VERSION"):
-        try:
-            principal = oci.auth.signers.get_resource_principals_signer()
-        except Exception as exc:  # the SDK raises plain ValueError/EnvironmentError/KeyError here
-            raise ConfigError([f"resource principal: {exc}"]) from exc
-        return {"region": principal.region}, principal
-    path = config_file or DEFAULT_CONFIG_FILE
-    try:
-        config = oci.config.from_file(path, profile or "DEFAULT")
-        if config.get("security_token_file"):  # a session from `oci session authenticate`
-            token = Path(config["security_token_file"]).expanduser().read_text().strip()
-            key = oci.signer.load_private_key_from_file(config["key_file"], config.get("pass_phrase"))
-            return config, oci.auth.signers.SecurityTokenSigner(token, key)
-        return config, None
-    except (oci.exceptions.ClientError, OSError) as exc:
-        raise ConfigError([f"OCI config {path!r} profile {profile or 'DEFAULT'!r}: {exc}"]) from exc

@@ -20,9 +20,9 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from pathlib import Path
 from typing import Callable, Mapping
 
+from .oci_auth import oci_credentials
 from ..core.errors import ConfigError
 
 # The `oci` SDK (about 0.5 s to import) is imported where it is used: importing this module, and
@@ -30,7 +30,6 @@ from ..core.errors import ConfigError
 
 #: Setting that names a secret -> the setting its value fills. The only one so far: the Kafka token.
 SECRET_SETTINGS = {"STREAMCACHE_KAFKA_SASL_PASSWORD_SECRET_ID": "STREAMCACHE_KAFKA_SASL_PASSWORD"}
-DEFAULT_CONFIG_FILE = "~/.oci/config"
 #: (connect, read) seconds: a cold start waits for this, so it must stay far below the function timeout.
 DEFAULT_TIMEOUT = (5.0, 10.0)
 
@@ -83,7 +82,7 @@ def read_secret(
     from oci._vendor.requests.exceptions import RequestException as TransportError
 
     environ = os.environ if environ is None else environ
-    config, signer = _credentials(environ, profile, config_file, signer)
+    config, signer = oci_credentials(environ, profile, config_file, signer, SecretUnavailable)
     options: dict = {
         "retry_strategy": default_retry_strategy() if retry_strategy is None else retry_strategy,
         "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
@@ -149,29 +148,3 @@ def _text(secret_id: str, content: object) -> str:
     if not text:
         raise SecretUnavailable([f"secret {secret_id!r}: the current version is empty"])
     return text
-
-
-def _credentials(
-    environ: Mapping[str, str], profile: str | None, config_file: str | None, signer: object | None
-) -> tuple[dict, object | None]:
-    """The SDK config and signer: explicit signer > resource principal > config file profile."""
-    import oci
-
-    if signer is not None:
-        return {"region": getattr(signer, "region", None) or "us-ashburn-1"}, signer
-    if environ.get("OCI_RESOURCE_PRINCIPAL_VERSION"):
-        try:
-            principal = oci.auth.signers.get_resource_principals_signer()
-        except Exception as exc:  # the SDK raises plain ValueError/EnvironmentError/KeyError here
-            raise SecretUnavailable([f"resource principal: {exc}"]) from exc
-        return {"region": principal.region}, principal
-    path = config_file or DEFAULT_CONFIG_FILE
-    try:
-        config = oci.config.from_file(path, profile or "DEFAULT")
-        if config.get("security_token_file"):  # a session from `oci session authenticate`
-            token = Path(config["security_token_file"]).expanduser().read_text().strip()
-            key = oci.signer.load_private_key_from_file(config["key_file"], config.get("pass_phrase"))
-            return config, oci.auth.signers.SecurityTokenSigner(token, key)
-        return config, None
-    except (oci.exceptions.ClientError, OSError) as exc:
-        raise SecretUnavailable([f"OCI config {path!r} profile {profile or 'DEFAULT'!r}: {exc}"]) from exc

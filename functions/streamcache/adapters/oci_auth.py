@@ -1,0 +1,43 @@
+"""How streamcache signs requests to OCI services (Object Storage, Vault), in one place.
+
+In order: an explicit signer; Resource Principals inside OCI Functions (the platform sets
+``OCI_RESOURCE_PRINCIPAL_VERSION``); else a profile of ``~/.oci/config``, including session-token
+profiles made by ``oci session authenticate``. The ``oci`` SDK is imported here only when called:
+importing it costs about half a second of cold start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from ..core.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "~/.oci/config"
+
+
+def oci_credentials(
+    environ: Mapping[str, str], profile: str | None, config_file: str | None, signer: object | None,
+    error: type[ConfigError] = ConfigError,
+) -> tuple[dict, object | None]:
+    """The SDK config and signer. Problems raise ``error`` (a :class:`ConfigError` subclass)."""
+    import oci
+
+    if signer is not None:
+        return {"region": getattr(signer, "region", None) or "us-ashburn-1"}, signer
+    if environ.get("OCI_RESOURCE_PRINCIPAL_VERSION"):
+        try:
+            principal = oci.auth.signers.get_resource_principals_signer()
+        except Exception as exc:  # the SDK raises plain ValueError/EnvironmentError/KeyError here
+            raise error([f"resource principal: {exc}"]) from exc
+        return {"region": principal.region}, principal
+    path = config_file or DEFAULT_CONFIG_FILE
+    try:
+        config = oci.config.from_file(path, profile or "DEFAULT")
+        if config.get("security_token_file"):  # a session from `oci session authenticate`
+            token = Path(config["security_token_file"]).expanduser().read_text().strip()
+            key = oci.signer.load_private_key_from_file(config["key_file"], config.get("pass_phrase"))
+            return config, oci.auth.signers.SecurityTokenSigner(token, key)
+        return config, None
+    except (oci.exceptions.ClientError, OSError) as exc:
+        raise error([f"OCI config {path!r} profile {profile or 'DEFAULT'!r}: {exc}"]) from exc
