@@ -41,3 +41,35 @@ def oci_credentials(
         return config, None
     except (oci.exceptions.ClientError, OSError) as exc:
         raise error([f"OCI config {path!r} profile {profile or 'DEFAULT'!r}: {exc}"]) from exc
+
+
+def bounded_retries(max_attempts: int, total_s: int, max_wait_s: int) -> object:
+    """Retries for throttling, 5xx and transport errors, bounded so that a function invocation gives
+    up well inside its timeout instead of after the SDK's default 10 minutes."""
+    import oci
+
+    return oci.retry.RetryStrategyBuilder(
+        max_attempts=max_attempts,
+        total_elapsed_time_seconds=total_s,
+        retry_base_sleep_time_seconds=1,
+        retry_max_wait_between_calls_seconds=max_wait_s,
+        service_error_retry_on_any_5xx=True,
+    ).get_retry_strategy()
+
+
+def client_options(signer: object | None, endpoint: str | None, retry_strategy: object,
+                   timeout: object) -> dict:
+    """Keyword arguments for an SDK client. No circuit breaker: callers map unavailability to 503
+    themselves, and a breaker would only hide recoveries."""
+    import oci
+
+    options: dict = {
+        "retry_strategy": retry_strategy,
+        "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
+        "timeout": timeout,
+    }
+    if signer is not None:
+        options["signer"] = signer
+    if endpoint:
+        options["service_endpoint"] = endpoint
+    return options

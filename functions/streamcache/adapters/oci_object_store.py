@@ -25,7 +25,7 @@ import oci
 # it, and reading a response body raises it directly (outside the SDK's own wrapping).
 from oci._vendor.requests.exceptions import RequestException as TransportError
 
-from .oci_auth import oci_credentials
+from .oci_auth import bounded_retries, client_options, oci_credentials
 from ..core.errors import ConfigError
 from ..snapshot_store import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
 
@@ -36,13 +36,7 @@ DEFAULT_TIMEOUT = (10.0, 60.0)
 def default_retry_strategy() -> object:
     """Bounded retries for throttling, 5xx and transport errors: at most 4 attempts within 30 s, so a
     function invocation fails (503) well inside its timeout instead of the SDK's default 10 minutes."""
-    return oci.retry.RetryStrategyBuilder(
-        max_attempts=4,
-        total_elapsed_time_seconds=30,
-        retry_base_sleep_time_seconds=1,
-        retry_max_wait_between_calls_seconds=8,
-        service_error_retry_on_any_5xx=True,
-    ).get_retry_strategy()
+    return bounded_retries(max_attempts=4, total_s=30, max_wait_s=8)
 
 
 def parse_oci_url(url: str) -> tuple[str, str, str]:
@@ -90,16 +84,8 @@ class OciObjectStore:
         bucket, namespace, prefix = parse_oci_url(url)
         environ = os.environ if environ is None else environ
         config, signer = oci_credentials(environ, profile, config_file, signer)
-        kwargs: dict = {
-            "retry_strategy": default_retry_strategy() if retry_strategy is None else retry_strategy,
-            # The caller maps unavailability to 503 itself; a breaker would only hide recoveries.
-            "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
-            "timeout": timeout,
-        }
-        if signer is not None:
-            kwargs["signer"] = signer
-        if endpoint:
-            kwargs["service_endpoint"] = endpoint
+        kwargs = client_options(signer, endpoint, default_retry_strategy() if retry_strategy is None else retry_strategy,
+                                timeout)
         try:
             client = oci.object_storage.ObjectStorageClient(config, **kwargs)
         except (oci.exceptions.ClientError, ValueError) as exc:

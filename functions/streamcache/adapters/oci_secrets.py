@@ -22,7 +22,7 @@ import binascii
 import os
 from typing import Callable, Mapping
 
-from .oci_auth import oci_credentials
+from .oci_auth import bounded_retries, client_options, oci_credentials
 from ..core.errors import ConfigError
 
 # The `oci` SDK (about 0.5 s to import) is imported where it is used: importing this module, and
@@ -53,15 +53,7 @@ class SecretUnavailable(ConfigError):
 def default_retry_strategy() -> object:
     """At most 3 attempts within 15 s for throttling, 5xx and transport errors, so a cold start gives
     up well inside the function's timeout instead of the SDK's default 10 minutes."""
-    import oci
-
-    return oci.retry.RetryStrategyBuilder(
-        max_attempts=3,
-        total_elapsed_time_seconds=15,
-        retry_base_sleep_time_seconds=1,
-        retry_max_wait_between_calls_seconds=4,
-        service_error_retry_on_any_5xx=True,
-    ).get_retry_strategy()
+    return bounded_retries(max_attempts=3, total_s=15, max_wait_s=4)
 
 
 def read_secret(
@@ -83,15 +75,8 @@ def read_secret(
 
     environ = os.environ if environ is None else environ
     config, signer = oci_credentials(environ, profile, config_file, signer, SecretUnavailable)
-    options: dict = {
-        "retry_strategy": default_retry_strategy() if retry_strategy is None else retry_strategy,
-        "circuit_breaker_strategy": oci.circuit_breaker.NoCircuitBreakerStrategy(),
-        "timeout": timeout,
-    }
-    if signer is not None:
-        options["signer"] = signer
-    if endpoint:
-        options["service_endpoint"] = endpoint
+    options = client_options(signer, endpoint, default_retry_strategy() if retry_strategy is None else retry_strategy,
+                             timeout)
     try:
         client = oci.secrets.SecretsClient(config, **options)
     except (oci.exceptions.ClientError, ValueError) as exc:
