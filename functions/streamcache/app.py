@@ -124,6 +124,8 @@ class CacheApp:
         if regression["log_regressions"]:  # the stream lost records this instance had applied
             problem = {"kind": "log_regression", **regression["log_regression"]}
             cold = {**cold, "phase": "degraded", "problems": [*cold["problems"], problem]}
+        for loss in replica.tail_losses:  # a hot instance that fell behind the stream's retention
+            cold = {**cold, "phase": "degraded", "problems": [*cold["problems"], {"kind": "data_loss", "message": loss}]}
         return {
             "status": cold["phase"],
             **cold,

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Callable
 
-from .core.errors import RecordError
+from .core.errors import LogTruncated, RecordError
 from .core.records import Position
 from .core.table import Outcome, Table
 from .fold import FoldStats, apply_records
@@ -47,6 +47,7 @@ class Replica:
         # catch-ups and its own writes reached): lag is measured against it without asking the broker.
         self.known_end: dict[int, int] = {}
         self.watch = LogWatch()  # notices a log that went backwards (recreated, or a broker that lost it)
+        self.tail_losses: list[str] = []  # records retention dropped before this instance applied them
 
     @property
     def log(self) -> MutationLog:
@@ -89,7 +90,7 @@ class Replica:
             started = self._monotonic()
             if self.watch.due() and self.watch.check(self.positions(), self._log.bounds()):
                 self._start_over()
-            count = self._apply_all(self._log.read(self.positions()))
+            count = self._apply_all(self._read(self.positions()))
             self._last_catch_up = started
             self.catch_ups += 1
             return count
@@ -109,7 +110,7 @@ class Replica:
             partition = position.partition
             start = {partition: self.positions()[partition]}
             if start[partition] <= position.offset:
-                self._apply_all(self._log.read(start, {partition: position.offset + 1}))
+                self._apply_all(self._read(start, {partition: position.offset + 1}))
             outcome = self.table.outcome_for(partition, request_id)
             if outcome is None and self.watch.check_own_write(position, start[partition]):
                 self._start_over()
@@ -118,6 +119,25 @@ class Replica:
             if outcome is None:
                 raise RecordError(f"the record at {position} was not read back as request {request_id}")
             return outcome
+
+    def _read(self, start: dict[int, int], end: dict[int, int] | None = None):
+        """Read the log; if retention already dropped records this instance never applied, say so
+        loudly, go on from the oldest record still held, and remember the loss for /health."""
+        try:
+            return self._log.read(start, end)
+        except LogTruncated:
+            first = self._log.bounds().first
+            for partition, offset in start.items():
+                if offset < first.get(partition, 0):
+                    lost = first[partition] - offset
+                    problem = (f"partition {partition}: the stream's retention dropped offsets {offset} to "
+                               f"{first[partition] - 1} ({lost} records) before this instance applied them; "
+                               "those writes are lost here. Compact more often than the retention.")
+                    self.tail_losses.append(problem)
+                    log.error(problem, extra={"fields": {"event": "data_loss", "partition": partition, "records": lost}})
+                    self.table.skip(Position(partition, first[partition] - 1))
+                    start[partition] = first[partition]
+            return self._log.read(start, end)
 
     def _start_over(self) -> None:
         """The log went backwards (see log_watch): what was applied describes records that are gone.

@@ -173,3 +173,18 @@ def test_replicas_converge_on_deletes_and_expiry(log, clock):
     early.catch_up()
     assert dict(early.table.items()) == dict(late.table.items())
     assert early.table.get(key, T0 + 10) is None and early.table.get(doomed, T0) is None
+
+
+def test_an_instance_that_fell_behind_retention_reports_the_loss_and_goes_on(log):
+    replica = Replica(log)
+    [early, lost, kept] = keys_in(log, 0, 3)
+    write(log, early, b"1")
+    replica.catch_up()
+    write(log, lost, b"2")  # offset 1: dropped by retention before this replica reads it
+    write(log, kept, b"3")  # offset 2
+    log.truncate_before(0, 2)
+    replica.catch_up()
+    assert replica.table.get(kept, T0) is not None and replica.table.get(lost, T0) is None
+    assert replica.positions()[0] == 3
+    [loss] = replica.tail_losses
+    assert "offsets 1 to 1 (1 records)" in loss

@@ -12,7 +12,7 @@ from typing import ClassVar, Iterator, Mapping, Sequence
 
 from kafka.partitioner.default import murmur2
 
-from ..core.errors import LogUnavailable
+from ..core.errors import LogTruncated, LogUnavailable
 from ..core.records import Position
 from ..ports import LogBounds, LogRecord
 
@@ -85,9 +85,10 @@ class MemoryLog:
                 records = self._records[partition]
                 base = self._first[partition]
                 stop = base + len(records) if end is None or partition not in end else end[partition]
+                if offset < base and stop > offset:  # as Kafka answers OffsetOutOfRange
+                    raise LogTruncated(f"partition {partition}: offsets below {base} are no longer held")
                 chunks.append(records[max(offset, base) - base : max(stop, base) - base])
-        for chunk in chunks:
-            yield from chunk
+        return iter([record for chunk in chunks for record in chunk])
 
     def truncate_before(self, partition: int, offset: int) -> None:
         """Drop records below ``offset`` (what stream retention does); for tests."""
