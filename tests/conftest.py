@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from streamcache.adapters.kafka_log import KafkaLog
 from streamcache_local.broker import LocalBroker, start_broker
 
 _topic_numbers = itertools.count()
@@ -38,3 +39,13 @@ def kafka_topic(broker: LocalBroker, request):
         return broker.log_url(name)
 
     return make
+
+
+@pytest.fixture
+def stream(kafka_topic):
+    """A fresh 3-partition topic: ``(log URL, KafkaLog on it)``; the log is closed afterwards."""
+    url = kafka_topic(3)
+    bootstrap, topic = url.removeprefix("kafka://").split("/", 1)
+    log = KafkaLog(bootstrap, topic)
+    yield url, log
+    log.close()

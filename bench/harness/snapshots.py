@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from bench_snapshot import best_of  # bench/ is on sys.path (see run.py)
+
 from .common import dataset
 from .context import BenchContext, Skipped
 from .datasets import BASE_TS_MS, CONTENT_TYPE, WRITES_PER_SECOND, load_topic, partition_for
@@ -49,9 +51,9 @@ def measure_snapshot(ctx: BenchContext) -> dict:
         table = build_table(keys, ctx.partitions)
         built_s = time.perf_counter() - started
         raw = sum(len(key.encode()) + len(entry.value) for key, entry in table.items())
-        write_s, data = _best_of(2, lambda: encode_snapshot(table, "bench"))
+        write_s, data = best_of(2, lambda: encode_snapshot(table, "bench"))
         del table
-        load_s, snapshot = _best_of(2, lambda: decode_snapshot(data))
+        load_s, snapshot = best_of(2, lambda: decode_snapshot(data))
         held = snapshot.header.entries
         del snapshot
         table_rss = loaded_table_rss(data)
@@ -114,13 +116,3 @@ def measure_compaction(ctx: BenchContext) -> dict:
         return {str(keys): compact(url, directory)}
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def _best_of(repeat: int, action):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        gc.collect()
-        started = time.perf_counter()
-        result = action()
-        best = min(best, time.perf_counter() - started)
-    return best, result

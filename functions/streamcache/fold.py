@@ -7,14 +7,13 @@ range of the log in chunks, so that memory stays bounded and progress can be rep
 
 from __future__ import annotations
 
-import gc
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 from .core.errors import RecordError
 from .core.records import decode
+from .core.snapshot import gc_paused  # noqa: F401  (re-exported: compaction and restore use it)
 from .core.table import Table
 from .ports import LogRecord, MutationLog
 from .progress import Progress
@@ -87,17 +86,3 @@ def replay(
         if progress is not None:
             progress.update(stats.read)
     return stats
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector. Folding allocates millions of small acyclic objects that
-    a growing table keeps; the collector scans them again and again and halves the fold rate
-    (bench/bench_compaction.py). Reference counting still frees everything that is dropped."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -25,15 +25,6 @@ from streamcache_local.stack_info import describe, is_stack_path, stack_answer
 LINE_DEADLINE_S = 15.0  # generous: a slow CI machine; the latency itself is measured in bench/bench_watch.py
 
 
-@pytest.fixture
-def stream(kafka_topic):
-    url = kafka_topic(3)
-    bootstrap, topic = url.removeprefix("kafka://").split("/", 1)
-    log = KafkaLog(bootstrap, topic)
-    yield url, log
-    log.close()
-
-
 def put(log: KafkaLog, key: str, value: bytes, content_type: str = "text/plain", n: int = 0) -> records.Position:
     mutation = records.Put(key, value, content_type, f"req-{key}-{n}-{time.monotonic_ns()}", int(time.time() * 1000))
     return log.append(key, records.encode(mutation))

@@ -8,7 +8,6 @@ run when a test calls ``stack.tick()``: nothing waits for a timer.
 
 from __future__ import annotations
 
-import http.client
 import os
 import queue
 import re
@@ -26,6 +25,7 @@ from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.core.snapshot import decode_snapshot, newest_first, stream_prefix
 from streamcache_local.dev import DevStack
 from streamcache_local.lifecycle import compact
+from support.gateway import request
 
 COMPACT_EVERY, WARM_EVERY, IDLE = 60.0, 30.0, 300.0
 
@@ -63,17 +63,6 @@ def said() -> list[str]:
 def stack(tmp_path, clock, said):
     with _stack(tmp_path / "data", clock, said) as running:
         yield running
-
-
-def request(stack: DevStack, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    host, port = stack.gateway.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def put(stack: DevStack, key: str, value: bytes, query: str = "", content_type: str = "text/plain") -> str:

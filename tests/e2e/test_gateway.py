@@ -7,14 +7,12 @@ writes through different instances have exactly one winner that every instance a
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import signal
 import socket
 import tempfile
 import threading
-import time
 import uuid
 
 import orjson
@@ -24,6 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from streamcache_local.dev import DevStack
 from streamcache_local.fn_runner import start_instance
 from streamcache_local.gateway import MAX_BODY_BYTES, GatewayServer, Pool
+from support.gateway import request
 from support.waiting import wait_for as _wait_for
 
 PARTITIONS = 3
@@ -44,18 +43,6 @@ def topic(broker):
 def stack(broker, topic):
     with DevStack(port=0, instances=2, log_url=broker.log_url(topic)) as running:
         yield running
-
-
-def request(target, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    """One HTTP request to the gateway of ``target`` (a DevStack or a GatewayServer)."""
-    host, port = getattr(target, "gateway", target).server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def _raw(stack, data: bytes) -> bytes:

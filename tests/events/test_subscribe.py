@@ -29,14 +29,6 @@ def _collect(sub: Subscription, count: int, deadline_s: float = 20.0) -> list:
     return events
 
 
-@pytest.fixture
-def stream(kafka_topic):
-    url = kafka_topic(3)
-    log = KafkaLog(*_split(url))
-    yield url, log
-    log.close()
-
-
 def test_from_earliest_every_event_with_its_position_in_order_per_key(stream):
     url, log = stream
     written = [(_write(log, f"k{i % 4}", b"v%d" % i, i), f"k{i % 4}", b"v%d" % i) for i in range(20)]

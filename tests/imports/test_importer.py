@@ -38,15 +38,6 @@ class WithSettings:
 
 
 @pytest.fixture
-def stream(kafka_topic):
-    url = kafka_topic(3)
-    bootstrap, topic = url.removeprefix("kafka://").split("/", 1)
-    log = KafkaLog(bootstrap, topic)
-    yield url, log
-    log.close()
-
-
-@pytest.fixture
 def bucket(tmp_path) -> DirectoryStore:
     return DirectoryStore(tmp_path / "bucket")
 
