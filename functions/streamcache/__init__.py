@@ -14,23 +14,17 @@ The package is shared by the two deployable functions (``functions/cache`` and
 
 __version__ = "0.1.0"
 
-from .client import (  # noqa: E402  (after __version__, which the client sends as its User-Agent)
-    BadRequest,
-    CacheError,
-    Client,
-    Item,
-    KeyInfo,
-    NotFound,
-    Op,
-    PreconditionFailed,
-    ServerError,
-    Unavailable,
-    Unreachable,
-    ValueTooLarge,
-    WriteResult,
-)
-
 __all__ = [
     "__version__", "Client", "Op", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
     "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "ServerError",
 ]
+
+
+def __getattr__(name: str):
+    # The client is loaded on first use (PEP 562): the functions import this package on every cold
+    # start and have no use for the client's modules.
+    if name in __all__:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'streamcache' has no attribute {name!r}")
