@@ -11,10 +11,15 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import MISSING, dataclass, fields
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 from urllib.parse import urlsplit
 
-from .core.errors import ConfigError
+from streamcache.adapters.urls import check_log_url, check_store_url
+from streamcache.auth import parse_api_keys
+from streamcache.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from streamcache.ports import MutationLog, SnapshotStore
 
 PREFIX = "STREAMCACHE_"
 
@@ -111,12 +116,37 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
     def snapshot_store_options(self) -> dict[str, str | None]:
-        """Keyword arguments of :func:`~streamcache.adapters.stores.open_snapshot_store`."""
+        """Keyword arguments of :func:`~streamcache.adapters.urls.open_snapshot_store`."""
         return {
             "oci_profile": self.oci_profile or None,
             "oci_config_file": self.oci_config_file or None,
             "oci_endpoint": self.oci_endpoint or None,
         }
+
+    def kafka_security(self) -> dict[str, object]:
+        """kafka-python's security options: PLAINTEXT locally, SASL/PLAIN with the auth token on OCI."""
+        security: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            security.update(sasl_mechanism="PLAIN", sasl_plain_username=self.kafka_sasl_username,
+                            sasl_plain_password=self.kafka_sasl_password)
+        return security
+
+    # The edge turns settings into plain values here, once; nothing below sees this object.
+
+    def open_log(self) -> "MutationLog":
+        """The mutation log these settings name."""
+        from streamcache.adapters.urls import open_log
+
+        return open_log(self.log_url, timeout_ms=self.append_timeout_ms, client_id=f"streamcache-{self.instance_id}",
+                        security=self.kafka_security())
+
+    def open_store(self) -> "SnapshotStore":
+        """The snapshot store these settings name. Raises ConfigError if they name none."""
+        from streamcache.adapters.urls import open_snapshot_store
+
+        if not self.snapshot_url:
+            raise ConfigError([f"{PREFIX}SNAPSHOT_URL is required (where snapshots live)"])
+        return open_snapshot_store(self.snapshot_url, **self.snapshot_store_options())
 
     @classmethod
     def env_names(cls) -> list[str]:
@@ -182,14 +212,8 @@ def _security_protocol(raw: str) -> str:
 _SECRETS = frozenset({"api_keys", "kafka_sasl_password"})
 
 
-def _api_keys(raw: str) -> tuple:
-    from .auth import parse_api_keys
-
-    return parse_api_keys(raw)
-
-
 _PARSERS: dict[str, Callable[[str], object]] = {
-    "api_keys": _api_keys,
+    "api_keys": parse_api_keys,
     "route_prefix": _route_prefix,
     "staleness_ms": _non_negative_int,
     "max_value_bytes": _positive_int,
@@ -206,9 +230,6 @@ _PARSERS: dict[str, Callable[[str], object]] = {
 
 
 def _cross_checks(values: Mapping[str, object]) -> list[str]:
-    from .adapters import check_log_url
-    from .adapters.stores import check_store_url
-
     problems = []
     url = values.get("log_url")
     if isinstance(url, str):

@@ -42,7 +42,7 @@ from streamcache.core import records
 from streamcache.core.snapshot import SnapshotError, SnapshotHeader, decode_snapshot, newest_first, parse_name, stream_prefix
 from streamcache.core.table import Table
 from streamcache.ports import MutationLog
-from streamcache.snapshot_store import SnapshotStoreError
+from streamcache.ports import SnapshotStoreError
 
 PREVIOUS = "previous"
 KEEP_PREVIOUS_RUNS = 2

@@ -175,10 +175,9 @@ class DevStack:
         self.restored = data.find_restore_source(self.data_dir, self.topic, lambda m: self.say(f"restore: {m}"))
         if self.restored is None:
             return
-        from streamcache.adapters import open_log
         from streamcache.settings import Settings
 
-        log = open_log(Settings(log_url=str(self.log_url), instance_id="dev-restore"))
+        log = Settings(log_url=str(self.log_url), instance_id="dev-restore").open_log()
         try:
             self.restored_keys = data.reseed(
                 log, self.restored.table, int(time.time() * 1000),

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from streamcache.oci_events import object_created_event
+from streamcache.compactor.object_events import object_created_event
 
 from .fn_protocol import FnTimeout, FnUnavailable, new_call_id
 from .invoke_endpoint import FunctionBusy, InvokeTarget

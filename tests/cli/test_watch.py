@@ -16,10 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pytest
 
-from streamcache import cli_watch
+from streamcache.cli import watch as cli_watch
 from streamcache.adapters.kafka_log import KafkaLog
 from streamcache.core import records
-from streamcache.subscribe import ChangeEvent
+from streamcache.client.subscribe import ChangeEvent
 from streamcache_local.stack_info import describe, is_stack_path, stack_answer
 
 LINE_DEADLINE_S = 15.0  # generous: a slow CI machine; the latency itself is measured in bench/bench_watch.py
@@ -34,7 +34,7 @@ class Watcher:
     """A running ``streamcache watch`` process; lines of its stdout arrive on a queue."""
 
     def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "streamcache.cli_watch", "watch", *args],
+        self.process = subprocess.Popen([sys.executable, "-m", "streamcache.cli.watch", "watch", *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
         self.lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from streamcache.adapters.memory_log import MemoryLog
 from streamcache.adapters.memory_store import MemoryStore
-from streamcache.compaction import REFUSED, UNCHANGED, WRITTEN, compact
+from streamcache.compactor.compaction import REFUSED, UNCHANGED, WRITTEN, compact
 from streamcache.core.data_loss import decode_loss, is_loss_name
 from streamcache.core.records import IF_ABSENT, IF_EXISTS, if_match
 from streamcache.core.snapshot import decode_snapshot, encode_snapshot, format_name, newest_first, parse_name, stream_prefix
 from streamcache.core.table import DEDUP_WINDOW_MS, Table
-from streamcache.snapshot_catalog import load_newest_valid
+from streamcache.replay.catalog import load_newest_valid
 from support.hooked_store import HookedStore, Killed
 from support.log_history import START_MS, delete, fill, foreign, full_replay, put, values
 
@@ -31,7 +31,7 @@ def snapshots(store) -> list[str]:
 def restored(store, log) -> Table:
     """What a cold start builds: the newest valid snapshot, then the log from its positions."""
     from streamcache.core.restore import plan_restore
-    from streamcache.fold import replay
+    from streamcache.replay.fold import replay
 
     loaded = load_newest_valid(store, STREAM).snapshot
     plan = plan_restore(loaded.header if loaded else None, log.bounds())
@@ -349,7 +349,7 @@ def test_a_compaction_needs_keep_of_at_least_one(log, store):
 
 
 def test_ttls_hold_across_a_snapshot_and_a_restore():
-    from streamcache.app import CacheApp
+    from streamcache.cache.app import CacheApp
     from streamcache.settings import Settings
 
     name = f"ttl-{uuid.uuid4().hex}"
@@ -384,7 +384,7 @@ def test_ttls_hold_across_a_snapshot_and_a_restore():
 def test_a_header_is_read_from_the_first_bytes_of_a_snapshot(log, store, tmp_path):
     from streamcache.adapters.directory_store import DirectoryStore
     from streamcache.core.snapshot import decode_header
-    from streamcache.snapshot_catalog import read_header
+    from streamcache.replay.catalog import read_header
 
     for i in range(3000):
         put(log, f"key-{i}", bytes([65 + i % 26]) * 100, START_MS + i)

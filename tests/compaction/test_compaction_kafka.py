@@ -2,10 +2,8 @@
 function and ``streamcache compact`` do in ``streamcache dev``. Reads go in several chunks."""
 
 from __future__ import annotations
-
-from streamcache.adapters import open_log
-from streamcache.adapters.stores import open_snapshot_store
-from streamcache.compaction import UNCHANGED, WRITTEN, compact
+from streamcache.adapters.urls import open_snapshot_store
+from streamcache.compactor.compaction import UNCHANGED, WRITTEN, compact
 from streamcache.core.snapshot import decode_snapshot, newest_first, stream_prefix
 from streamcache.settings import Settings
 from support.log_history import START_MS, delete, fill, foreign, full_replay, values
@@ -13,7 +11,7 @@ from support.log_history import START_MS, delete, fill, foreign, full_replay, va
 
 def test_compaction_over_kafka_into_a_directory(kafka_topic, tmp_path):
     settings = Settings.from_env({"STREAMCACHE_LOG_URL": kafka_topic(3)})
-    log = open_log(settings)
+    log = settings.open_log()
     store = open_snapshot_store(f"file://{tmp_path}/snapshots")
     stream = settings.stream_id
     try:

@@ -7,8 +7,8 @@ import logging
 
 from streamcache.adapters.memory_log import MemoryLog
 from streamcache.adapters.memory_store import MemoryStore
-from streamcache.compaction import compact
-from streamcache.progress import Progress
+from streamcache.compactor.compaction import compact
+from streamcache.replay.progress import Progress
 from support.log_history import fill
 
 
@@ -45,13 +45,13 @@ def test_elsewhere_progress_is_a_json_log_line_every_n_records_or_seconds(caplog
     clock = Clock()
     progress = Progress("compaction", 10_000, out=io.StringIO(), every_records=1000, every_s=5.0, monotonic=clock)
     assert not progress.interactive
-    with caplog.at_level(logging.INFO, logger="streamcache.progress"):
+    with caplog.at_level(logging.INFO, logger="streamcache.replay.progress"):
         progress.update(500)  # neither threshold reached
         progress.update(1500)  # 1000 records since the last line
         clock.now += 6
         progress.update(1600)  # 6 s since the last line
         progress.finish()
-    lines = [r for r in caplog.records if r.name == "streamcache.progress"]
+    lines = [r for r in caplog.records if r.name == "streamcache.replay.progress"]
     assert [r.fields["done"] for r in lines] == [1500, 1600, 1600]
     assert lines[0].fields["kind"] == "progress" and lines[0].fields["total"] == 10_000
 
@@ -59,8 +59,8 @@ def test_elsewhere_progress_is_a_json_log_line_every_n_records_or_seconds(caplog
 def test_a_compaction_reports_its_progress(caplog):
     log = MemoryLog(2)
     fill(log, 500)
-    with caplog.at_level(logging.INFO, logger="streamcache.progress"):
+    with caplog.at_level(logging.INFO, logger="streamcache.replay.progress"):
         compact(log, MemoryStore(), "s", keep=1, chunk_records=100,
                 progress=Progress("compaction", out=io.StringIO(), every_records=200))
-    done = [r.fields["done"] for r in caplog.records if r.name == "streamcache.progress"]
+    done = [r.fields["done"] for r in caplog.records if r.name == "streamcache.replay.progress"]
     assert done and max(done) == 500 and done == sorted(done)

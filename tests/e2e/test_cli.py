@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamcache import cli
+from streamcache.cli import main as cli
 from streamcache_local.dev import DevStack
 
 

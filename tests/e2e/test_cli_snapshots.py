@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamcache import cli
+from streamcache.cli import main as cli
 from streamcache.adapters.memory_log import MemoryLog
 from support.log_history import START_MS, fill
 
@@ -131,11 +131,10 @@ def test_settings_problems_are_usage_errors(capsys, monkeypatch):
 
 
 def test_the_console_script_compacts_a_kafka_stream_and_logs_progress_as_json(kafka_topic, tmp_path):
-    from streamcache.adapters import open_log
     from streamcache.settings import Settings
 
     url = kafka_topic(3)
-    log = open_log(Settings.from_env({"STREAMCACHE_LOG_URL": url}))
+    log = Settings.from_env({"STREAMCACHE_LOG_URL": url}).open_log()
     try:
         fill(log, 30)
     finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamcache import cli
+from streamcache.cli import main as cli
 from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.core.snapshot import decode_snapshot, newest_first, stream_prefix
 from streamcache_local.dev import DevStack

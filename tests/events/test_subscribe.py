@@ -9,7 +9,7 @@ import pytest
 from streamcache.adapters.kafka_log import KafkaLog
 from streamcache.core import records
 from streamcache.core.errors import InvalidRequest
-from streamcache.subscribe import Subscription, parse_resume_token
+from streamcache.client.subscribe import Subscription, parse_resume_token
 
 
 def _split(url: str) -> tuple[str, str]:

@@ -11,11 +11,10 @@ import pytest
 from streamcache.core.records import Position
 from streamcache.core.table import OutcomeKind
 from streamcache.adapters.memory_log import MemoryLog
-from streamcache.log_watch import LogWatch, check_log_regression, own_write_regression
+from streamcache.cache.log_watch import LogWatch, check_log_regression, own_write_regression
 from streamcache.ports import LogBounds
-from streamcache.replica import Replica
-from streamcache.service import CacheService
-from streamcache.settings import Settings
+from streamcache.cache.replica import Replica
+from streamcache.cache.service import CacheService
 
 
 def bounds(nxt: dict[int, int]) -> LogBounds:
@@ -56,7 +55,7 @@ def test_the_watch_looks_at_most_every_interval_and_reports_loudly(caplog):
     assert watch.health() == {"log_regressions": 0, "log_regression": None}
 
     assert watch.check({0: 3}, bounds({0: 3})) is None
-    with caplog.at_level(logging.ERROR, logger="streamcache.replica"):
+    with caplog.at_level(logging.ERROR, logger="streamcache.cache.replica"):
         problem = watch.check({0: 3}, bounds({0: 1}))
     assert problem and caplog.records[-1].levelno == logging.ERROR and problem in caplog.records[-1].getMessage()
     assert watch.health() == {"log_regressions": 1, "log_regression": {
@@ -92,7 +91,7 @@ def service():
     log = SwappableLog()
     replica = Replica(log, monotonic=lambda: 0.0)
     replica.watch = LogWatch(check_every_s=0)  # look at every catch-up
-    return CacheService(Settings(log_url="memory://unused"), replica), log
+    return CacheService(replica), log
 
 
 def test_a_catch_up_on_a_log_that_went_backwards_starts_over_from_it(service):

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from streamcache.adapters import open_log
-from streamcache.adapters.stores import open_snapshot_store
+from streamcache.adapters.urls import open_snapshot_store
 from streamcache.core.snapshot import decode_snapshot, newest_first, stream_prefix
 from streamcache.settings import Settings
 from streamcache_local.fn_runner import start_instance
@@ -61,7 +59,7 @@ def names(snapshot_dir: str, stream: str) -> list[str]:
 
 
 def test_an_empty_invoke_compacts_and_answers_a_summary(compactor, topic, snapshot_dir):
-    log = open_log(Settings.from_env({"STREAMCACHE_LOG_URL": topic}))
+    log = Settings.from_env({"STREAMCACHE_LOG_URL": topic}).open_log()
     stream = topic.rsplit("/", 1)[1]
     try:
         fill(log, 120, keys=30)

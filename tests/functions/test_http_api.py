@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from openapi_spec_validator import validate as validate_openapi
 
 from streamcache.adapters.memory_log import MemoryLog
-from streamcache.app import CacheApp
+from streamcache.cache.app import CacheApp
 from streamcache.core.records import format_time
-from streamcache.http_api import HttpApi, HttpRequest, HttpResponse
-from streamcache.service import CacheService
+from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse
+from streamcache.cache.service import CacheService
 from streamcache.settings import Settings
+from streamcache.statuses import ErrorCode
 from support.openapi import SPEC, check_against_openapi
 
 # ---- the document -------------------------------------------------------------------------------
@@ -32,8 +33,9 @@ def test_the_openapi_document_is_valid_openapi_3_1():
 
 def test_every_error_code_the_http_api_uses_is_documented():
     package = Path(__file__).resolve().parents[2] / "functions" / "streamcache"
-    used = set()
-    for path in [package / "http_api.py", package / "service.py", package / "app.py", package / "core" / "errors.py"]:
+    used = {code.value for code in ErrorCode}
+    for path in [package / "cache" / "http_api.py", package / "cache" / "service.py", package / "cache" / "app.py",
+                 package / "core" / "errors.py"]:
         text = path.read_text()
         used |= set(re.findall(r'(?:HttpError|error_response)\(\s*\d+,\s*"(\w+)"', text))
         used |= set(re.findall(r'^\s+code = "(\w+)"', text, re.M))
@@ -65,9 +67,10 @@ def make_app():
         env = {"STREAMCACHE_LOG_URL": log_url, "STREAMCACHE_INSTANCE_ID": f"test-{len(names)}"}
         env.update({f"STREAMCACHE_{name.upper()}": str(value) for name, value in settings.items()})
         app = CacheApp(Settings.from_env(env))
+        app.log_url = log_url  # type: ignore[attr-defined]  # for a second instance of the same stream
         if clock is not None:
-            app.service = CacheService(app.settings, app.replica, clock=clock)
-            app.http = HttpApi(app.service, app.health)
+            app.service = CacheService(app.replica, app.service.limits, clock=clock)
+            app.http = HttpApi(app.service, app.health_json, app.http.prefix)
         return app
 
     yield make
@@ -254,7 +257,7 @@ def test_if_none_match_star_creates_only(app):
 
 def test_two_instances_if_match_the_same_version_one_wins_and_both_agree(make_app):
     a = make_app(staleness_ms=3_600_000)
-    b = make_app(log_url=a.settings.log_url, staleness_ms=3_600_000)
+    b = make_app(log_url=a.log_url, staleness_ms=3_600_000)
     etag = call(a, "PUT", "/cache/k", b"0").headers["ETag"]
     assert call(b, "GET", "/cache/k").headers["ETag"] == etag
     won = call(a, "PUT", "/cache/k", b"a", if_match=etag)
@@ -268,7 +271,7 @@ def test_two_instances_if_match_the_same_version_one_wins_and_both_agree(make_ap
 
 def test_default_reads_may_lag_within_the_bound_and_strong_reads_do_not(make_app):
     a = make_app()
-    b = make_app(log_url=a.settings.log_url, staleness_ms=3_600_000)
+    b = make_app(log_url=a.log_url, staleness_ms=3_600_000)
     call(a, "PUT", "/cache/k", b"0")
     assert call(b, "GET", "/cache/k").body == b"0"
     call(a, "PUT", "/cache/k", b"1")

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from streamcache.adapters.memory_log import MemoryLog
-from streamcache.app import CacheApp
+from streamcache.cache.app import CacheApp
 from streamcache.settings import Settings
 
 _names = itertools.count()

@@ -4,6 +4,7 @@ contents applied with the core table to check what a cache instance would hold."
 
 from __future__ import annotations
 
+
 import base64
 import dataclasses
 import threading
@@ -18,23 +19,14 @@ from streamcache.adapters.kafka_log import KafkaLog
 from streamcache.core import records
 from streamcache.core.errors import ConfigError, LogUnavailable
 from streamcache.core.table import Table
-from streamcache import importer
-from streamcache.importer import MARKER_PREFIX, handle_object_event, marker_name, store_for
-from streamcache.oci_events import DELETE_OBJECT, object_created_event, parse_object_event
+from streamcache.compactor import importer
+from streamcache.compactor.app import import_config
+from streamcache.compactor.importer import MARKER_PREFIX, handle_object_event, marker_name, store_for
+from streamcache.compactor.object_events import DELETE_OBJECT, object_created_event, parse_object_event
 from streamcache.settings import Settings
-from streamcache.snapshot_store import SnapshotStoreUnavailable
+from streamcache.ports import SnapshotStoreUnavailable
 
 NOW_S = 1_800_000_000.0  # the importer's clock in these tests
-
-
-class WithSettings:
-    """Settings plus fields it may not have yet (``import_url``), as the function would see them."""
-
-    def __init__(self, settings: Settings, **extra: object) -> None:
-        self._settings, self._extra = settings, extra
-
-    def __getattr__(self, name: str):
-        return self._extra[name] if name in self._extra else getattr(self._settings, name)
 
 
 @pytest.fixture
@@ -49,7 +41,7 @@ def run(stream, bucket):
 
     def invoke(event, log_=None, **env: str):
         settings = Settings.from_env({"STREAMCACHE_LOG_URL": url, **env})
-        return handle_object_event(event, settings, log_ or log, clock=lambda: NOW_S,
+        return handle_object_event(event, import_config(settings), log_ or log, clock=lambda: NOW_S,
                                    open_store=lambda obj, _: DirectoryStore(bucket.root))
 
     return invoke
@@ -194,7 +186,7 @@ def test_twin_deliveries_running_at_once_apply_each_line_once(stream, bucket):
     answers = []
 
     def deliver():
-        answers.append(handle_object_event(event_for("imports/a.jsonl"), settings, log, clock=lambda: NOW_S,
+        answers.append(handle_object_event(event_for("imports/a.jsonl"), import_config(settings), log, clock=lambda: NOW_S,
                                            open_store=lambda obj, _: TwinStore(bucket.root)))
 
     threads = [threading.Thread(target=deliver) for _ in range(2)]
@@ -250,7 +242,7 @@ def test_the_record_dedup_window_is_120_s_of_log_time_the_marker_has_none(stream
     settings = Settings.from_env({"STREAMCACHE_LOG_URL": url})
 
     def deliver(at_s: float) -> dict:
-        return handle_object_event(event, settings, log, clock=lambda: at_s,
+        return handle_object_event(event, import_config(settings), log, clock=lambda: at_s,
                                    open_store=lambda obj, _: DirectoryStore(bucket.root))
 
     deliver(NOW_S)
@@ -286,7 +278,7 @@ def test_a_store_failure_while_reading_answers_503_with_what_landed(stream, buck
     url, log = stream
     bucket.put_new("imports/a.jsonl", jsonl(*({"key": f"k{i}", "value": i} for i in range(3000))))
     settings = Settings.from_env({"STREAMCACHE_LOG_URL": url})
-    answer = handle_object_event(event_for("imports/a.jsonl"), settings, log,
+    answer = handle_object_event(event_for("imports/a.jsonl"), import_config(settings), log,
                                  open_store=lambda obj, _: FailingStore(bucket.root, chunks=10))
     assert (answer["status"], answer["error"]) == (503, "store_unavailable")
     assert 0 < answer["lines"] < 3000 and answer["imported"] <= answer["lines"]
@@ -306,7 +298,7 @@ def test_the_object_is_streamed_records_land_before_it_is_read_to_the_end(stream
                 yield chunk
 
     settings = Settings.from_env({"STREAMCACHE_LOG_URL": url})
-    answer = handle_object_event(event_for("imports/a.jsonl"), settings, log,
+    answer = handle_object_event(event_for("imports/a.jsonl"), import_config(settings), log,
                                  open_store=lambda obj, _: WatchedStore(bucket.root))
     assert answer["imported"] == 8000
     assert on_stream_when_read[0] == 0 and on_stream_when_read[-1] >= 6000  # batches went out while reading
@@ -327,7 +319,7 @@ def test_objects_outside_the_import_prefix_are_ignored_without_reading_anything(
     def no_store(obj, _):
         raise AssertionError("an ignored event must not open the store")
 
-    answer = handle_object_event(event_for(name), settings, log, open_store=no_store)
+    answer = handle_object_event(event_for(name), import_config(settings), log, open_store=no_store)
     assert (answer["status"], answer["action"], answer["imported"]) == (200, "ignored", 0)
     assert "import prefix" in answer["reason"]
     assert sum(log.bounds().next.values()) == 0
@@ -347,7 +339,7 @@ def test_markers_are_never_imported_even_under_a_prefix_that_covers_them(stream,
     settings = dataclasses.replace(Settings.from_env({"STREAMCACHE_LOG_URL": url}), import_prefix="import")
 
     def run(event):
-        return handle_object_event(event, settings, log, clock=lambda: NOW_S,
+        return handle_object_event(event, import_config(settings), log, clock=lambda: NOW_S,
                                    open_store=lambda obj, _: DirectoryStore(bucket.root))
 
     bucket.put_new("import-data/a.jsonl", jsonl({"key": "k", "value": 1}))
@@ -407,8 +399,8 @@ def test_an_object_deleted_before_it_is_read_answers_404(run):
 def test_the_configured_import_url_is_the_bucket_root(stream, tmp_path):
     url, log = stream
     DirectoryStore(tmp_path).put_new("imports/a.jsonl", jsonl({"key": "k", "value": 1}))
-    settings = WithSettings(Settings.from_env({"STREAMCACHE_LOG_URL": url}), import_url=tmp_path.as_uri() + "/")
-    answer = handle_object_event(event_for("imports/a.jsonl"), settings, log)
+    settings = Settings.from_env({"STREAMCACHE_LOG_URL": url, "STREAMCACHE_IMPORT_URL": tmp_path.as_uri() + "/"})
+    answer = handle_object_event(event_for("imports/a.jsonl"), import_config(settings), log)
     assert answer["imported"] == 1
     assert DirectoryStore(tmp_path).list(MARKER_PREFIX) == [marker_name(parse_object_event(event_for("imports/a.jsonl")))]
 
@@ -421,20 +413,20 @@ def test_through_the_oci_sdk_from_the_snapshot_bucket(stream, object_storage, ap
            "STREAMCACHE_OCI_CONFIG_FILE": str(api_key.config_file), "STREAMCACHE_OCI_PROFILE": api_key.profile}
     settings = Settings.from_env(env)
     event = object_created_event(object_storage.namespace, "data", "imports/a.jsonl", "etag-1")
-    store = store_for(parse_object_event(event), settings)
+    store = store_for(parse_object_event(event), import_config(settings))
     store.put_new("imports/a.jsonl", jsonl(*({"key": f"k{i}", "value": i} for i in range(3000))))
 
-    answer = handle_object_event(event, settings, log)
+    answer = handle_object_event(event, import_config(settings), log)
 
     assert (answer["status"], answer["imported"]) == (200, 3000)
-    assert handle_object_event(event, settings, log)["skipped_duplicate"] is True
+    assert handle_object_event(event, import_config(settings), log)["skipped_duplicate"] is True
     assert store.list(MARKER_PREFIX) == [marker_name(parse_object_event(event))]
     store.close()
 
 
 def test_without_a_bucket_configured_the_import_is_refused(stream):
     url, log = stream
-    answer = handle_object_event(event_for("imports/a.jsonl"), Settings.from_env({"STREAMCACHE_LOG_URL": url}), log)
+    answer = handle_object_event(event_for("imports/a.jsonl"), import_config(Settings.from_env({"STREAMCACHE_LOG_URL": url})), log)
     assert (answer["status"], answer["error"]) == (503, "import_not_configured")
     assert "STREAMCACHE_IMPORT_URL" in answer["message"]
 
@@ -443,7 +435,7 @@ def test_an_event_for_another_bucket_than_the_configured_one_answers_400(stream,
     url, log = stream
     base = Settings.from_env({"STREAMCACHE_LOG_URL": url, "STREAMCACHE_SNAPSHOT_URL": object_storage.url("data", "snap")})
     event = object_created_event(object_storage.namespace, "payroll", "imports/a.jsonl", "etag-1")
-    for settings in (base, WithSettings(base, import_url=object_storage.url("uploads"))):
-        answer = handle_object_event(event, settings, log)
+    for settings in (base, dataclasses.replace(base, import_url=object_storage.url("uploads"))):
+        answer = handle_object_event(event, import_config(settings), log)
         assert (answer["status"], answer["error"]) == (400, "foreign_bucket")
     assert sum(log.bounds().next.values()) == 0

@@ -18,9 +18,9 @@ import terraform_model as tf
 import yaml
 
 from streamcache.adapters.oci_secrets import SECRET_SETTINGS, with_secrets
-from streamcache.app import build_from_env
+from streamcache.cache.app import build_from_env
 from streamcache.core.snapshot_names import stream_prefix
-from streamcache.http_api import HttpRequest
+from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
 
 RULE_FILE = tf.REPO / "events" / "object-storage" / "import-rule.json"

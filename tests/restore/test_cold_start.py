@@ -14,10 +14,10 @@ from freezegun import freeze_time
 
 from streamcache.adapters.memory_log import MemoryLog
 from streamcache.adapters.memory_store import MemoryStore
-from streamcache.app import CacheApp
-from streamcache.compaction import compact
-from streamcache.http_api import HttpRequest
-from streamcache.restore_runner import process_age_s
+from streamcache.cache.app import CacheApp
+from streamcache.compactor.compaction import compact
+from streamcache.cache.http_api import HttpRequest
+from streamcache.cache.cold_start import process_age_s
 from streamcache.settings import Settings
 from support.hooked_store import HookedStore
 from support.log_history import START_MS, fill, full_replay, put

@@ -11,7 +11,7 @@ from streamcache.adapters.memory_log import MemoryLog
 from streamcache.core.errors import LogUnavailable, RecordError
 from streamcache.core.records import Delete, Position, Put, encode
 from streamcache.core.table import OutcomeKind
-from streamcache.replica import Replica
+from streamcache.cache.replica import Replica
 
 T0 = 1_790_000_000_000
 _ids = itertools.count()

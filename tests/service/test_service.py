@@ -12,9 +12,8 @@ from streamcache.adapters.memory_log import MemoryLog
 from streamcache.core.errors import InvalidKey, InvalidTTL, LogUnavailable, ValueTooLarge
 from streamcache.core.records import IF_ABSENT, DEFAULT_CONTENT_TYPE, Position, if_match
 from streamcache.core.table import OutcomeKind
-from streamcache.replica import Replica
-from streamcache.service import CacheService, InvalidCursor, InvalidLimit, parse_ttl
-from streamcache.settings import Settings
+from streamcache.cache.replica import Replica
+from streamcache.cache.service import CacheService, InvalidCursor, InvalidLimit, Limits, parse_ttl
 
 WALL_START = 1_790_000_000.0
 
@@ -52,11 +51,10 @@ def wall() -> Clock:
 def instance(log, wall):
     """A factory of cache instances sharing ``log`` and the wall clock, each with its own monotonic clock."""
 
-    def make(**settings) -> Instance:
+    def make(**limits) -> Instance:
         monotonic = Clock(0.0)
         replica = Replica(log, monotonic=monotonic)
-        config = Settings(log_url="memory://test", instance_id="test", **settings)
-        return Instance(CacheService(config, replica, clock=wall), replica, monotonic)
+        return Instance(CacheService(replica, Limits(**limits), clock=wall), replica, monotonic)
 
     return make
 

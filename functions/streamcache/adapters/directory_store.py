@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from ..snapshot_store import (
+from streamcache.ports import (
     DEFAULT_CHUNK_BYTES,
     InvalidSnapshotName,
     SnapshotExists,

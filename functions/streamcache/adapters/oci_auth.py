@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from ..core.errors import ConfigError
+from streamcache.core.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "~/.oci/config"
 

@@ -11,6 +11,7 @@
     ├── RecordError               a stream record that cannot be decoded (a foreign or corrupt record)
     ├── LogUnavailable            the stream cannot be reached now; retry later (maps to 503)
     ├── LogTruncated              the records asked for are gone (retention); not transient
+    ├── Restoring                 the instance is still loading its table (maps to 503)
     └── ConfigError               settings are missing or invalid; lists every problem at once
 """
 
@@ -63,6 +64,10 @@ class LogUnavailable(StreamcacheError):
 
 class LogTruncated(StreamcacheError):
     """The log no longer holds the records asked for: retention dropped them. Retrying cannot help."""
+
+
+class Restoring(StreamcacheError):
+    """The cold start is still running when the caller's wait budget ran out. Retry shortly."""
 
 
 class ConfigError(StreamcacheError):

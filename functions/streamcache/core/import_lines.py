@@ -26,8 +26,8 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from .errors import InvalidKey
-from .records import DEFAULT_CONTENT_TYPE, is_json_type, validate_key
+from streamcache.core.errors import InvalidKey
+from streamcache.core.records import DEFAULT_CONTENT_TYPE, is_json_type, validate_key
 
 #: Longest line accepted: 4 MiB, four times the largest record OCI Streaming takes (values are at most
 #: 700 KiB by default; JSON escapes can make their line several times longer).

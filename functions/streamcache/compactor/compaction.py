@@ -32,22 +32,29 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Callable
 
-from .core.data_loss import DataLossRecord, encode_loss, loss_name
-from .core.records import Position
-from .core.restore import plan_restore
-from .core.snapshot import decode_header, encode_snapshot, format_name, newest_first, stream_prefix
-from .core.table import Table
-from .fold import CHUNK_RECORDS, FoldStats, gc_paused, replay
-from .ports import MutationLog
-from .progress import Progress, SilentProgress
-from .snapshot_catalog import Skipped, load_newest_valid
-from .snapshot_store import SnapshotStore, SnapshotStoreUnavailable
+from streamcache.core.data_loss import DataLossRecord, encode_loss, loss_name
+from streamcache.core.records import Position
+from streamcache.core.restore import plan_restore
+from streamcache.core.snapshot import decode_header, encode_snapshot, format_name, newest_first, stream_prefix
+from streamcache.core.table import Table
+from streamcache.replay.fold import CHUNK_RECORDS, FoldStats, gc_paused, replay
+from streamcache.ports import MutationLog
+from streamcache.replay.progress import Progress, SilentProgress
+from streamcache.replay.catalog import Skipped, SkipReason, load_newest_valid
+from streamcache.ports import SnapshotStore, SnapshotStoreUnavailable
 
 log = logging.getLogger("streamcache.compactor")
 
-WRITTEN, UNCHANGED, REFUSED = "written", "unchanged", "refused"
+class CompactionOutcome(StrEnum):
+    WRITTEN = "written"  # a new snapshot was written
+    UNCHANGED = "unchanged"  # nothing new to fold: nothing written
+    REFUSED = "refused"  # the snapshot is ahead of the log (a recreated stream); see ``problem``
+
+
+WRITTEN, UNCHANGED, REFUSED = CompactionOutcome.WRITTEN, CompactionOutcome.UNCHANGED, CompactionOutcome.REFUSED
 
 
 @dataclass
@@ -55,7 +62,7 @@ class CompactionSummary:
     """What one compaction did. ``outcome``: ``written``, ``unchanged`` (nothing new to fold: nothing
     written) or ``refused`` (the snapshot is ahead of the log; see ``problem``)."""
 
-    outcome: str
+    outcome: CompactionOutcome
     stream: str
     base_snapshot: str | None = None
     object: str | None = None
@@ -82,7 +89,7 @@ class CompactionSummary:
     def to_json(self) -> dict:
         fold_s = self.phases_ms.get("fold", 0.0) / 1000
         return {
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "stream": self.stream,
             "object": self.object,
             "bytes": self.bytes,
@@ -137,7 +144,7 @@ def compact(
     try:
         with gc_paused():
             summary = _compact(mutation_log, store, stream_id, keep, clock, monotonic, writer_id, progress, chunk_records)
-        outcome = summary.outcome
+        outcome = summary.outcome.value
         return summary
     finally:
         progress.finish(outcome)
@@ -218,7 +225,7 @@ def _prune(store: SnapshotStore, stream: str, keep: int, protect: str | None,
            skipped: list[Skipped]) -> tuple[list[str], str | None]:
     """Delete all but the newest ``keep`` snapshots, never ``protect``. Snapshots found corrupt do
     not count towards ``keep`` (the fallback must be loadable) and are deleted once older than it."""
-    corrupt = {s.name for s in skipped if s.reason == "corrupt"}
+    corrupt = {s.name for s in skipped if s.reason is SkipReason.CORRUPT}
     pruned: list[str] = []
     try:
         kept = 0

@@ -2,7 +2,7 @@
 
     streamcache watch [--from earliest|latest|POSITIONS] [--prefix P] [--json] [--log-url URL]
 
-It reads the stream itself (``streamcache.subscribe.Subscription``), not the cache's HTTP API. Which
+It reads the stream itself (``streamcache.client.subscribe.Subscription``), not the cache's HTTP API. Which
 stream: ``--log-url kafka://HOST:PORT/TOPIC`` (OCI Streaming: set ``STREAMCACHE_KAFKA_SECURITY_PROTOCOL``,
 ``..._SASL_USERNAME`` and ``..._SASL_PASSWORD`` as for the functions); without it, the ``streamcache
 dev`` at ``--url`` (default ``$STREAMCACHE_URL`` or http://127.0.0.1:8080) is asked for its stream
@@ -61,8 +61,8 @@ def register(subparsers, url_parent: argparse.ArgumentParser) -> None:
 
 def cmd_watch(args, out=None, err=None, stop: threading.Event | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    from .core.errors import InvalidRequest, LogUnavailable
-    from .subscribe import Subscription, parse_resume_token
+    from streamcache.core.errors import InvalidRequest, LogUnavailable
+    from streamcache.client.subscribe import Subscription, parse_resume_token
 
     subscription = None
     try:
@@ -114,7 +114,7 @@ def find_stream(log_url: str | None, cache_url: str | None) -> tuple[str, str, d
             raise WatchError(f"the streamcache dev at {url} keeps its stream inside its own process ({log_url}); "
                              "watch needs a kafka:// stream (run streamcache dev without --log-url memory://...)")
         return *_split(log_url), {}
-    from .adapters import check_log_url
+    from streamcache.adapters.urls import check_log_url
 
     problem = check_log_url(log_url)
     if problem or not log_url.startswith("kafka://"):
@@ -152,20 +152,16 @@ def _split(log_url: str) -> tuple[str, str]:
 
 
 def _security_from_env() -> dict:
-    """Kafka security options from the functions' settings (as ``KafkaLog.from_settings`` builds them)."""
-    from .core.errors import ConfigError
-    from .settings import PREFIX, Settings
+    """Kafka security options from the functions' settings (as the functions' own log uses them)."""
+    from streamcache.core.errors import ConfigError
+    from streamcache.settings import PREFIX, Settings
 
     env = {k: v for k, v in os.environ.items() if k.startswith(PREFIX + "KAFKA_")}
     try:
         settings = Settings.from_env({**env, PREFIX + "LOG_URL": "memory://unused"})
     except ConfigError as exc:
         raise WatchError("; ".join(exc.problems)) from None
-    security: dict = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.startswith("SASL"):
-        security.update(sasl_mechanism="PLAIN", sasl_plain_username=settings.kafka_sasl_username,
-                        sasl_plain_password=settings.kafka_sasl_password)
-    return security
+    return settings.kafka_security()
 
 
 # ---- one line per change --------------------------------------------------------------------------
@@ -173,7 +169,7 @@ def _security_from_env() -> dict:
 
 def format_change(event) -> str:
     """``21:14:44.283  0-12      put    user/1  14 B application/json  {"n":1}``"""
-    from .core.records import Put
+    from streamcache.core.records import Put
 
     mutation = event.mutation
     when = datetime.fromtimestamp(mutation.ts_ms / 1000).strftime("%H:%M:%S.%f")[:-3]
@@ -190,7 +186,7 @@ def format_change(event) -> str:
 
 def preview(value: bytes, content_type: str, limit: int = PREVIEW_CHARS) -> str:
     """JSON compactly, text as a quoted string (control characters escaped), anything else as its size."""
-    from .core.records import is_json_type
+    from streamcache.core.records import is_json_type
 
     text = None
     if is_json_type(content_type):
@@ -207,7 +203,7 @@ def preview(value: bytes, content_type: str, limit: int = PREVIEW_CHARS) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streamcache.cli_watch ...``: the command on its own (before and besides cli.py)."""
+    """``python -m streamcache.cli.watch ...``: the command on its own (before and besides cli.py)."""
     top = argparse.ArgumentParser(prog="streamcache")
     top.add_argument("--url", default=None, help=f"the cache's URL (default: $STREAMCACHE_URL or {DEFAULT_URL})")
     url = argparse.ArgumentParser(add_help=False)

@@ -16,7 +16,7 @@ Idempotence, because OCI may deliver an event twice (and a failed import may be 
   is written beside the imports, and an event whose marker exists is answered as a duplicate without
   reading the object, however late it comes.
 
-Only objects under ``settings.import_prefix`` (default ``imports/``) are imported: the compactor's own
+Only objects under the import prefix (``STREAMCACHE_IMPORT_PREFIX``, default ``imports/``) are imported: the compactor's own
 snapshot writes and the markers also emit object events (oci-facts.md gotcha 19), and they are
 answered ``"action": "ignored"``. Answers (the compactor's JSON body; the compactor also logs each one
 as a JSON line, so this module does not log)::
@@ -31,8 +31,8 @@ act on, an object name no store can hold, or a bucket imports are not read from 
 (``imported`` says how many records had landed; no marker is written, so a redelivery imports again,
 de-duplicated within the window) or the function's OCI settings are unusable.
 
-Which store holds the object (:func:`store_for`): the bucket of ``import_url`` if configured, else
-the snapshot bucket (``snapshot_url``); ``file://<data-dir>/`` under ``streamcache dev``. With an
+Which store holds the object (:func:`store_for`): the bucket of ``STREAMCACHE_IMPORT_URL`` if
+configured, else the snapshot bucket (``STREAMCACHE_SNAPSHOT_URL``); ``file://<data-dir>/`` under ``streamcache dev``. With an
 ``oci://`` URL, an event naming any other bucket is refused (400 ``foreign_bucket``), so a misrouted
 or forged event cannot make the function read another bucket it has access to.
 """
@@ -40,18 +40,19 @@ or forged event cannot make the function read another bucket it has access to.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import orjson
 
-from .adapters.stores import open_snapshot_store
-from .core import records
-from .core.errors import ConfigError, InvalidRequest, LogUnavailable, ValueTooLarge
-from .core.import_lines import TOO_LONG, BadLine, is_blank, parse_line, split_lines
-from .oci_events import CONTENT_EVENT_TYPES, InvalidObjectEvent, ObjectEvent, parse_object_event
-from .ports import MutationLog
-from .snapshot_store import InvalidSnapshotName, SnapshotExists, SnapshotNotFound, SnapshotStore, SnapshotStoreError
+from streamcache.adapters.urls import open_snapshot_store
+from streamcache.core import records
+from streamcache.core.errors import ConfigError, InvalidRequest, LogUnavailable, ValueTooLarge
+from streamcache.core.import_lines import TOO_LONG, BadLine, is_blank, parse_line, split_lines
+from streamcache.compactor.object_events import CONTENT_EVENT_TYPES, InvalidObjectEvent, ObjectEvent, parse_object_event
+from streamcache.ports import MutationLog
+from streamcache.ports import InvalidSnapshotName, SnapshotExists, SnapshotNotFound, SnapshotStore, SnapshotStoreError
 
 MAX_REPORTED_BAD_LINES = 100
 MARKER_PREFIX = "import-markers/"
@@ -61,17 +62,34 @@ BATCH_RECORDS = 5000
 BATCH_BYTES = 4 * 1024 * 1024
 SOURCE_SUFFIX = "/import"  # CloudEvents source of imported records: "<event_source>/import"
 
-StoreOpener = Callable[[ObjectEvent, object], SnapshotStore]
 
 
-def handle_object_event(event: dict, settings, mutation_log: MutationLog, *,
+@dataclass(frozen=True)
+class ImportConfig:
+    """What an import needs, as plain values (the compactor's edge builds it from its settings)."""
+
+    #: Where objects to import live: the import URL if configured, else the snapshot store's URL.
+    source_url: str
+    max_value_bytes: int
+    max_ttl_seconds: int
+    max_record_bytes: int
+    prefix: str = DEFAULT_IMPORT_PREFIX
+    event_source: str = records.DEFAULT_SOURCE
+    #: Keyword options of :func:`~streamcache.adapters.urls.open_snapshot_store` (OCI profile, endpoint).
+    store_options: Mapping[str, object] = field(default_factory=dict)
+
+
+StoreOpener = Callable[[ObjectEvent, ImportConfig], SnapshotStore]
+
+
+def handle_object_event(event: dict, config: ImportConfig, mutation_log: MutationLog, *,
                         clock: Callable[[], float] = time.time, open_store: StoreOpener | None = None) -> dict:
     """Import the object an OCI Object Storage event names; return the answer (see the module doc).
 
     Never raises for bad input or an unavailable store or stream: every outcome is an answer.
     ``clock`` (seconds) dates the records; ``open_store`` replaces :func:`store_for` (tests)."""
     started = time.perf_counter()
-    answer = _run(event, settings, mutation_log, clock, open_store or store_for)
+    answer = _run(event, config, mutation_log, clock, open_store or store_for)
     answer["duration_ms"] = round((time.perf_counter() - started) * 1000)
     return answer
 
@@ -83,12 +101,12 @@ def _answer(status: int, name: str | None, action: str = "import", **fields: obj
     return base
 
 
-def _run(event: dict, settings, mutation_log: MutationLog, clock, open_store: StoreOpener) -> dict:
+def _run(event: dict, config: ImportConfig, mutation_log: MutationLog, clock, open_store: StoreOpener) -> dict:
     try:
         obj = parse_object_event(event)
     except InvalidObjectEvent as exc:
         return _answer(400, None, error=exc.code, message=str(exc))
-    prefix = import_prefix(settings)
+    prefix = config.prefix
     if obj.event_type not in CONTENT_EVENT_TYPES:
         return _answer(200, obj.name, "ignored", reason=f"{obj.event_type} is not a new object")
     if not obj.name.startswith(prefix) or obj.name == prefix:
@@ -96,13 +114,13 @@ def _run(event: dict, settings, mutation_log: MutationLog, clock, open_store: St
     if obj.name.startswith(MARKER_PREFIX):  # whatever the prefix: importing markers would loop forever
         return _answer(200, obj.name, "ignored", reason="a completion marker of an earlier import")
     try:
-        store = open_store(obj, settings)
+        store = open_store(obj, config)
     except ForeignBucket as exc:
         return _answer(400, obj.name, error=exc.code, message=str(exc))
     except ConfigError as exc:  # the function's settings, not the event: an operator must fix them
         return _answer(503, obj.name, error="import_not_configured", message="; ".join(exc.problems))
     try:
-        return _import(obj, store, settings, mutation_log, clock)
+        return _import(obj, store, config, mutation_log, clock)
     finally:
         store.close()
 
@@ -113,17 +131,11 @@ class ForeignBucket(InvalidRequest):
     code = "foreign_bucket"
 
 
-def import_prefix(settings) -> str:
-    # getattr: the setting is new; a Settings without it imports from the default prefix.
-    return getattr(settings, "import_prefix", "") or DEFAULT_IMPORT_PREFIX
-
-
-def store_for(obj: ObjectEvent, settings) -> SnapshotStore:
-    """The store that holds ``obj``: the bucket of ``settings.import_url`` if set, else the bucket of
-    the snapshot store. With ``oci://`` the event must name that very bucket, which is then opened at
-    its root (``oci://BUCKET@NAMESPACE/``); a ``file://`` URL is the bucket root itself."""
-    # getattr: import_url is a new setting; without it imports come from the snapshot bucket.
-    configured = getattr(settings, "import_url", "") or getattr(settings, "snapshot_url", "") or ""
+def store_for(obj: ObjectEvent, config: ImportConfig) -> SnapshotStore:
+    """The store that holds ``obj``: the bucket of ``config.source_url``. With ``oci://`` the event
+    must name that very bucket, which is then opened at its root (``oci://BUCKET@NAMESPACE/``); a
+    ``file://`` URL is the bucket root itself."""
+    configured = config.source_url
     if not configured:
         raise ConfigError(["no bucket to import from: set STREAMCACHE_IMPORT_URL or STREAMCACHE_SNAPSHOT_URL"])
     url = configured
@@ -133,15 +145,14 @@ def store_for(obj: ObjectEvent, settings) -> SnapshotStore:
             raise ForeignBucket(f"the event names the bucket {obj.bucket}@{obj.namespace}; "
                                 f"imports are read from {configured} only")
         url = obj.store_url  # object names in events are full names: the store has no prefix
-    options = settings.snapshot_store_options() if hasattr(settings, "snapshot_store_options") else {}
-    return open_snapshot_store(url, **options)
+    return open_snapshot_store(url, **config.store_options)
 
 
 def marker_name(obj: ObjectEvent) -> str:
     return f"{MARKER_PREFIX}{obj.identity}.json"
 
 
-def _import(obj: ObjectEvent, store: SnapshotStore, settings, mutation_log: MutationLog, clock) -> dict:
+def _import(obj: ObjectEvent, store: SnapshotStore, config: ImportConfig, mutation_log: MutationLog, clock) -> dict:
     marker = marker_name(obj)
     try:
         done = _parse_marker(store.get(marker))
@@ -159,7 +170,7 @@ def _import(obj: ObjectEvent, store: SnapshotStore, settings, mutation_log: Muta
     except SnapshotStoreError as exc:
         return _answer(503, obj.name, error="store_unavailable", message=str(exc))
 
-    run = _ImportRun(obj, settings, mutation_log, clock)
+    run = _ImportRun(obj, config, mutation_log, clock)
     try:
         run.consume(chunks)
     except SnapshotStoreError as exc:
@@ -194,13 +205,13 @@ def _parse_marker(data: bytes) -> dict:
 class _ImportRun:
     """One pass over an object: counts, the bad-line report, and the batch being built."""
 
-    def __init__(self, obj: ObjectEvent, settings, mutation_log: MutationLog, clock) -> None:
+    def __init__(self, obj: ObjectEvent, config: ImportConfig, mutation_log: MutationLog, clock) -> None:
         self.obj, self.log, self.clock = obj, mutation_log, clock
         self.id_prefix = f"import-{obj.identity[:32]}-"
-        self.source = getattr(settings, "event_source", records.DEFAULT_SOURCE) + SOURCE_SUFFIX
-        self.max_value = settings.max_value_bytes
-        self.max_ttl = settings.max_ttl_seconds
-        self.max_record = settings.max_record_bytes
+        self.source = config.event_source + SOURCE_SUFFIX
+        self.max_value = config.max_value_bytes
+        self.max_ttl = config.max_ttl_seconds
+        self.max_record = config.max_record_bytes
         self.lines = self.imported = self.bad_count = 0
         self.bad_lines: list[dict] = []
         self.batch: list[tuple[str, bytes]] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import orjson
 
@@ -114,3 +115,21 @@ def error_for(answer: dict) -> CacheError:
     if 400 <= status < 500:
         return BadRequest(status, code, message)  # also a 404 that is not about a key (a wrong URL or function)
     return ServerError(status, code, message)
+
+
+# ---- transports ---------------------------------------------------------------------------------
+
+
+class TransportError(Exception):
+    """The request got no answer (connection refused or reset, timeout)."""
+
+
+class Transport(Protocol):
+    """One operation of the direct-invoke API in (``value`` as bytes for a put), its answer out
+    (``status`` and the operation's fields; a get's ``value`` as bytes). Raises TransportError.
+    A transport that can send many operations in one call also has ``send_batch(ops)``, answering
+    a list of answers, or one answer when the call as a whole failed."""
+
+    def send(self, op: dict) -> dict: ...
+
+    def close(self) -> None: ...

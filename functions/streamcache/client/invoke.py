@@ -1,14 +1,14 @@
 """The client's direct-invoke transport: operations go to the cache function through the OCI Functions
 invoke API, with the ``oci`` SDK's ``FunctionsInvokeClient`` (signed requests, as OCI requires).
 
-The body of an invoke is an operation of :mod:`streamcache.invoke_api`; the platform answers 200 with
+The body of an invoke is an operation of :mod:`streamcache.cache.invoke_api`; the platform answers 200 with
 the function's JSON answer, which carries the operation's own status. Only a failure of the platform
 itself (unknown function 404, too busy 503, 429, the function crashed 502 or timed out 504) is an HTTP
 error, raised by the SDK as ``ServiceError``; it is turned into an answer of the same shape.
 
 Values travel as base64 (``value_base64`` out, ``"value_encoding": "base64"`` on gets), so bytes come
 back exactly whatever the content type. The SDK's own retries and circuit breaker are off: the
-:class:`~streamcache.client.Client` retries, knowing which operations are safe to repeat.
+:class:`~streamcache.client.cache_client.Client` retries, knowing which operations are safe to repeat.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 
 import orjson
 
-from .client import TransportError
+from streamcache.client.models import TransportError
 
 DEFAULT_CONFIG_FILE = "~/.oci/config"
 

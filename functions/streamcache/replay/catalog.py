@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from enum import StrEnum
+from typing import Callable
 
-from .core.data_loss import DataLossRecord, decode_loss, is_loss_name
-from .core.snapshot import (
+from streamcache.core.data_loss import DataLossRecord, decode_loss, is_loss_name
+from streamcache.core.snapshot import (
     HEADER_PROBE_BYTES,
     PREAMBLE,
     TRAILER,
@@ -31,12 +32,9 @@ from .core.snapshot import (
     newest_first,
     stream_prefix,
 )
-from .core.table import Table
-from .progress import Progress
-from .snapshot_store import SnapshotNotFound, SnapshotStore
-
-if TYPE_CHECKING:
-    from .settings import Settings
+from streamcache.core.table import Table
+from streamcache.replay.progress import Progress
+from streamcache.ports import SnapshotNotFound, SnapshotStore, SnapshotStoreUnavailable
 
 log = logging.getLogger("streamcache.snapshots")
 
@@ -44,26 +42,22 @@ log = logging.getLogger("streamcache.snapshots")
 MAX_RELISTS = 5
 
 
-def open_store(settings: "Settings") -> SnapshotStore:
-    """The snapshot store the settings name. Raises ConfigError if there is none."""
-    from .adapters.stores import open_snapshot_store
-    from .core.errors import ConfigError
-
-    if not settings.snapshot_url:
-        raise ConfigError(["STREAMCACHE_SNAPSHOT_URL is required (where snapshots live)"])
-    return open_snapshot_store(settings.snapshot_url, **settings.snapshot_store_options())
+class SkipReason(StrEnum):
+    CORRUPT = "corrupt"  # truncated, damaged, or not a snapshot at all
+    UNSUPPORTED_VERSION = "unsupported_version"  # intact, in a format a newer version wrote
+    OTHER_STREAM = "other_stream"  # intact, but made from another stream
 
 
 @dataclass(frozen=True)
 class Skipped:
-    """A snapshot that was not used, and why (``corrupt``, ``unsupported_version``, ``other_stream``)."""
+    """A snapshot that was not used, and why."""
 
     name: str
-    reason: str
+    reason: SkipReason
     detail: str
 
     def to_json(self) -> dict:
-        return {"name": self.name, "reason": self.reason, "detail": self.detail}
+        return {"name": self.name, "reason": self.reason.value, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -117,7 +111,7 @@ def load_newest_valid(
 ) -> LoadResult:
     """The newest snapshot of ``stream`` that verifies, or ``None`` if there is none.
 
-    Raises :class:`~streamcache.snapshot_store.SnapshotStoreUnavailable` when the store cannot be
+    Raises :class:`~streamcache.ports.SnapshotStoreUnavailable` when the store cannot be
     read: a restore must not go on without the snapshots it cannot see."""
     bad: dict[str, Skipped] = {}
     for _ in range(MAX_RELISTS):
@@ -139,12 +133,12 @@ def load_newest_valid(
             try:
                 snapshot = decode_snapshot(data)
             except UnsupportedSnapshotVersion as exc:
-                bad[name] = Skipped(name, "unsupported_version", str(exc))
+                bad[name] = Skipped(name, SkipReason.UNSUPPORTED_VERSION, str(exc))
             except SnapshotCorrupt as exc:
-                bad[name] = Skipped(name, "corrupt", str(exc))
+                bad[name] = Skipped(name, SkipReason.CORRUPT, str(exc))
             else:
                 if snapshot.header.stream != stream:
-                    bad[name] = Skipped(name, "other_stream",
+                    bad[name] = Skipped(name, SkipReason.OTHER_STREAM,
                                         f"the snapshot says it is of stream {snapshot.header.stream!r}")
                 else:
                     loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, len(data),
@@ -164,8 +158,6 @@ def _done(loaded: LoadedSnapshot | None, catalog: Catalog, bad: dict[str, Skippe
 
 
 def _race_lost(stream: str) -> Exception:
-    from .snapshot_store import SnapshotStoreUnavailable
-
     return SnapshotStoreUnavailable(
         f"snapshots of {stream!r} kept disappearing while being read ({MAX_RELISTS} listings); is a "
         "compactor pruning with STREAMCACHE_SNAPSHOTS_KEEP=1? Retry later."

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .core.errors import InvalidRequest
+from streamcache.core.errors import InvalidRequest
 
 CREATE_OBJECT = "com.oraclecloud.objectstorage.createobject"
 UPDATE_OBJECT = "com.oraclecloud.objectstorage.updateobject"

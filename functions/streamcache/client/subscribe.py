@@ -22,9 +22,9 @@ from typing import Iterator, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 
-from .adapters.kafka_log import map_kafka_errors
-from .core.errors import InvalidRequest, RecordError
-from .core.records import Delete, Mutation, Position, Put, decode, parse_version
+from streamcache.adapters.kafka_log import map_kafka_errors
+from streamcache.core.errors import InvalidRequest, RecordError
+from streamcache.core.records import Delete, Mutation, Position, Put, decode, parse_version
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class Subscription:
         consumer.assign(tps)
         if start == "latest":
             # Not end_offsets(): on Tansu it can be short of the real end (see kafka_log.py).
-            from .adapters.kafka_log import KafkaLog
+            from streamcache.adapters.kafka_log import KafkaLog
 
             probe = KafkaLog(",".join(consumer.config["bootstrap_servers"]), self.topic)
             try:

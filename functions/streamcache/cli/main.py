@@ -1,5 +1,7 @@
-"""The ``streamcache`` command: run the local topology (``dev``) and use a cache (``get``, ``put``,
-``delete``, ``list``) through the client library (:class:`streamcache.Client`) over its HTTP API.
+"""The ``streamcache`` command: use a cache (``get``, ``put``, ``delete``, ``list``) through the client
+library (:class:`streamcache.Client`) over its HTTP API, plus the commands other installed packages
+register under the entry-point group ``streamcache.commands`` (``streamcache dev``: the local
+stand-ins in ``infra/local`` register it, so the product never imports them).
 
 The cache is found at ``--url``, default ``$STREAMCACHE_URL`` or http://127.0.0.1:8080. A URL
 without a path means the routes are under ``/cache``; a URL with a path (e.g. an OCI API Gateway
@@ -16,15 +18,20 @@ import argparse
 import itertools
 import os
 import sys
+from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
 import orjson
 
-from . import cli_snapshots, cli_watch
+from streamcache.cli import snapshots as cli_snapshots
+
+from streamcache.cli import watch as cli_watch
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT_S = 30.0
 EXIT_OK, EXIT_MISS, EXIT_USAGE, EXIT_SERVER = 0, 1, 2, 3
+#: Packages add commands with an entry point in this group: ``register(subparsers, url_parent)``.
+COMMANDS_GROUP = "streamcache.commands"
 
 
 class CliError(Exception):
@@ -35,7 +42,7 @@ class CliError(Exception):
 
 def _client(url: str):
     """The library client for ``url`` (the CLI speaks to the cache only through it)."""
-    from . import Client
+    from streamcache import Client
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -44,7 +51,7 @@ def _client(url: str):
 
 
 def _exit_code(error) -> int:
-    from . import BadRequest, NotFound, PreconditionFailed, Unreachable
+    from streamcache import BadRequest, NotFound, PreconditionFailed, Unreachable
 
     if isinstance(error, (NotFound, PreconditionFailed)):
         return EXIT_MISS
@@ -84,7 +91,7 @@ def cmd_put(client, args) -> int:
 
 
 def cmd_delete(client, args) -> int:
-    from . import NotFound
+    from streamcache import NotFound
 
     if not client.delete(args.key, if_match=args.if_match):
         raise NotFound(404, "not_found", f"no value for key {args.key!r}")
@@ -104,17 +111,9 @@ def cmd_list(client, args) -> int:
 
 
 def cmd_hash_key(args) -> int:
-    from .auth import hash_key_command
+    from streamcache.auth import hash_key_command
 
     return hash_key_command(args.key, args.read_only, args.new, sys.stdin, sys.stdout, sys.stderr)
-
-
-def cmd_dev(args) -> int:
-    from streamcache_local.dev_command import run  # the local stand-ins are not part of the function image
-
-    return run(port=args.port, instances=args.instances, partitions=args.partitions, log_url=args.log_url,
-               topic=args.topic, data_dir=args.data_dir, compact_every_s=args.compact_every,
-               warm_every_s=args.warm_every, idle_timeout_s=args.idle_timeout)
 
 
 # ---- argument parsing ---------------------------------------------------------------------------
@@ -144,7 +143,7 @@ def _port(raw: str) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="streamcache",
-        description="Run a local streamcache (dev) or use one over its HTTP API (get, put, delete, list).",
+        description="Use a streamcache over its HTTP API (get, put, delete, list), or run one locally (dev).",
         epilog="exit status: 0 ok, 1 absent key or failed precondition, 2 usage error, rejected request "
                "or unreachable cache, 3 server error",
     )
@@ -154,22 +153,6 @@ def parser() -> argparse.ArgumentParser:
     url = argparse.ArgumentParser(add_help=False)
     url.add_argument("--url", default=argparse.SUPPRESS, help="the cache's URL (see above)")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    dev = sub.add_parser("dev", help="run broker, function instances and gateway locally until Ctrl-C")
-    dev.add_argument("--port", type=_port, default=8080, help="gateway port on 127.0.0.1 (default 8080)")
-    dev.add_argument("--instances", type=_positive, default=2, help="function instances (default 2)")
-    dev.add_argument("--partitions", type=_positive, default=3, help="partitions of the topic (default 3)")
-    dev.add_argument("--log-url", help="use this log (kafka://HOST:PORT/TOPIC) instead of starting a broker")
-    dev.add_argument("--topic", help="topic on the local broker (default streamcache)")
-    dev.add_argument("--data-dir", default=".streamcache", metavar="DIR",
-                     help="snapshots (DIR/snapshots/) and files to import (DIR/imports/) (default ./.streamcache)")
-    dev.add_argument("--compact-every", type=_seconds, default=60.0, metavar="S",
-                     help="invoke the compactor every S seconds, as the Resource Scheduler would (default 60; 0 off)")
-    dev.add_argument("--warm-every", type=_seconds, default=30.0, metavar="S",
-                     help="GET /health through the gateway every S seconds, as an OCI health check (default 30; 0 off)")
-    dev.add_argument("--idle-timeout", type=_seconds, default=300.0, metavar="S",
-                     help="stop an instance after S seconds without a request (default 300; 0 never)")
-    dev.set_defaults(run=lambda client, args: cmd_dev(args), needs_url=False)
 
     get = sub.add_parser("get", parents=[url], help="write a key's value to stdout")
     get.add_argument("key")
@@ -204,12 +187,14 @@ def parser() -> argparse.ArgumentParser:
 
     cli_snapshots.register(sub, url)  # compact, snapshots
     cli_watch.register(sub, url)  # watch
+    for plugin in entry_points(group=COMMANDS_GROUP):  # dev, from the local stand-ins
+        plugin.load()(sub, url)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from .client_types import CacheError
+    from streamcache.client.models import CacheError
 
     client = None
     try:

@@ -31,19 +31,20 @@ import threading
 import time
 from typing import Callable
 
-from .core.data_loss import DataLossRecord
-from .core.records import Position
-from .core.restore import RestoreAction, RestorePlan, plan_restore
-from .core.table import Table
-from .fold import CHUNK_RECORDS, gc_paused, replay
-from .progress import Progress
-from .replica import Replica
-from .snapshot_catalog import LoadedSnapshot, Skipped, load_newest_valid, read_losses
-from .snapshot_store import SnapshotStore
+from streamcache.cache.health import HealthProblem, Phase, ProblemKind
+from streamcache.cache.replica import Replica
+from streamcache.core.data_loss import DataLossRecord
+from streamcache.core.errors import Restoring
+from streamcache.core.records import Position
+from streamcache.core.restore import RestoreAction, RestorePlan, plan_restore
+from streamcache.core.table import Table
+from streamcache.replay.fold import CHUNK_RECORDS, gc_paused, replay
+from streamcache.replay.progress import Progress
+from streamcache.replay.catalog import LoadedSnapshot, Skipped, load_newest_valid, read_losses
+from streamcache.ports import SnapshotStore
 
 log = logging.getLogger("streamcache.restore")
 
-STARTING, RESTORING, SERVING, DEGRADED = "starting", "restoring", "serving", "degraded"
 
 
 def process_age_s() -> float | None:
@@ -64,10 +65,6 @@ _AGE_AT_IMPORT = process_age_s()
 #: time.monotonic() when the process started (or when this module was imported).
 PROCESS_STARTED = time.monotonic() - (_AGE_AT_IMPORT or 0.0)
 COLD_START_FROM = "process start" if _AGE_AT_IMPORT is not None else "module import"
-
-
-class Restoring(Exception):
-    """The restore is still running when the caller's wait budget ran out."""
 
 
 class _Attempt:
@@ -98,7 +95,7 @@ class ColdStart:
         self._process_started = PROCESS_STARTED if process_started is None else process_started
         self._lock = threading.Lock()
         self._attempt: _Attempt | None = None
-        self.phase = STARTING
+        self.phase = Phase.STARTING
         self.progress: Progress | None = None
         self.snapshot: LoadedSnapshot | None = None
         self.skipped: list[Skipped] = []
@@ -110,7 +107,7 @@ class ColdStart:
 
     @property
     def done(self) -> bool:
-        return self.phase in (SERVING, DEGRADED)
+        return self.phase.restored
 
     def ensure(self, wait_s: float) -> None:
         """Return once the instance is restored. Starts the restore if none is running, waits at most
@@ -121,7 +118,7 @@ class ColdStart:
             attempt = self._attempt
             if attempt is None or attempt.error is not None:
                 attempt = self._attempt = _Attempt()
-                self.phase = RESTORING
+                self.phase = Phase.RESTORING
                 threading.Thread(target=self._run, args=(attempt,), name="streamcache-restore", daemon=True).start()
         attempt.finished.wait(max(0.0, wait_s))
         if self.done:
@@ -179,35 +176,43 @@ class ColdStart:
         self.restore_ms = (finished - started) * 1000
         self.cold_start_ms = (finished - self._process_started) * 1000
         degraded = plan.degraded or bool(self.losses)
-        self.phase = DEGRADED if degraded else SERVING
-        progress.finish(self.phase)
+        self.phase = Phase.DEGRADED if degraded else Phase.SERVING
+        progress.finish(self.phase.value)
         self._log_outcome(plan)
 
     def _log_outcome(self, plan: RestorePlan) -> None:
-        fields = {"kind": "cold_start", **self.health()}
-        if self.phase == DEGRADED:
+        fields = {"kind": "cold_start", "phase": self.phase.value, **self.numbers()}
+        if self.phase is Phase.DEGRADED:
             for problem in self.problems():
-                log.error(problem["message"], extra={"fields": {**fields, "problem": problem["kind"]}})
+                log.error(problem.message, extra={"fields": {**fields, "problem": problem.kind.value}})
         log.info("cold start: %s", plan.describe(), extra={"fields": fields})
 
-    def problems(self) -> list[dict]:
+    def problems(self) -> list[HealthProblem]:
         """What is wrong with the restored data, and what an operator should do (for /health, logs)."""
+        if not self.done:
+            return []
         out = []
         plan = self.plan
         if plan is not None and plan.action is RestoreAction.STREAM_MISMATCH:
-            out.append({"kind": "snapshot_ahead_of_log", "message": plan.describe()})
+            out.append(HealthProblem(ProblemKind.SNAPSHOT_AHEAD_OF_LOG, plan.describe()))
         elif plan is not None and plan.action is RestoreAction.REPLAY_WITH_LOSS:
-            out.append({"kind": "data_loss", "records_lost": plan.records_lost, "message": plan.describe()})
+            out.append(HealthProblem(ProblemKind.DATA_LOSS, plan.describe(), {"records_lost": plan.records_lost}))
         for loss in self.losses:
-            out.append({"kind": "data_loss_recorded", "records_lost": loss.records_lost,
-                        "detected_at_ms": loss.detected_at_ms, "message": loss.describe()})
+            out.append(HealthProblem(ProblemKind.DATA_LOSS_RECORDED, loss.describe(),
+                                     {"records_lost": loss.records_lost, "detected_at_ms": loss.detected_at_ms}))
         return out
 
-    def health(self) -> dict:
-        """The cold start's part of /health."""
+    def records_left(self) -> int | None:
+        """Records still to replay while restoring (``None`` before the plan is made)."""
+        if self.plan is None:
+            return None
+        done = self.records_replayed if self.done else (self.progress.done if self.progress else 0)
+        return max(0, self.plan.records_to_replay - done)
+
+    def numbers(self) -> dict:
+        """The cold start's part of /health: the snapshot used, what was replayed, how long it took."""
         now_ms = int((self._clock or time.time)() * 1000)
         return {
-            "phase": self.phase,
             "snapshot": None if self.snapshot is None else self.snapshot.describe(now_ms),
             "snapshots_skipped": [s.to_json() for s in self.skipped],
             "records_replayed": self.records_replayed if self.done else (self.progress.done if self.progress else 0),
@@ -215,5 +220,4 @@ class ColdStart:
             "restore_ms": None if self.restore_ms is None else round(self.restore_ms, 1),
             "cold_start_ms": None if self.cold_start_ms is None else round(self.cold_start_ms, 1),
             "cold_start_from": COLD_START_FROM,
-            "problems": self.problems() if self.done else [],
         }

@@ -8,7 +8,7 @@ next offsets. It moves forward in three ways only:
 - :meth:`Replica.apply_through`: one partition, through the position of this instance's own write
   (read-your-writes; the write's outcome is the outcome of applying that very record);
 - :meth:`Replica.install`: once, at cold start, the table a restore built (a snapshot plus the
-  replayed tail; see :mod:`streamcache.restore_runner`);
+  replayed tail; see :mod:`streamcache.cache.cold_start`);
 - nothing else. Catching up happens inside requests (OCI may freeze a container between
   invocations); only the cold start runs in a thread, which requests wait for.
 """
@@ -20,14 +20,14 @@ import threading
 import time
 from typing import Callable
 
-from .core.errors import LogTruncated, RecordError
-from .core.records import Position
-from .core.table import Outcome, Table
-from .fold import FoldStats, apply_records
-from .log_watch import LogWatch
-from .ports import MutationLog
+from streamcache.core.errors import LogTruncated, RecordError
+from streamcache.core.records import Position
+from streamcache.core.table import Outcome, Table
+from streamcache.replay.fold import FoldStats, apply_records
+from streamcache.cache.log_watch import LogWatch
+from streamcache.ports import MutationLog
 
-log = logging.getLogger("streamcache.replica")
+log = logging.getLogger("streamcache.cache.replica")
 
 
 class Replica:

@@ -11,7 +11,7 @@
     cache = streamcache.Client.for_function(FUNCTION_OCID, INVOKE_ENDPOINT)
 
 Both transports speak one small interface: an operation of the direct-invoke JSON API
-(:mod:`streamcache.invoke_api`) in, its answer out, with the value as raw bytes both ways. This module
+(:mod:`streamcache.cache.invoke_api`) in, its answer out, with the value as raw bytes both ways. This module
 turns answers into typed results and errors, and retries: idempotent calls (get, list, an
 unconditional put or delete) on 503 or 429 (waiting at least the server's Retry-After) and on
 connection errors, with exponential backoff and full jitter. Conditional writes are never retried:
@@ -35,7 +35,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Protocol
 
-from .client_types import (RETRYABLE_STATUSES, BadRequest, CacheError, Item, KeyInfo, NotFound, PreconditionFailed,
+from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Item, KeyInfo, NotFound, PreconditionFailed,
                            ServerError, Unavailable, Unreachable, ValueTooLarge, WriteResult, error_for)
 
 __all__ = ["Client", "Op", "Transport", "TransportError", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
@@ -48,21 +48,6 @@ MAX_OWN_WRITES = 1024  # keys whose last own write the client remembers, to read
 
 
 # ---- transports ---------------------------------------------------------------------------------
-
-
-class TransportError(Exception):
-    """The request got no answer (connection refused or reset, timeout)."""
-
-
-class Transport(Protocol):
-    """One operation of the direct-invoke API in (``value`` as bytes for a put), its answer out
-    (``status`` and the operation's fields; a get's ``value`` as bytes). Raises TransportError.
-    A transport that can send many operations in one call also has ``send_batch(ops)``, answering
-    a list of answers, or one answer when the call as a whole failed."""
-
-    def send(self, op: dict) -> dict: ...
-
-    def close(self) -> None: ...
 
 
 class Op:
@@ -115,7 +100,7 @@ class Client:
                  retries: int = 3, backoff: float = 0.1, max_backoff: float = 5.0,
                  transport: Transport | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         if transport is None:
-            from .client_http import HttpTransport
+            from streamcache.client.http import HttpTransport
 
             transport = HttpTransport(url or os.environ.get("STREAMCACHE_URL") or DEFAULT_URL, timeout, api_key)
         elif url is not None:
@@ -138,7 +123,7 @@ class Client:
         ``invoke-endpoint``; ``streamcache dev`` prints its own). Credentials: ``signer`` (+ ``config``)
         if given; else ``config``; else Resource Principals when ``OCI_RESOURCE_PRINCIPAL_VERSION`` is
         set (inside OCI Functions); else ``profile`` of ``config_file`` (``~/.oci/config``, DEFAULT)."""
-        from .client_invoke import InvokeTransport
+        from streamcache.client.invoke import InvokeTransport
 
         transport = InvokeTransport(function_id, endpoint, config=config, profile=profile, config_file=config_file,
                                     signer=signer, timeout=timeout)

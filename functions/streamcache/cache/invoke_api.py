@@ -24,11 +24,12 @@ from typing import Callable
 
 import orjson
 
-from .core import records
-from .core.errors import InvalidConsistency, InvalidKey, InvalidPrecondition, InvalidRequest, LogUnavailable
-from .core.records import IF_ABSENT, IF_EXISTS, Precondition, if_match, parse_version
-from .core.table import Entry, Outcome, OutcomeKind
-from .service import CacheService
+from streamcache.cache.service import CacheService, parse_consistency
+from streamcache.core import records
+from streamcache.core.errors import InvalidKey, InvalidRequest, LogUnavailable
+from streamcache.core.records import Precondition, parse_precondition
+from streamcache.core.table import Entry, Outcome, OutcomeKind
+from streamcache.statuses import Problem, for_error, for_outcome, not_found
 
 MAX_BATCH = 100
 OPERATIONS = ("get", "put", "delete", "list", "health")
@@ -55,10 +56,8 @@ def handle_invoke(service: CacheService, body: bytes, health: Callable[[], dict]
 def _answer(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
     try:
         return _run(service, op, health)
-    except InvalidRequest as exc:
-        return _error(exc.status, exc.code, str(exc))
-    except LogUnavailable as exc:
-        return _error(503, "stream_unavailable", f"the stream cannot be reached: {exc}", retry_after=1)
+    except (InvalidRequest, LogUnavailable) as exc:  # other errors: the caller's JSON 500
+        return error_answer(for_error(exc))
 
 
 def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
@@ -86,7 +85,7 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
         encoding = _value_encoding(op)
         result = service.get(key, strong=strong)
         if result.entry is None:
-            return _error(404, "not_found", f"no value for key {key!r}")
+            return error_answer(not_found(key))
         value = _value_fields(result.entry, encoding)
         answer = {"status": 200, "key": key, **value, "version": str(result.entry.version),
                   "expires_at": _time(result.entry.expires_at_ms)}
@@ -150,41 +149,24 @@ def _value_fields(entry: Entry, encoding: str | None = None) -> dict:
 
 
 def _outcome(outcome: Outcome) -> dict:
-    kind = outcome.kind
-    if kind is OutcomeKind.PRECONDITION_FAILED:
-        answer = _error(412, "precondition_failed", "the key's current version does not match the precondition")
-        answer.update(key=outcome.key, current_version=None if outcome.version is None else str(outcome.version))
+    status, problem = for_outcome(outcome)
+    if problem is not None:
+        answer = error_answer(problem)
+        if outcome.kind is OutcomeKind.PRECONDITION_FAILED:
+            answer.update(key=outcome.key, current_version=None if outcome.version is None else str(outcome.version))
         return answer
-    if kind is OutcomeKind.DELETED:
-        return {"status": 204, "key": outcome.key}
-    if kind is OutcomeKind.NOT_FOUND:
-        return _error(404, "not_found", f"no value for key {outcome.key!r}")
-    return {"status": 201 if kind is OutcomeKind.CREATED else 200, "key": outcome.key,
-            "version": str(outcome.version), "expires_at": _time(outcome.expires_at_ms)}
+    if outcome.kind is OutcomeKind.DELETED:
+        return {"status": status, "key": outcome.key}
+    return {"status": status, "key": outcome.key, "version": str(outcome.version),
+            "expires_at": _time(outcome.expires_at_ms)}
 
 
 def _precondition(op: dict) -> Precondition | None:
-    match, none_match = op.get("if_match"), op.get("if_none_match")
-    if match is not None and none_match is not None:
-        raise InvalidPrecondition("give if_match or if_none_match, not both")
-    if none_match is not None:
-        if none_match != "*":
-            raise InvalidPrecondition('if_none_match supports only "*" (create if absent)')
-        return IF_ABSENT
-    if match is None:
-        return None
-    if match == "*":
-        return IF_EXISTS
-    if not isinstance(match, str):
-        raise InvalidPrecondition("if_match must be a version string or *")
-    return if_match(parse_version(match))
+    return parse_precondition(op.get("if_match"), op.get("if_none_match"))
 
 
 def _consistency(op: dict) -> bool:
-    level = op.get("consistency", "default")
-    if level not in ("default", "strong"):
-        raise InvalidConsistency("consistency must be 'default' or 'strong'")
-    return level == "strong"
+    return parse_consistency(op.get("consistency"))
 
 
 def _str(op: dict, name: str, default: str) -> str:
@@ -200,8 +182,13 @@ def _time(ms: int | None) -> str | None:
     return None if ms is None else records.format_time(ms)
 
 
-def _error(status: int, code: str, message: str, retry_after: int | None = None) -> dict:
-    answer: dict = {"status": status, "error": code, "message": message}
-    if retry_after is not None:
-        answer["retry_after"] = retry_after
+def _error(status: int, code: str, message: str) -> dict:
+    return {"status": status, "error": code, "message": message}
+
+
+def error_answer(problem: Problem) -> dict:
+    """A problem as a direct invoke answers it: the status in the body, Retry-After as ``retry_after``."""
+    answer = _error(problem.status, problem.code, problem.message)
+    if problem.retry_after is not None:
+        answer["retry_after"] = problem.retry_after
     return answer

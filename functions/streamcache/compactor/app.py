@@ -5,7 +5,7 @@ answer, which is also written as one JSON log line::
 
     (empty body) or {"action": "compact"}       -> one compaction (the Resource Scheduler's invoke)
       -> {"status": 200, "action": "compact", "outcome": "written", "object": "snapshots/...", ...}
-    an OCI Events event of Object Storage      -> streamcache.importer.handle_object_event(...)
+    an OCI Events event of Object Storage      -> streamcache.compactor.importer.handle_object_event(...)
       {"eventType": "com.oraclecloud.objectstorage.createobject", "data": {...}, ...}
 
 A JSON object with an ``eventType`` (or CloudEvents 1.0 ``type``) never runs a compaction: events
@@ -29,15 +29,14 @@ from typing import Callable
 
 import orjson
 
-from .adapters import open_log
-from .adapters.oci_secrets import with_secrets
-from .compaction import REFUSED, compact
-from .core.errors import ConfigError, InvalidRequest, LogUnavailable
-from .ports import MutationLog
-from .progress import Progress
-from .settings import Settings
-from .snapshot_catalog import open_store
-from .snapshot_store import SnapshotStore, SnapshotStoreUnavailable
+from streamcache.adapters.oci_secrets import with_secrets
+from streamcache.compactor.compaction import CompactionOutcome, compact
+from streamcache.compactor.importer import ImportConfig  # light: the parsing modules only
+from streamcache.core.errors import ConfigError
+from streamcache.ports import MutationLog, SnapshotStore
+from streamcache.replay.progress import Progress
+from streamcache.settings import Settings
+from streamcache.statuses import INTERNAL, for_error
 
 log = logging.getLogger("streamcache.compactor")
 
@@ -79,7 +78,10 @@ class CompactorApp:
 
     def __init__(self, settings: Settings, store: SnapshotStore | None = None,
                  mutation_log: MutationLog | None = None, progress: Callable[[str], Progress] | None = None) -> None:
-        self.settings = settings
+        # The edge: what the compactor needs from its settings, as plain values.
+        self.stream_id, self.snapshots_keep = settings.stream_id, settings.snapshots_keep
+        self.imports = import_config(settings)
+        self._open_store, self._open_log = settings.open_store, settings.open_log
         self._store = store
         self._log = mutation_log
         self._progress = progress or Progress
@@ -88,13 +90,13 @@ class CompactorApp:
     @property
     def store(self) -> SnapshotStore:
         if self._store is None:
-            self._store = open_store(self.settings)
+            self._store = self._open_store()
         return self._store
 
     @property
     def mutation_log(self) -> MutationLog:
         if self._log is None:
-            self._log = open_log(self.settings)
+            self._log = self._open_log()
         return self._log
 
     def handle(self, body: bytes, request_id: str = "") -> dict:
@@ -117,24 +119,17 @@ class CompactorApp:
         try:
             with self._lock:
                 return self.compact() if action == "compact" else self.import_object(event or {})
-        except InvalidRequest as exc:
-            return {"status": exc.status, "error": exc.code, "message": str(exc)}
-        except LogUnavailable as exc:
-            return {"status": 503, "error": "stream_unavailable", "message": f"the stream cannot be reached: {exc}"}
-        except SnapshotStoreUnavailable as exc:
-            return {"status": 503, "error": "snapshot_store_unavailable", "message": f"the snapshot store cannot be used: {exc}"}
-        except ConfigError as exc:
-            return {"status": 500, "error": "misconfigured", "message": str(exc)}
-        except Exception:  # a bug: a JSON 500 rather than the FDK's bare 502
-            log.exception("unhandled error in the compactor (%s)", action)
-            return {"status": 500, "error": "internal", "message": "internal error; see the function's logs"}
+        except Exception as exc:  # the one table decides; a bug is a JSON 500 rather than the FDK's bare 502
+            problem = for_error(exc)
+            if problem is INTERNAL:
+                log.exception("unhandled error in the compactor (%s)", action)
+            return {"status": problem.status, "error": problem.code, "message": problem.message}
 
     def compact(self) -> dict:
-        settings = self.settings
-        summary = compact(self.mutation_log, self.store, settings.stream_id, settings.snapshots_keep,
+        summary = compact(self.mutation_log, self.store, self.stream_id, self.snapshots_keep,
                           progress=self._progress("compaction"))
         answer = {"status": 200, "action": "compact", **summary.to_json()}
-        if summary.outcome == REFUSED:
+        if summary.outcome is CompactionOutcome.REFUSED:
             answer.update(status=409, error="snapshot_ahead_of_log", message=summary.problem)
         elif summary.unacknowledged_losses:
             answer["warning"] = (
@@ -145,15 +140,23 @@ class CompactorApp:
         return answer
 
     def import_object(self, event: dict) -> dict:
-        from . import importer  # imported on first use: compaction does not need it
+        from streamcache.compactor import importer  # imported on first use: compaction does not need it
 
-        answer = importer.handle_object_event(event, self.settings, self.mutation_log)
+        answer = importer.handle_object_event(event, self.imports, self.mutation_log)
         return {"status": 200, "action": "import", **answer}  # logged once, by handle()
 
     def close(self) -> None:
         for resource in (self._store, self._log):
             if resource is not None:
                 resource.close()
+
+
+def import_config(settings: Settings) -> ImportConfig:
+    """What an import needs from the settings: where objects come from, the limits, the source."""
+    return ImportConfig(source_url=settings.import_url or settings.snapshot_url,
+                        max_value_bytes=settings.max_value_bytes, max_ttl_seconds=settings.max_ttl_seconds,
+                        max_record_bytes=settings.max_record_bytes, prefix=settings.import_prefix,
+                        event_source=settings.event_source, store_options=settings.snapshot_store_options())
 
 
 def build_from_env(env=None) -> CompactorApp:
@@ -169,7 +172,8 @@ def answer_invoke(get_app: Callable[[], CompactorApp], body: bytes, request_id: 
     try:
         app = get_app()
     except ConfigError as exc:
-        answer = {"status": 500, "error": "misconfigured", "message": str(exc), "action": "none"}
+        problem = for_error(exc)
+        answer = {"status": problem.status, "error": problem.code, "message": problem.message, "action": "none"}
         log.error("compactor misconfigured: %s", exc, extra={"fields": {"request_id": request_id, "kind": "compactor", **answer}})
         return orjson.dumps(answer)
     return orjson.dumps(app.handle(body, request_id))

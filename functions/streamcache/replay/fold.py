@@ -11,14 +11,14 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from .core.errors import RecordError
-from .core.records import decode
-from .core.snapshot import gc_paused  # noqa: F401  (re-exported: compaction and restore use it)
-from .core.table import Table
-from .ports import LogRecord, MutationLog
-from .progress import Progress
+from streamcache.core.errors import RecordError
+from streamcache.core.records import decode
+from streamcache.core.snapshot import gc_paused  # noqa: F401  (re-exported: compaction and restore use it)
+from streamcache.core.table import Table
+from streamcache.ports import LogRecord, MutationLog
+from streamcache.replay.progress import Progress
 
-log = logging.getLogger("streamcache.replica")
+log = logging.getLogger("streamcache.cache.replica")
 
 #: Records per read of a chunked replay (all partitions together). Large enough that the Kafka
 #: adapter's re-fetch at a chunk boundary (up to one poll of 10,000 records) costs a few percent.

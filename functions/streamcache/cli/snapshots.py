@@ -59,8 +59,8 @@ def _positive(raw: str) -> int:
 
 
 def _settings(args, need_log: bool):
-    from .core.errors import ConfigError
-    from .settings import PREFIX, Settings
+    from streamcache.core.errors import ConfigError
+    from streamcache.settings import PREFIX, Settings
 
     env = {k: v for k, v in os.environ.items() if k.startswith(PREFIX)}
     flags = {"LOG_URL": args.log_url, "SNAPSHOT_URL": args.snapshot_url, "STREAM_ID": args.stream_id,
@@ -83,19 +83,17 @@ def _fail(command: str, exc: BaseException) -> int:
 
 
 def cmd_compact(args) -> int:
-    from . import logs
-    from .adapters import open_log
-    from .compaction import REFUSED, compact
-    from .core.errors import ConfigError, LogUnavailable
-    from .progress import Progress
-    from .snapshot_catalog import open_store
-    from .snapshot_store import SnapshotStoreError
+    from streamcache import logs
+    from streamcache.compactor.compaction import CompactionOutcome, compact
+    from streamcache.core.errors import ConfigError, LogUnavailable
+    from streamcache.ports import SnapshotStoreError
+    from streamcache.replay.progress import Progress
 
     logs.configure()
     store = mutation_log = None
     try:
         settings = _settings(args, need_log=True)
-        store, mutation_log = open_store(settings), open_log(settings)
+        store, mutation_log = settings.open_store(), settings.open_log()
         summary = compact(mutation_log, store, settings.stream_id, settings.snapshots_keep,
                           progress=Progress("compaction"))
     except (ConfigError, LogUnavailable, SnapshotStoreError) as exc:
@@ -108,7 +106,7 @@ def cmd_compact(args) -> int:
         print(orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
         print(_describe_summary(summary))
-    if summary.outcome == REFUSED:
+    if summary.outcome is CompactionOutcome.REFUSED:
         print(f"streamcache compact: {summary.problem}", file=sys.stderr)
         return EXIT_REFUSED
     if summary.data_loss is not None:
@@ -139,16 +137,16 @@ def _describe_summary(summary) -> str:
 
 
 def cmd_snapshots(args) -> int:
-    from . import logs
-    from .core.errors import ConfigError
-    from .snapshot_catalog import list_catalog, open_store
-    from .snapshot_store import SnapshotStoreError
+    from streamcache import logs
+    from streamcache.core.errors import ConfigError
+    from streamcache.ports import SnapshotStoreError
+    from streamcache.replay.catalog import list_catalog
 
     logs.configure()
     store = None
     try:
         settings = _settings(args, need_log=False)
-        store = open_store(settings)
+        store = settings.open_store()
         if args.name:
             return _show(store, settings.stream_id, args.name, args.json)
         catalog = list_catalog(store, settings.stream_id)
@@ -163,10 +161,10 @@ def cmd_snapshots(args) -> int:
 
 
 def _list(store, catalog, as_json: bool) -> int:
-    from .core.snapshot import SnapshotError
-    from .progress import Progress
-    from .snapshot_catalog import read_header, read_losses
-    from .snapshot_store import SnapshotNotFound
+    from streamcache.core.snapshot import SnapshotError
+    from streamcache.replay.progress import Progress
+    from streamcache.replay.catalog import read_header, read_losses
+    from streamcache.ports import SnapshotNotFound
 
     progress = Progress("snapshots", len(catalog.snapshots), every_records=1)
     rows = []
@@ -202,9 +200,9 @@ def _list(store, catalog, as_json: bool) -> int:
 
 
 def _show(store, stream: str, name: str, as_json: bool) -> int:
-    from .core.snapshot import SnapshotError, decode_header, decode_snapshot, stream_prefix
-    from .progress import Progress
-    from .snapshot_store import SnapshotNotFound
+    from streamcache.core.snapshot import SnapshotError, decode_header, decode_snapshot, stream_prefix
+    from streamcache.replay.progress import Progress
+    from streamcache.ports import SnapshotNotFound
 
     if "/" not in name:
         name = stream_prefix(stream) + name
@@ -231,7 +229,7 @@ def _show(store, stream: str, name: str, as_json: bool) -> int:
 
 
 def _acknowledge(store, catalog) -> int:
-    from .snapshot_catalog import read_losses
+    from streamcache.replay.catalog import read_losses
 
     losses = read_losses(store, catalog)
     if not losses:

@@ -23,10 +23,10 @@ import logging
 import time
 from typing import Callable, Mapping
 
-from .core.records import Position, format_time
-from .ports import LogBounds
+from streamcache.core.records import Position, format_time
+from streamcache.ports import LogBounds
 
-log = logging.getLogger("streamcache.replica")
+log = logging.getLogger("streamcache.cache.replica")
 
 #: How often a catch-up asks the log for its bounds to compare (a ListOffsets round trip).
 CHECK_EVERY_S = 5.0

@@ -16,14 +16,41 @@ import binascii
 import time
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Callable
 
-from .core import records
-from .core.errors import InvalidRequest, InvalidTTL, LogUnavailable, ValueTooLarge
-from .core.records import Delete, Precondition, Put
-from .core.table import Entry, Outcome
-from .replica import Replica
-from .settings import Settings
+from streamcache.core import records
+from streamcache.core.errors import InvalidConsistency, InvalidRequest, InvalidTTL, LogUnavailable, ValueTooLarge
+from streamcache.core.records import Delete, Precondition, Put
+from streamcache.core.table import Entry, Outcome
+from streamcache.cache.replica import Replica
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the service accepts and how stale a default read may be (the settings' defaults)."""
+
+    #: A read catches up with the log first when its last catch-up is older than this.
+    staleness_ms: int = 1000
+    max_value_bytes: int = 716_800
+    max_record_bytes: int = 1_000_000
+    max_ttl_seconds: int = 315_360_000
+    max_list_limit: int = 1000
+
+
+class Consistency(StrEnum):
+    DEFAULT = "default"  # bounded staleness (a miss is checked against the stream)
+    STRONG = "strong"  # catch up with the stream first: linearizable
+
+
+def parse_consistency(level: object) -> bool:
+    """True for a strong read; the same check for the query string and the invoke field."""
+    if level is None:
+        return False
+    try:
+        return Consistency(level) is Consistency.STRONG
+    except ValueError:
+        raise InvalidConsistency("consistency must be 'default' or 'strong'") from None
 
 
 @dataclass(frozen=True)
@@ -60,13 +87,15 @@ class CacheService:
 
     def __init__(
         self,
-        settings: Settings,
         replica: Replica,
+        limits: Limits = Limits(),
+        event_source: str = records.DEFAULT_SOURCE,
         clock: Callable[[], float] | None = None,
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
-        self.settings = settings
         self.replica = replica
+        self.limits = limits
+        self.event_source = event_source
         self._clock = clock  # None: time.time, looked up at each call so that freezegun can stop it
         self._new_request_id = new_request_id
 
@@ -81,7 +110,7 @@ class CacheService:
             if strong or force:
                 self.replica.catch_up()
             else:
-                self.replica.catch_up_if_older_than(self.settings.staleness_ms / 1000)
+                self.replica.catch_up_if_older_than(self.limits.staleness_ms / 1000)
         except LogUnavailable:
             if strong:
                 raise
@@ -103,8 +132,8 @@ class CacheService:
         return ReadResult(entry, now, stale)
 
     def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False) -> ListPage:
-        if not 1 <= limit <= self.settings.max_list_limit:
-            raise InvalidLimit(f"limit must be between 1 and {self.settings.max_list_limit}")
+        if not 1 <= limit <= self.limits.max_list_limit:
+            raise InvalidLimit(f"limit must be between 1 and {self.limits.max_list_limit}")
         start_after = _decode_cursor(cursor) if cursor else None
         stale = self._fresh(strong)
         now = self.now_ms()
@@ -128,8 +157,8 @@ class CacheService:
         precondition: Precondition | None = None,
     ) -> Outcome:
         records.validate_key(key)
-        if len(value) > self.settings.max_value_bytes:
-            raise ValueTooLarge(f"the value is {len(value)} bytes; the limit is {self.settings.max_value_bytes}")
+        if len(value) > self.limits.max_value_bytes:
+            raise ValueTooLarge(f"the value is {len(value)} bytes; the limit is {self.limits.max_value_bytes}")
         now = self.now_ms()
         expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
         mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
@@ -143,12 +172,12 @@ class CacheService:
         """Validate a TTL in seconds and return it in whole milliseconds."""
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
             raise InvalidTTL("ttl must be a number of seconds")
-        if not 0 < ttl_seconds <= self.settings.max_ttl_seconds or ttl_seconds != ttl_seconds:
-            raise InvalidTTL(f"ttl must be more than 0 and at most {self.settings.max_ttl_seconds} seconds")
+        if not 0 < ttl_seconds <= self.limits.max_ttl_seconds or ttl_seconds != ttl_seconds:
+            raise InvalidTTL(f"ttl must be more than 0 and at most {self.limits.max_ttl_seconds} seconds")
         return max(1, round(ttl_seconds * 1000))
 
     def _write(self, mutation: Put | Delete) -> Outcome:
-        encoded = records.encode(mutation, self.settings.event_source, self.settings.max_record_bytes)
+        encoded = records.encode(mutation, self.event_source, self.limits.max_record_bytes)
         position = self.replica.log.append(mutation.key, encoded)
         return self.replica.apply_through(position, mutation.request_id)
 

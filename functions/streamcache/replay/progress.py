@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
-log = logging.getLogger("streamcache.progress")
+log = logging.getLogger("streamcache.replay.progress")
 
 
 class Progress:

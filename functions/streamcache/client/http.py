@@ -18,8 +18,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 
-from . import __version__
-from .client import TransportError
+from streamcache import __version__
+from streamcache.client.models import TransportError
 
 DEFAULT_ROUTE = "/cache"
 MAX_IDLE_CONNECTIONS = 4

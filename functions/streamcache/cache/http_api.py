@@ -24,16 +24,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from .core import records
-from .core.errors import InvalidConsistency, InvalidPrecondition, InvalidRequest, LogUnavailable
-from .core.records import IF_ABSENT, IF_EXISTS, Precondition, if_match, parse_version
-from .core.table import Entry, Outcome, OutcomeKind
-from .auth import ApiKeys
-from .service import CacheService, ListPage, parse_ttl
+from streamcache.auth import ApiKey, ApiKeys
+from streamcache.cache.service import CacheService, ListPage, parse_consistency, parse_ttl
+from streamcache.core import records
+from streamcache.core.records import Precondition, parse_precondition
+from streamcache.core.table import Entry, Outcome, OutcomeKind
+from streamcache.statuses import INTERNAL, Problem, for_error, for_outcome, not_found
 
 log = logging.getLogger("streamcache.access")
 
-RETRY_AFTER_SECONDS = 1
 JSON = "application/json"
 
 
@@ -65,15 +64,29 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return json_response(status, {"error": code, "message": message}, headers)
 
 
+def problem_response(problem: Problem) -> HttpResponse:
+    return error_response(problem.status, problem.code, problem.message, problem.headers())
+
+
+def is_health_path(path: str, prefix: str) -> bool:
+    """``/health``, also under a gateway deployment's path (``/v1/health``), but never a key under
+    the cache's own routes (``/cache/health`` is the key "health")."""
+    return path == "/health" or (path.endswith("/health") and not path.startswith(prefix + "/"))
+
+
 class HttpApi:
     """Routes requests to a :class:`CacheService` and maps outcomes and errors to HTTP explicitly."""
 
-    def __init__(self, service: CacheService, health: Callable[[], dict], monotonic=time.perf_counter) -> None:
+    def __init__(self, service: CacheService, health: Callable[[], dict], prefix: str = "/cache",
+                 api_keys: tuple[ApiKey, ...] = (), monotonic=time.perf_counter) -> None:
         self.service = service
-        self.prefix = service.settings.route_prefix
+        self.prefix = prefix
         self._health = health
         self._monotonic = monotonic
-        self.api_keys = ApiKeys(service.settings.api_keys)
+        self.api_keys = ApiKeys(api_keys)
+
+    def is_health(self, request: HttpRequest) -> bool:
+        return is_health_path(urlsplit(request.url).path, self.prefix)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         started = self._monotonic()
@@ -82,16 +95,11 @@ class HttpApi:
             response = self._route(request, fields)
         except HttpError as exc:
             response = error_response(exc.status, exc.code, exc.message, exc.headers)
-        except InvalidRequest as exc:
-            response = error_response(exc.status, exc.code, str(exc))
-        except LogUnavailable as exc:
-            response = error_response(
-                503, "stream_unavailable", f"the stream cannot be reached: {exc}",
-                {"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
-        except Exception:  # a bug: answer a JSON 500 rather than the FDK's bare 502, and log it
-            log.exception("unhandled error", extra={"fields": fields})
-            response = error_response(500, "internal", "internal error; see the function's logs")
+        except Exception as exc:  # the one table decides; a bug is a JSON 500, not the FDK's bare 502
+            problem = for_error(exc)
+            if problem is INTERNAL:
+                log.exception("unhandled error", extra={"fields": fields})
+            response = problem_response(problem)
         fields.update(status=response.status, duration_ms=round((self._monotonic() - started) * 1000, 3))
         log.info("request", extra={"fields": fields})
         return response
@@ -103,7 +111,7 @@ class HttpApi:
         path = parts.path
         query = _query(parts.query)
         method = request.method.upper()
-        if path == "/health" or (path.endswith("/health") and not path.startswith(self.prefix + "/")):
+        if is_health_path(path, self.prefix):
             _allow(method, ("GET", "HEAD"))
             return json_response(200, self._health())  # open: health checks send no credentials
         denied = self.api_keys.check(method, request.headers)
@@ -137,7 +145,7 @@ class HttpApi:
         result = self.service.get(key, strong=_strong(query))
         entry = result.entry
         if entry is None:
-            return error_response(404, "not_found", f"no value for key {key!r}")
+            return problem_response(not_found(key))
         headers = _entry_headers(entry, result.now_ms)
         if result.stale:
             headers["Streamcache-Stale"] = "true"
@@ -175,19 +183,16 @@ class HttpApi:
 
     def _write_answer(self, outcome: Outcome, fields: dict) -> HttpResponse:
         fields.update(outcome=outcome.kind.value, position=str(outcome.version) if outcome.version else None)
-        kind = outcome.kind
-        if kind is OutcomeKind.PRECONDITION_FAILED:
+        status, problem = for_outcome(outcome)
+        if outcome.kind is OutcomeKind.PRECONDITION_FAILED and problem is not None:
             current = None if outcome.version is None else str(outcome.version)
-            body = {"error": "precondition_failed", "message": "the key's current version does not match the precondition",
-                    "key": outcome.key, "current_version": current}
-            headers = {"ETag": f'"{current}"'} if current else {}
-            return json_response(412, body, headers)
-        if kind is OutcomeKind.DELETED:
-            return HttpResponse(204, {}, b"")
-        if kind is OutcomeKind.NOT_FOUND:
-            return error_response(404, "not_found", f"no value for key {outcome.key!r}")
+            body = {"error": problem.code, "message": problem.message, "key": outcome.key, "current_version": current}
+            return json_response(status, body, {"ETag": f'"{current}"'} if current else {})
+        if problem is not None:
+            return problem_response(problem)
+        if outcome.kind is OutcomeKind.DELETED:
+            return HttpResponse(status, {}, b"")
         body = {"key": outcome.key, "version": str(outcome.version), "expires_at": _time_or_none(outcome.expires_at_ms)}
-        status = 201 if kind is OutcomeKind.CREATED else 200
         return json_response(status, body, {"ETag": f'"{outcome.version}"'})
 
 
@@ -225,28 +230,12 @@ def _allow(method: str, allowed: tuple[str, ...]) -> None:
 
 
 def _strong(query: dict) -> bool:
-    level = query.get("consistency", "default")
-    if level not in ("default", "strong"):
-        raise InvalidConsistency("consistency must be 'default' or 'strong'")
-    return level == "strong"
+    return parse_consistency(query.get("consistency"))
 
 
 def _precondition(request: HttpRequest, allow_absent: bool = True) -> Precondition | None:
-    match = request.headers.get("if-match")
-    none_match = request.headers.get("if-none-match")
-    if match is not None and none_match is not None:
-        raise InvalidPrecondition("send If-Match or If-None-Match, not both")
-    if none_match is not None:
-        if none_match.strip() != "*" or not allow_absent:
-            raise InvalidPrecondition("writes support only If-None-Match: * (create if absent)")
-        return IF_ABSENT
-    if match is None:
-        return None
-    if match.strip() == "*":
-        return IF_EXISTS
-    if "," in match:
-        raise InvalidPrecondition("If-Match takes one version")
-    return if_match(parse_version(match))
+    return parse_precondition(request.headers.get("if-match"), request.headers.get("if-none-match"),
+                              allow_absent=allow_absent)
 
 
 def _etag_matches(header: str, entry: Entry) -> bool:
