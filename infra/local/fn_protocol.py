@@ -97,7 +97,7 @@ def gateway_headers(method: str, url: str, headers: Iterable[tuple[str, str]], c
             joined[lower] = (name, value)
     out = {"Fn-Call-Id": call_id, "Fn-Deadline": deadline_header(timeout_s), "Fn-Intent": "httprequest",
            "Fn-Invoke-Type": "sync", "Fn-Http-Method": method, "Fn-Http-Request-Url": url}
-    for lower, (name, value) in joined.items():
+    for name, value in joined.values():
         out["Fn-Http-H-" + name] = value
     if "content-type" in joined:
         out["Content-Type"] = joined["content-type"][1]

@@ -28,7 +28,7 @@ class Ctx:
     def __init__(self, deadline) -> None:
         self.deadline = deadline
 
-    def Deadline(self):  # noqa: N802 - the FDK's name
+    def Deadline(self):
         return self.deadline
 
 

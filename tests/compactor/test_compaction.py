@@ -15,7 +15,7 @@ from streamcache.adapters.memory_store import MemoryStore
 from streamcache.compactor.compaction import REFUSED, UNCHANGED, WRITTEN, compact
 from streamcache.core.data_loss import decode_loss, is_loss_name
 from streamcache.core.records import IF_ABSENT, IF_EXISTS, if_match
-from streamcache.core.snapshot import decode_snapshot, encode_snapshot, format_name, newest_first, parse_name, stream_prefix
+from streamcache.core.snapshot import decode_snapshot, encode_snapshot, newest_first, parse_name, stream_prefix
 from streamcache.core.table import DEDUP_WINDOW_MS, Table
 from streamcache.replay.catalog import load_newest_valid
 from support.hooked_store import HookedStore, Killed
@@ -114,7 +114,7 @@ KEYS = ["a", "b", "c/é", "d"]
 def histories(draw):
     steps = []
     now = START_MS
-    for i in range(draw(st.integers(0, 30))):
+    for _ in range(draw(st.integers(0, 30))):
         now += draw(st.sampled_from([0, 1, 500, 2_000, DEDUP_WINDOW_MS + 1, -300]))
         kind = draw(st.sampled_from(["put", "put", "put", "delete", "foreign", "retry"]))
         key = draw(st.sampled_from(KEYS))

@@ -405,7 +405,7 @@ def test_the_configured_import_url_is_the_bucket_root(stream, tmp_path):
     assert DirectoryStore(tmp_path).list(MARKER_PREFIX) == [marker_name(parse_object_event(event_for("imports/a.jsonl")))]
 
 
-def test_through_the_oci_sdk_from_the_snapshot_bucket(stream, object_storage, api_key):  # noqa: F811
+def test_through_the_oci_sdk_from_the_snapshot_bucket(stream, object_storage, api_key):
     url, log = stream
     object_storage.create_bucket("data")
     env = {"STREAMCACHE_LOG_URL": url, "STREAMCACHE_SNAPSHOT_URL": object_storage.url("data", "snapshots"),
@@ -431,7 +431,7 @@ def test_without_a_bucket_configured_the_import_is_refused(stream):
     assert "STREAMCACHE_IMPORT_URL" in answer["message"]
 
 
-def test_an_event_for_another_bucket_than_the_configured_one_answers_400(stream, object_storage):  # noqa: F811
+def test_an_event_for_another_bucket_than_the_configured_one_answers_400(stream, object_storage):
     url, log = stream
     base = Settings.from_env({"STREAMCACHE_LOG_URL": url, "STREAMCACHE_SNAPSHOT_URL": object_storage.url("data", "snap")})
     event = object_created_event(object_storage.namespace, "payroll", "imports/a.jsonl", "etag-1")

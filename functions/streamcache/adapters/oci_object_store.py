@@ -24,8 +24,7 @@ import oci
 # it, and reading a response body raises it directly (outside the SDK's own wrapping).
 from oci._vendor.requests.exceptions import RequestException as TransportError
 
-from streamcache.adapters.urls import parse_oci_url
-from streamcache.adapters.oci_auth import bounded_retries, client_options, oci_credentials
+from streamcache.adapters.oci_auth import bounded_retries, client_options, oci_credentials, parse_oci_url
 from streamcache.core.errors import ConfigError
 from streamcache.ports import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
 

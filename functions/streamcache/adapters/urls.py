@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from streamcache.adapters.oci_auth import parse_oci_url
 from streamcache.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -75,15 +76,6 @@ def open_log(url: str, *, timeout_ms: int = 5000, client_id: str = "streamcache"
 
 
 # ---- snapshot stores ------------------------------------------------------------------------------
-
-
-def parse_oci_url(url: str) -> tuple[str, str, str]:
-    """``oci://BUCKET@NAMESPACE/PREFIX`` -> ``(bucket, namespace, prefix)``; the prefix may be empty."""
-    parts = urlsplit(url)
-    bucket, at, namespace = parts.netloc.rpartition("@")
-    if parts.scheme != "oci" or not at or not bucket or not namespace or parts.query or parts.fragment:
-        raise ConfigError([f"snapshot store URL {url!r}: expected oci://BUCKET@NAMESPACE/PREFIX"])
-    return bucket, namespace, parts.path.strip("/")
 
 
 def check_store_url(url: str) -> str | None:

@@ -18,7 +18,7 @@ from streamcache import __version__
 from streamcache.adapters.oci_secrets import with_secrets
 from streamcache.cache.cold_start import ColdStart
 from streamcache.cache.health import Health, HealthProblem, ProblemKind
-from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse, error_response, is_health_path
+from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse, error_response
 from streamcache.cache.invoke_api import error_answer, handle_invoke
 from streamcache.cache.replica import Replica
 from streamcache.cache.service import CacheService, Limits

@@ -33,7 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator
 
 from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Item, KeyInfo, NotFound, PreconditionFailed,
                            ServerError, Unavailable, Unreachable, ValueTooLarge, WriteResult, error_for)

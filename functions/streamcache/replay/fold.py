@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from streamcache.core.errors import RecordError
 from streamcache.core.records import decode
-from streamcache.core.snapshot import gc_paused  # noqa: F401  (re-exported: compaction and restore use it)
+from streamcache.core.snapshot import gc_paused
 from streamcache.core.table import Table
 from streamcache.ports import LogRecord, MutationLog
 from streamcache.replay.progress import Progress
