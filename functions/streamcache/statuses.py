@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from streamcache.core.errors import (ConfigError, InvalidRequest, LogUnavailable, Restoring, StreamcacheError)
+from streamcache.core.records import Precondition, PreconditionKind
 from streamcache.core.table import Outcome, OutcomeKind
 from streamcache.ports import SnapshotStoreUnavailable
 
@@ -84,14 +85,21 @@ OUTCOMES: dict[OutcomeKind, tuple[int, ErrorCode | None]] = {
 }
 
 
-def for_outcome(outcome: Outcome) -> tuple[int, Problem | None]:
-    """The status of a write's outcome, and the problem to answer with when it did not happen."""
+def for_outcome(outcome: Outcome, precondition: Precondition | None = None) -> tuple[int, Problem | None]:
+    """The status of a write's outcome, and the problem to answer with when it did not happen
+    (``precondition``, the write's own, says which condition failed)."""
     status, code = OUTCOMES[outcome.kind]
     if code is None:
         return status, None
     if code is ErrorCode.NOT_FOUND:
         return status, Problem(status, code.value, f"no value for key {outcome.key!r}")
-    return status, Problem(status, code.value, "the key's current version does not match the precondition")
+    if precondition is not None and precondition.kind is PreconditionKind.ABSENT:
+        message = f"the key {outcome.key!r} already exists (If-None-Match: *)"
+    elif outcome.version is None:
+        message = f"the key {outcome.key!r} does not exist"
+    else:
+        message = "the key's current version does not match the precondition"
+    return status, Problem(status, code.value, message)
 
 
 def not_found(key: str) -> Problem:

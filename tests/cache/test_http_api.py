@@ -298,7 +298,58 @@ def test_post_stores_the_json_value(make_app):
 
 def test_post_honours_preconditions(app):
     call(app, "POST", "/cache", orjson.dumps({"key": "k", "value": 1}))
-    assert call(app, "POST", "/cache", orjson.dumps({"key": "k", "value": 2}), if_none_match="*").status == 412
+    refused = call(app, "POST", "/cache", orjson.dumps({"key": "k", "value": 2}), if_none_match="*")
+    assert refused.status == 412 and "already exists" in as_json(refused)["message"]
+
+
+def test_if_match_on_a_missing_key_says_it_does_not_exist(app):
+    refused = call(app, "PUT", "/cache/k", b"1", if_match="*")
+    assert refused.status == 412 and "does not exist" in as_json(refused)["message"]
+
+
+@pytest.mark.parametrize("tag", ['"0-x"', '"abc"', 'W/"v1"', '""'])
+def test_if_match_a_well_formed_tag_we_never_issued_is_412_and_writes_nothing(app, tag):
+    etag = call(app, "PUT", "/cache/k", b"before").headers["ETag"]
+    before = log_end(app)
+    for method in ("PUT", "DELETE"):
+        response = call(app, method, "/cache/k", b"after", if_match=tag)
+        assert response.status == 412 and response.headers["ETag"] == etag  # RFC 9110: it cannot match
+        assert as_json(response)["current_version"] == etag.strip('"')
+    assert log_end(app) == before and call(app, "GET", "/cache/k").body == b"before"
+
+
+def test_put_on_the_collection_takes_the_json_body_as_post_does(app):
+    created = call(app, "PUT", "/cache", orjson.dumps({"key": "article", "value": "Bob"}))
+    assert created.status == 201 and as_json(created)["key"] == "article"
+    got = call(app, "GET", "/cache?key=article")
+    assert got.status == 200 and orjson.loads(got.body) == "Bob" and got.headers["ETag"] == created.headers["ETag"]
+
+
+def test_the_key_query_parameter_is_the_same_method_on_the_key(app):
+    assert call(app, "PUT", "/cache?key=q%2F1&ttl=60", b"raw", content_type="text/plain").status == 201
+    got = call(app, "GET", "/cache/q%2F1")
+    assert (got.body, got.headers["Content-Type"]) == (b"raw", "text/plain") and "Expires" in got.headers
+    assert call(app, "HEAD", "/cache?key=q/1").status == 200
+    assert call(app, "DELETE", "/cache?key=q/1").status == 204
+    assert call(app, "GET", "/cache?key=q/1").status == 404
+
+
+def test_post_with_an_operation_is_answered_as_a_direct_invoke(app):
+    put = call(app, "POST", "/cache", orjson.dumps({"operation": "PUT", "key": "op", "value": {"n": 1}}))
+    assert put.status == 200 and as_json(put)["status"] == 201
+    got = as_json(call(app, "POST", "/cache", orjson.dumps({"operation": "get", "key": "op"})))
+    assert (got["status"], got["value"]) == (200, {"n": 1})
+    batch = as_json(call(app, "POST", "/cache", orjson.dumps(
+        {"operations": [{"operation": "delete", "key": "op"}, {"operation": "get", "key": "op"}]})))
+    assert [answer["status"] for answer in batch] == [204, 404]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_unknown_fields_of_a_json_body_are_refused_by_name(app, method):
+    before = log_end(app)
+    response = call(app, method, "/cache", orjson.dumps({"key": "a", "value": 1, "tll": 5}))
+    assert response.status == 400 and error_of(response) == "invalid_body" and "'tll'" in as_json(response)["message"]
+    assert log_end(app) == before
 
 
 @pytest.mark.parametrize(
@@ -392,7 +443,8 @@ BAD_REQUESTS = [
     ("PUT", "/cache/k?ttl=1e400", {}, "invalid_ttl"),
     ("PUT", "/cache/k?ttl=315360001", {}, "invalid_ttl"),
     ("PUT", "/cache/k", {"if_match": "latest"}, "invalid_version"),
-    ("DELETE", "/cache/k", {"if_match": '"0-x"'}, "invalid_version"),
+    ("PUT", "/cache/k", {"if_match": ""}, "invalid_precondition"),
+    ("DELETE", "/cache/k", {"if_match": "  "}, "invalid_precondition"),
     ("PUT", "/cache/k", {"if_match": '"0-1", "0-2"'}, "invalid_precondition"),
     ("PUT", "/cache/k", {"if_match": "*", "if_none_match": "*"}, "invalid_precondition"),
     ("PUT", "/cache/k", {"if_none_match": '"0-1"'}, "invalid_precondition"),
@@ -408,6 +460,12 @@ BAD_REQUESTS = [
     ("GET", "/cache?prefix=a&prefix=b", {}, "invalid_query"),
     ("PUT", "/cache/k?ttl=1&ttl=2", {}, "invalid_query"),
     ("GET", "/cache?prefix=%FF", {}, "invalid_query"),
+    ("GET", "/cache?key=k&prefix=a", {}, "invalid_query"),
+    ("GET", "/cache?key=k&limit=5", {}, "invalid_query"),
+    ("DELETE", "/cache", {}, "invalid_query"),
+    ("POST", "/cache?key=k", {}, "invalid_query"),
+    ("DELETE", "/cache?key=k&ttl=5", {}, "invalid_query"),
+    ("PUT", "/cache?key=k&cursor=x", {}, "invalid_query"),
 ]
 
 
@@ -425,10 +483,8 @@ def test_client_mistakes_are_400_with_a_json_error_and_change_nothing(app, metho
     [
         ("POST", "/cache/k", "GET, HEAD, PUT, DELETE"),
         ("PATCH", "/cache/k", "GET, HEAD, PUT, DELETE"),
-        ("PATCH", "/cache?key=k", "GET, HEAD, PUT, DELETE"),
-        ("PATCH", "/cache", "GET, HEAD, POST"),
-        ("DELETE", "/cache", "GET, HEAD, POST"),
-        ("PUT", "/cache", "GET, HEAD, POST"),
+        ("PATCH", "/cache?key=k", "GET, HEAD, POST, PUT, DELETE"),
+        ("PATCH", "/cache", "GET, HEAD, POST, PUT, DELETE"),
         ("POST", "/health", "GET, HEAD"),
         ("DELETE", "/health", "GET, HEAD"),
     ],

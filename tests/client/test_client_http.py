@@ -135,7 +135,8 @@ def test_list_iterates_every_page_lazily(stack):
     (lambda c: c.get(""), BadRequest, "invalid_key"),
     (lambda c: c.put("", b"v"), BadRequest, "invalid_key"),
     (lambda c: c.get("x" * 600), BadRequest, "invalid_key"),
-    (lambda c: c.put(unique(), b"v", if_match="nope"), BadRequest, "invalid_version"),
+    (lambda c: c.put(unique(), b"v", if_match="no pe"), BadRequest, "invalid_version"),  # not even an entity-tag
+    (lambda c: c.put(unique(), b"v", if_match="nope"), PreconditionFailed, "precondition_failed"),  # matches nothing
     (lambda c: list(c.list(page_size=0)), BadRequest, "invalid_limit"),
     (lambda c: c.get(unique(), consistency="eventual"), BadRequest, "invalid_consistency"),
     (lambda c: c.put(unique(), b"x" * 800_000), ValueTooLarge, "value_too_large"),

@@ -95,17 +95,20 @@ def test_put_if_absent(run):
 
 def test_list_prints_key_version_size_expiry_and_follows_cursors(run):
     prefix = _key() + "/"
-    versions = {}
+    versions, expiries = {}, {}
     for name, ttl in (("b", None), ("a", "300"), ("c", None)):
         args = ["put", prefix + name, "x" * 3] + (["--ttl", ttl] if ttl else [])
-        versions[name] = orjson.loads(run(*args)[1])["version"]
+        written = orjson.loads(run(*args)[1])
+        versions[name], expiries[name] = written["version"], written["expires_at"]
     code, out, _ = run("list", "--prefix", prefix, "--strong")
     assert code == 0
     rows = [line.split("\t") for line in out.decode().splitlines()]
     assert [row[0] for row in rows] == [prefix + "a", prefix + "b", prefix + "c"]
     assert [row[1] for row in rows] == [versions["a"], versions["b"], versions["c"]]
     assert [row[2] for row in rows] == ["3", "3", "3"]
-    assert rows[0][3].endswith("Z") and rows[1][3] == "-"
+    # One timestamp format in the API and the CLI: RFC 3339, UTC, milliseconds, Z.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rows[0][3]) and rows[1][3] == "-"
+    assert rows[0][3] == expiries["a"] and expiries["b"] is None
     code, out, _ = run("list", "--prefix", prefix, "--limit", "2", "--strong")
     assert [line.split("\t")[0] for line in out.decode().splitlines()] == [prefix + "a", prefix + "b"]
 

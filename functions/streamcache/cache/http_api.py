@@ -3,12 +3,17 @@
 Routes (``P`` is the route prefix, ``/cache`` by default; the OpenAPI document is
 ``functions/cache/openapi.yaml``):
 
-    GET    P/{key}  or  P?key=K     the value (ETag, Content-Type, Cache-Control: max-age, Expires)
-    GET    P?prefix=&limit=&cursor=  a page of keys
-    PUT    P/{key}?ttl=S            store the body (If-Match, If-None-Match: *)
-    POST   P                        {"key", "value": <JSON>, "ttl"?} stores the JSON value
-    DELETE P/{key}  or  P?key=K     remove (If-Match)
-    GET    /health                  instance status
+    GET    P/{key}  or  P?key=K          the value (ETag, Content-Type, Cache-Control: max-age, Expires)
+    GET    P?prefix=&limit=&cursor=       a page of keys
+    PUT    P/{key}?ttl=S  or  P?key=K&ttl=S   store the body (If-Match, If-None-Match: *)
+    POST   P  or  PUT P                   {"key", "value": <JSON>, "ttl"?} stores the JSON value
+    POST   P                              {"operation": ...} or {"operations": [...]}: the direct-invoke
+                                          API, answered 200 with each operation's status inside
+    DELETE P/{key}  or  P?key=K           remove (If-Match)
+    GET    /health                        instance status
+
+With ``?key=``, a parameter the same method on ``P/{key}`` does not take is refused (400), never
+ignored. Unknown fields of a JSON body are refused too, by name.
 
 Every error is a JSON body ``{"error": CODE, "message": ...}``; client mistakes are 4xx and change
 nothing, an unreachable stream is 503 with Retry-After.
@@ -25,6 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from streamcache.auth import ApiKey, ApiKeys
+from streamcache.cache.invoke_api import handle_invoke
 from streamcache.cache.service import CacheService, ListPage, parse_consistency, parse_ttl
 from streamcache.core import records
 from streamcache.core.records import Precondition, parse_precondition
@@ -34,6 +40,11 @@ from streamcache.statuses import INTERNAL, Problem, for_error, for_outcome, not_
 log = logging.getLogger("streamcache.access")
 
 JSON = "application/json"
+#: The fields of a POST/PUT JSON body on the collection.
+BODY_FIELDS = frozenset({"key", "value", "ttl"})
+#: What ``/cache?key=K`` accepts per method: the parameters of the same method on ``/cache/{key}``.
+KEY_QUERY = {"GET": {"key", "consistency"}, "HEAD": {"key", "consistency"}, "PUT": {"key", "ttl"},
+             "DELETE": {"key"}}
 
 
 class HttpRequest(NamedTuple):
@@ -119,12 +130,19 @@ class HttpApi:
             raise HttpError(denied.status, denied.code, denied.message, denied.headers)
         if path == self.prefix or path == self.prefix + "/":
             key = query.get("key")
-            if method in ("GET", "HEAD") and key is None:
-                return self._list(query, method)
+            _allow(method, ("GET", "HEAD", "POST", "PUT", "DELETE"))
+            if key is None:
+                if method in ("GET", "HEAD"):
+                    return self._list(query, method)
+                if method in ("POST", "PUT"):  # a JSON body: {"key", "value"} or {"operation": ...}
+                    return self._post(request, fields, method)
+                raise HttpError(400, "invalid_query", "DELETE on the collection needs ?key=K (or use /cache/{key})")
             if method == "POST":
-                return self._post(request, fields)
-            if key is None:  # PUT or DELETE on the collection itself
-                raise _not_allowed(method, ("GET", "HEAD", "POST"))
+                raise HttpError(400, "invalid_query", "POST takes the key in its JSON body, not in ?key=")
+            extra = sorted(set(query) - KEY_QUERY[method])
+            if extra:  # a listing's parameters with ?key= would be silently meaningless: refuse them
+                raise HttpError(400, "invalid_query", f"with ?key=, {', '.join(map(repr, extra))} cannot be given "
+                                f"({method} ?key= takes only {', '.join(sorted(KEY_QUERY[method]))})")
         elif path.startswith(self.prefix + "/"):
             key = _decode_path_key(path[len(self.prefix) + 1 :])
         else:
@@ -136,8 +154,11 @@ class HttpApi:
         if method == "PUT":
             ttl = parse_ttl(query["ttl"]) if "ttl" in query else None
             content_type = request.headers.get("content-type") or records.DEFAULT_CONTENT_TYPE
-            return self._write_answer(self.service.put(key, request.body, content_type, ttl, _precondition(request)), fields)
-        return self._write_answer(self.service.delete(key, _precondition(request, allow_absent=False)), fields)
+            precondition = _precondition(request)
+            outcome = self.service.put(key, request.body, content_type, ttl, precondition)
+            return self._write_answer(outcome, fields, precondition)
+        precondition = _precondition(request, allow_absent=False)
+        return self._write_answer(self.service.delete(key, precondition), fields, precondition)
 
     # ---- handlers -----------------------------------------------------------------------------
 
@@ -163,13 +184,22 @@ class HttpApi:
         page = self.service.list(query.get("prefix", ""), limit, query.get("cursor"), _strong(query))
         return json_response(200, _page_body(page), {"Streamcache-Stale": "true"} if page.stale else None)
 
-    def _post(self, request: HttpRequest, fields: dict) -> HttpResponse:
+    def _post(self, request: HttpRequest, fields: dict, method: str) -> HttpResponse:
         try:
             doc = orjson.loads(request.body)
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        if method == "POST" and isinstance(doc, dict) and ("operation" in doc or "operations" in doc):
+            # The direct-invoke JSON operations over HTTP, answered exactly as an invoke is: 200, with
+            # each operation's own status in the answer.
+            fields["operation"] = doc.get("operation", "batch")
+            return json_response(200, handle_invoke(self.service, request.body, self._health))
         if not isinstance(doc, dict) or not isinstance(doc.get("key"), str) or "value" not in doc:
             raise HttpError(400, "invalid_body", 'expected a JSON object {"key": "...", "value": ..., "ttl": seconds}')
+        unknown = sorted(set(doc) - BODY_FIELDS)
+        if unknown:
+            raise HttpError(400, "invalid_body", f"unknown field{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(map(repr, unknown))}; the body takes key, value and ttl")
         key = fields["key"] = doc["key"]
         ttl = doc.get("ttl")
         if ttl is not None:
@@ -178,12 +208,12 @@ class HttpApi:
             value = orjson.dumps(doc["value"])
         except TypeError:  # nested deeper than JSON can be written back (254 levels)
             raise HttpError(400, "invalid_body", "the value is nested too deeply (at most 254 levels)") from None
-        outcome = self.service.put(key, value, JSON, ttl, _precondition(request))
-        return self._write_answer(outcome, fields)
+        precondition = _precondition(request)
+        return self._write_answer(self.service.put(key, value, JSON, ttl, precondition), fields, precondition)
 
-    def _write_answer(self, outcome: Outcome, fields: dict) -> HttpResponse:
+    def _write_answer(self, outcome: Outcome, fields: dict, precondition: Precondition | None = None) -> HttpResponse:
         fields.update(outcome=outcome.kind.value, position=str(outcome.version) if outcome.version else None)
-        status, problem = for_outcome(outcome)
+        status, problem = for_outcome(outcome, precondition)
         if outcome.kind is OutcomeKind.PRECONDITION_FAILED and problem is not None:
             current = None if outcome.version is None else str(outcome.version)
             body = {"error": problem.code, "message": problem.message, "key": outcome.key, "current_version": current}

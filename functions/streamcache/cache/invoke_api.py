@@ -94,10 +94,10 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
         return answer
     precondition = _precondition(op)
     if name == "delete":
-        return _outcome(service.delete(key, precondition))
+        return _outcome(service.delete(key, precondition), precondition)
     value, content_type = _value_in(op)
     ttl = op.get("ttl")
-    return _outcome(service.put(key, value, content_type, ttl, precondition))
+    return _outcome(service.put(key, value, content_type, ttl, precondition), precondition)
 
 
 def _value_in(op: dict) -> tuple[bytes, str]:
@@ -148,8 +148,8 @@ def _value_fields(entry: Entry, encoding: str | None = None) -> dict:
     return out
 
 
-def _outcome(outcome: Outcome) -> dict:
-    status, problem = for_outcome(outcome)
+def _outcome(outcome: Outcome, precondition: Precondition | None = None) -> dict:
+    status, problem = for_outcome(outcome, precondition)
     if problem is not None:
         answer = error_answer(problem)
         if outcome.kind is OutcomeKind.PRECONDITION_FAILED:

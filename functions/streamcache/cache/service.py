@@ -21,8 +21,8 @@ from typing import Callable
 
 from streamcache.core import records
 from streamcache.core.errors import InvalidConsistency, InvalidRequest, InvalidTTL, LogUnavailable, ValueTooLarge
-from streamcache.core.records import Delete, Precondition, Put
-from streamcache.core.table import Entry, Outcome
+from streamcache.core.records import Delete, Precondition, PreconditionKind, Put
+from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.cache.replica import Replica
 
 
@@ -177,6 +177,13 @@ class CacheService:
         return max(1, round(ttl_seconds * 1000))
 
     def _write(self, mutation: Put | Delete) -> Outcome:
+        pre = mutation.precondition
+        if pre is not None and pre.kind is PreconditionKind.MATCH and pre.version is None:
+            # If-Match with a tag we never issued fails whatever the key holds: answer the 412 from a
+            # linearizable read, with the key's current version, and write nothing.
+            entry = self.get(mutation.key, strong=True).entry
+            return Outcome(OutcomeKind.PRECONDITION_FAILED, mutation.key, entry and entry.version,
+                           entry and entry.expires_at_ms)
         encoded = records.encode(mutation, self.event_source, self.limits.max_record_bytes)
         position = self.replica.log.append(mutation.key, encoded)
         return self.replica.apply_through(position, mutation.request_id)

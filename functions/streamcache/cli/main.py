@@ -60,6 +60,13 @@ def _exit_code(error) -> int:
     return EXIT_SERVER
 
 
+def rfc3339(moment) -> str:
+    """The one timestamp format of the API, the CLI and the client: RFC 3339, UTC, milliseconds, Z."""
+    from streamcache.core.records import format_time
+
+    return format_time(round(moment.timestamp() * 1000))
+
+
 def _consistency(args) -> str | None:
     return "strong" if getattr(args, "strong", False) else None
 
@@ -84,7 +91,7 @@ def cmd_put(client, args) -> int:
             raise CliError(f"--ttl must be a number of seconds, not {args.ttl!r}", EXIT_USAGE) from None
     result = client.put(args.key, value, ttl=ttl, if_match=args.if_match, if_none_match=args.if_absent,
                         content_type=args.content_type)
-    expires = result.expires_at.isoformat() if result.expires_at else None
+    expires = rfc3339(result.expires_at) if result.expires_at else None
     print(orjson.dumps({"key": result.key, "version": result.version, "expires_at": expires,
                         "created": result.created}).decode())
     return EXIT_OK
@@ -104,7 +111,7 @@ def cmd_list(client, args) -> int:
     page_size = min(args.limit or 1000, 1000)
     keys = client.list(args.prefix, page_size=page_size, consistency=_consistency(args))
     for info in itertools.islice(keys, args.limit):
-        expires = info.expires_at.isoformat().replace("+00:00", "Z") if info.expires_at else "-"
+        expires = rfc3339(info.expires_at) if info.expires_at else "-"
         print(f"{info.key}\t{info.version}\t{info.size}\t{expires}")
     sys.stdout.flush()
     return EXIT_OK

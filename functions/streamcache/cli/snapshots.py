@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
 
 import orjson
 
@@ -246,4 +245,6 @@ def _positions(positions: dict[int, int]) -> str:
 
 
 def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    from streamcache.core.records import format_time
+
+    return format_time(ms)

@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 import threading
-from datetime import datetime
 from typing import Callable
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
@@ -168,16 +167,17 @@ def _security_from_env() -> dict:
 
 
 def format_change(event) -> str:
-    """``21:14:44.283  0-12      put    user/1  14 B application/json  {"n":1}``"""
-    from streamcache.core.records import Put
+    """``2026-11-26T21:14:44.283Z  0-12      put    user/1  14 B application/json  {"n":1}`` (times
+    in the API's one format: RFC 3339, UTC, milliseconds)."""
+    from streamcache.core.records import Put, format_time
 
     mutation = event.mutation
-    when = datetime.fromtimestamp(mutation.ts_ms / 1000).strftime("%H:%M:%S.%f")[:-3]
+    when = format_time(mutation.ts_ms)
     line = f"{when}  {str(event.position):<9} {event.kind:<6} {mutation.key}"
     if isinstance(mutation, Put):
         line += f"  {len(mutation.value)} B {mutation.content_type}  {preview(mutation.value, mutation.content_type)}"
         if mutation.expires_at_ms is not None:
-            line += "  expires " + datetime.fromtimestamp(mutation.expires_at_ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+            line += "  expires " + format_time(mutation.expires_at_ms)
     pre = mutation.precondition
     if pre is not None:
         line += {"match": f"  if-match {pre.version}", "exists": "  if-exists", "absent": "  if-absent"}[pre.kind]

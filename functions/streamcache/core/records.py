@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
@@ -81,6 +82,9 @@ class Precondition:
 
 IF_EXISTS = Precondition(PreconditionKind.EXISTS)
 IF_ABSENT = Precondition(PreconditionKind.ABSENT)
+#: If-Match with an entity-tag no record ever had: fails whatever the key holds. Never written to
+#: the stream (the writer answers 412 without appending; see CacheService).
+NEVER = Precondition(PreconditionKind.MATCH, None)
 
 
 def if_match(version: Position) -> Precondition:
@@ -103,11 +107,22 @@ def parse_precondition(match: object, none_match: object, *, allow_absent: bool 
         return None
     if not isinstance(match, str):
         raise InvalidPrecondition("If-Match must be a version string or *")
+    if not match.strip():
+        raise InvalidPrecondition("If-Match is empty: give the version (ETag) to match, or *")
     if match.strip() == "*":
         return IF_EXISTS
     if "," in match:
         raise InvalidPrecondition("If-Match takes one version")
-    return if_match(parse_version(match))
+    try:
+        return if_match(parse_version(match))
+    except InvalidVersion:
+        if _ENTITY_TAG.fullmatch(match.strip()):
+            return NEVER  # a well-formed entity-tag we never issued: it can match no version (RFC 9110)
+        raise
+
+
+#: ``W/"..."`` or ``"..."`` (RFC 9110 entity-tag): a well-formed tag that is not a version never matches.
+_ENTITY_TAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e\x80-\uffff]*"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +234,8 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
     pre = mutation.precondition
     if pre is not None:
         if pre.kind is PreconditionKind.MATCH:
+            if pre.version is None:
+                raise InvalidPrecondition("a precondition that can never hold is not written to the stream")
             event["ifmatch"] = str(pre.version)
         elif pre.kind is PreconditionKind.EXISTS:
             event["ifmatch"] = "*"
