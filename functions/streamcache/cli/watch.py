@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 from typing import Callable
@@ -64,12 +65,13 @@ def cmd_watch(args, out=None, err=None, stop: threading.Event | None = None) -> 
     from streamcache.client.subscribe import Subscription, parse_resume_token
 
     subscription = None
+    own_stop, previous = _stop_on_signals() if stop is None else (stop, {})
     try:
         start = args.start if args.start in ("earliest", "latest") else parse_resume_token(args.start)
         bootstrap, topic, security = find_stream(args.log_url, getattr(args, "url", None))
         subscription = Subscription(bootstrap, topic, start=start, prefix=args.prefix, security=security,
                                     client_id="streamcache-watch")
-        watch(subscription, out.write, out.flush, args.json, stop)
+        watch(subscription, out.write, out.flush, args.json, own_stop)
         return EXIT_OK
     except (WatchError, InvalidRequest, LogUnavailable) as exc:
         print(f"streamcache watch: {exc}".replace("\n", " "), file=err)
@@ -81,12 +83,25 @@ def cmd_watch(args, out=None, err=None, stop: threading.Event | None = None) -> 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if subscription is not None:
             try:
                 print(f"streamcache watch: stopped; resume with --from {subscription.resume_token()}", file=err)
             except Exception:  # the broker may be gone: the hint is a courtesy
                 pass
             subscription.close()
+
+
+def _stop_on_signals() -> tuple[threading.Event | None, dict]:
+    """SIGINT and SIGTERM end the watch cleanly (the resume token is printed either way). Set here
+    explicitly: a process started in the background by a shell inherits SIGINT *ignored*, and would
+    otherwise go on after Ctrl-C or ``kill -INT``. Only the main thread may set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return None, {}
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return stop, previous
 
 
 def watch(subscription, write: Callable[[str], object], flush: Callable[[], object], as_json: bool,
