@@ -19,6 +19,13 @@ from support.log_history import START_MS, fill
 STREAMCACHE = str(Path(sys.executable).parent / "streamcache")
 
 
+@pytest.fixture(autouse=True)
+def no_dev_stack_to_find(monkeypatch):
+    """These tests name their stream themselves: a streamcache dev a developer runs on the default port
+    must not lend them its stream (port 9, discard, is closed)."""
+    monkeypatch.setenv("STREAMCACHE_URL", "http://127.0.0.1:9")
+
+
 @pytest.fixture
 def log_name():
     name = f"cli-{uuid.uuid4().hex[:8]}"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -260,6 +261,25 @@ def test_a_restart_in_the_same_data_dir_restores_every_key_under_a_new_run(tmp_p
             assert set(listing(later, "r-")) == {"r-ttl", "r-plain", "r-second"}
             runs.append(later.stream_id)
     assert sorted(p.name for p in (data_dir / "snapshots" / "previous").iterdir()) == sorted(runs[:2])
+
+
+def test_compact_and_snapshots_find_the_running_dev_stack_without_settings(stack, monkeypatch, capsys):
+    for name in [n for n in os.environ if n.startswith("STREAMCACHE_")]:
+        monkeypatch.delenv(name)
+    put(stack, "found-by-the-cli", b"1")
+    prefix = f"written: snapshots/{quote(stack.stream_id, safe='')}/"
+    assert cli.main(["--url", stack.url, "compact"]) == 0
+    written = capsys.readouterr().out
+    assert written.startswith(prefix)  # this run's stream, found through the gateway as watch does
+    assert cli.main(["--url", stack.url, "snapshots"]) == 0
+    assert written.split()[1] in capsys.readouterr().out
+    # Given the stack's log and store but not its stream id: still this run's stream, never a stray.
+    store = Path(stack.data_dir).resolve().as_uri()
+    put(stack, "found-by-the-cli", b"2")
+    assert cli.main(["--url", stack.url, "compact", "--log-url", str(stack.log_url), "--snapshot-url", store]) == 0
+    assert capsys.readouterr().out.startswith(prefix)
+    assert [p.name for p in (Path(stack.data_dir) / "snapshots").iterdir() if p.name != "previous"] == [
+        quote(stack.stream_id, safe="")]
 
 
 def test_a_second_stack_on_the_same_data_dir_is_refused(stack):

@@ -65,12 +65,42 @@ def _settings(args, need_log: bool):
     flags = {"LOG_URL": args.log_url, "SNAPSHOT_URL": args.snapshot_url, "STREAM_ID": args.stream_id,
              "SNAPSHOTS_KEEP": getattr(args, "keep", None)}
     env.update({PREFIX + name: str(value) for name, value in flags.items() if value is not None})
+    _from_running_dev(env, getattr(args, "url", None))
     if not need_log and not env.get(PREFIX + "LOG_URL") and env.get(PREFIX + "STREAM_ID"):
         env[PREFIX + "LOG_URL"] = "memory://unused"  # listing reads no log; Settings wants one
     settings = Settings.from_env(env)
     if not settings.snapshot_url:
         raise ConfigError(["no snapshot store: set STREAMCACHE_SNAPSHOT_URL or --snapshot-url"])
     return settings
+
+
+#: What names one stream's snapshots; all of it comes from one place, or a compaction lands beside them.
+_WHICH = ("LOG_URL", "SNAPSHOT_URL", "STREAM_ID")
+
+
+def _from_running_dev(env: dict[str, str], cache_url: str | None) -> None:
+    """Fill in what the flags and environment left out from the ``streamcache dev`` answering at
+    ``--url`` (as ``watch`` finds it), but only for that very stack: with no stream named at all, or
+    with its own log. Anything else is left as given (and reported by the settings if incomplete)."""
+    from streamcache.cli.watch import WatchError, fetch_stack
+    from streamcache.settings import PREFIX
+
+    missing = [name for name in _WHICH if not env.get(PREFIX + name)]
+    if not missing:
+        return
+    url = cache_url or os.environ.get("STREAMCACHE_URL") or "http://127.0.0.1:8080"
+    try:
+        stack = fetch_stack(url, timeout_s=1.0)
+    except WatchError:
+        return  # no dev stack there: the settings say what is missing
+    given_log = env.get(PREFIX + "LOG_URL")
+    if given_log and given_log != stack.get("log_url"):
+        return  # another stream than the running stack's: its stream id and store are not ours to lend
+    found = {"LOG_URL": stack.get("log_url"), "SNAPSHOT_URL": stack.get("snapshot_url"),
+             "STREAM_ID": stack.get("stream_id")}
+    for name in missing:
+        if isinstance(found[name], str) and found[name]:
+            env[PREFIX + name] = found[name]
 
 
 def _fail(command: str, exc: BaseException) -> int:
