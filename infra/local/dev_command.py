@@ -6,6 +6,7 @@ jobs first, then the gateway, a final compaction once no request is in flight, t
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -97,7 +98,15 @@ def run(port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str 
     try:
         try:
             stack.start()
-        except (OSError, RuntimeError, ValueError, StreamcacheError) as exc:
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                print(f"streamcache dev: could not start: port {port} on 127.0.0.1 is in use (another streamcache "
+                      f"dev?); pick another with --port N (make dev ARGS=\"--port N\"), or --port 0 for a free one",
+                      file=err)
+            else:
+                print(f"streamcache dev: could not start: {exc}", file=err)
+            return 2
+        except (RuntimeError, ValueError, StreamcacheError) as exc:
             print(f"streamcache dev: could not start: {exc}", file=err)
             return 2
         emit(out, stack.describe())

@@ -145,9 +145,11 @@ def test_usage_errors_exit_2(capsys):
     assert "--topic" in capsys.readouterr().err
 
 
-def test_dev_on_a_taken_port_exits_2(stack, capsys):
-    assert cli.main(["dev", "--port", str(stack.gateway.server_address[1])]) == 2
-    assert "could not start" in capsys.readouterr().err
+def test_dev_on_a_taken_port_exits_2_naming_the_port_and_the_way_out(stack, capsys):
+    port = stack.gateway.server_address[1]
+    assert cli.main(["dev", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert "could not start" in err and f"port {port}" in err and "--port" in err
 
 
 def _lines(pipe, sink: queue.Queue) -> None:
