@@ -315,6 +315,21 @@ def test_a_file_dropped_into_imports_is_loaded_once_complete_and_moved_aside(sta
         status, _, body = request(stack, "GET", f"/cache/{key}?consistency=strong")
         assert (status, body) == (200, value), key
     assert request(stack, "GET", "/cache/imp-ignored")[0] == 404
+    report = orjson.loads((imports / "done" / "load.jsonl.report.json").read_bytes())  # beside the file
+    assert (report["lines"], report["imported"], report["bad_count"]) == (3, 2, 1)
+    assert report["bad_lines"][0]["line"] == 2 and report["bad_lines"][0]["reason"]
+
+
+def test_a_file_of_which_no_line_is_good_goes_to_failed_with_its_report(stack, clock, said):
+    imports = stack.data_dir / "imports"
+    (imports / "junk.jsonl").write_text('not json\n{"value": 1}\n')
+    for _ in range(2):  # seen, then seen unchanged: delivered
+        clock.advance(1)
+        stack.tick()
+    assert not (imports / "junk.jsonl").exists() and (imports / "failed" / "junk.jsonl").exists()
+    report = orjson.loads((imports / "failed" / "junk.jsonl.report.json").read_bytes())
+    assert (report["lines"], report["imported"], report["bad_count"]) == (2, 0, 2)
+    assert [bad["line"] for bad in report["bad_lines"]] == [1, 2]
 
 
 # ---- the command ----------------------------------------------------------------------------------
