@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, TextIO
 
+import orjson
+
 from . import data_dir as data
 from . import stack_info
 from . import lifecycle
@@ -231,13 +233,15 @@ class DevStack:
                  f"(pid {instance.pid}); {note}")
 
     def _warm_up(self) -> None:
-        """Send ``GET /health`` to each instance: the first call imports func.py and replays the log
-        (a cold start), so the first user request is fast and a broken config shows up now."""
+        """Send each instance a read that waits for its restore (a direct-invoke listing of one key;
+        /health never waits): the first call imports func.py and replays the log (a cold start), so
+        the first user request is fast and a broken config or an unreachable store shows up now."""
         for instance in self.pool.live():
             started = time.perf_counter()
-            answer = instance.client.http_call("GET", "/health", timeout_s=WARM_UP_TIMEOUT_S)
-            if answer.status != 200:
-                raise RuntimeError(f"instance {instance.name} is not healthy: {answer.status} "
+            answer = instance.client.invoke(b'{"operation": "list", "limit": 1}', timeout_s=WARM_UP_TIMEOUT_S)
+            status = orjson.loads(answer.body).get("status") if answer.status == 200 else answer.status
+            if status != 200:
+                raise RuntimeError(f"instance {instance.name} is not healthy: {status} "
                                    f"{answer.body.decode('utf-8', errors='replace')}")
             self.cold_starts_ms[instance.name] = (time.perf_counter() - started) * 1000
 

@@ -572,6 +572,7 @@ def test_a_cold_start_while_the_stream_is_down_is_503_then_serves(make_app):
             assert response.status == 503 and response.headers["Retry-After"] == "1"
             assert error_of(response) == "stream_unavailable"
         log.available = True
+        assert call(app, "GET", "/cache/k").status == 404  # a request waits for the retried restore
         assert as_json(call(app, "GET", "/health"))["status"] == "serving"
     finally:
         MemoryLog.forget(name)

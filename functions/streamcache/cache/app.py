@@ -63,9 +63,10 @@ class CacheApp:
         return problem
 
     def handle(self, request: HttpRequest, wait_s: float | None = None) -> HttpResponse:
-        """Answer one HTTP request; ``wait_s`` is how long it may wait for the cold start."""
+        """Answer one HTTP request; ``wait_s`` is how long it may wait for the cold start. ``/health``
+        never waits: it starts the restore if none runs, and reports it (phase ``restoring``)."""
         try:
-            self.ensure_started(wait_s)
+            self.ensure_started(0.0 if self.http.is_health(request) else wait_s)
         except Exception as exc:
             if isinstance(exc, Restoring) and self.http.is_health(request):
                 response = self.http.handle(request)  # /health answers while restoring: phase "restoring"
@@ -80,7 +81,7 @@ class CacheApp:
     def invoke(self, body: bytes, request_id: str = "", wait_s: float | None = None) -> bytes:
         """Answer a direct invoke (no API Gateway): a JSON operation in, a JSON answer out."""
         try:
-            self.ensure_started(wait_s)
+            self.ensure_started(0.0 if _is_health_operation(body) else wait_s)
         except Exception as exc:
             if isinstance(exc, Restoring) and _is_health_operation(body):
                 answer: object = {"status": 200, "health": self.health_json()}

@@ -116,7 +116,8 @@ class ColdStart:
             return
         with self._lock:
             attempt = self._attempt
-            if attempt is None or attempt.error is not None:
+            failed = None if attempt is None else attempt.error
+            if attempt is None or failed is not None:
                 attempt = self._attempt = _Attempt()
                 self.phase = Phase.RESTORING
                 threading.Thread(target=self._run, args=(attempt,), name="streamcache-restore", daemon=True).start()
@@ -125,6 +126,8 @@ class ColdStart:
             return
         if attempt.error is not None:
             raise attempt.error
+        if failed is not None:  # the retry is still running: what stopped the last attempt says more
+            raise failed
         raise Restoring(self.describe_progress())
 
     def describe_progress(self) -> str:
