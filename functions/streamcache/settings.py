@@ -83,6 +83,16 @@ class Settings:
     #: under ``streamcache dev``, or an ``oci://`` URL (events must then name its bucket).
     import_url: str = ""
 
+    #: A cold start that replays more records than this asks the compactor for a compaction (once,
+    #: in the background), so the next cold start has a short tail. 0: never.
+    compact_after_records: int = 20_000
+    #: The compactor function's OCID: where that request goes (a detached invoke, signed with the
+    #: function's resource principal). Empty: no request is made.
+    compactor_function_id: str = ""
+    #: The compactor function's invoke endpoint (``https://<id>.<region>.functions.oci.oraclecloud.com``,
+    #: Terraform's ``invoke_endpoint``). Required with ``STREAMCACHE_COMPACTOR_FUNCTION_ID``.
+    compactor_invoke_endpoint: str = ""
+
     #: API keys allowed to call the HTTP API, hashed: comma-separated ``sha256:<64 hex>[:ro]``
     #: (``streamcache hash-key`` prints one). Empty: no API-key check (the gateway's only).
     api_keys: tuple = ()
@@ -203,6 +213,12 @@ def _import_prefix(raw: str) -> str:
     return raw
 
 
+def _function_ocid(raw: str) -> str:
+    if not raw.startswith("ocid1.fnfunc.") or not raw.isprintable() or " " in raw:
+        raise ValueError("must be a function's OCID (ocid1.fnfunc....)")
+    return raw
+
+
 def _security_protocol(raw: str) -> str:
     if raw not in ("PLAINTEXT", "SASL_SSL", "SSL", "SASL_PLAINTEXT"):
         raise ValueError("must be PLAINTEXT, SASL_SSL, SSL or SASL_PLAINTEXT")
@@ -226,6 +242,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "snapshots_keep": _positive_int,
     "oci_endpoint": _http_url,
     "import_prefix": _import_prefix,
+    "compact_after_records": _non_negative_int,
+    "compactor_function_id": _function_ocid,
+    "compactor_invoke_endpoint": _http_url,
 }
 
 
@@ -244,6 +263,10 @@ def _cross_checks(values: Mapping[str, object]) -> list[str]:
             problem = check_store_url(url)
             if problem:
                 problems.append(f"{PREFIX}{name.upper()}: {problem}")
+    # One without the other would silently never ask for a compaction.
+    if bool(values.get("compactor_function_id")) != bool(values.get("compactor_invoke_endpoint")):
+        problems.append(f"{PREFIX}COMPACTOR_FUNCTION_ID and {PREFIX}COMPACTOR_INVOKE_ENDPOINT go together: "
+                        "set both (the compactor's OCID and its invoke endpoint) or neither")
     if str(values.get("kafka_security_protocol", "")).startswith("SASL"):
         user = str(values.get("kafka_sasl_username", ""))
         if user.count("/") < 2:
