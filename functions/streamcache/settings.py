@@ -116,7 +116,7 @@ class Settings:
                 # A secret pasted into the wrong setting must not reach the logs.
                 shown = "" if f.name in _SECRETS else f"={raw!r}"
                 problems.append(f"{name}{shown}: {exc}")
-        problems += _cross_checks(values)
+        problems += _cross_checks(values) + _compactor_pair(env)
         if problems:
             raise ConfigError(problems)
         if not values.get("instance_id"):
@@ -248,6 +248,16 @@ _PARSERS: dict[str, Callable[[str], object]] = {
 }
 
 
+def _compactor_pair(env: Mapping[str, str]) -> list[str]:
+    """One without the other would silently never ask for a compaction. Judged on what is set, not on
+    what parsed, so that an invalid OCID is reported once, as invalid."""
+    names = (f"{PREFIX}COMPACTOR_FUNCTION_ID", f"{PREFIX}COMPACTOR_INVOKE_ENDPOINT")
+    if bool(env.get(names[0])) == bool(env.get(names[1])):
+        return []
+    return [f"{names[0]} and {names[1]} go together: set both (the compactor's OCID and its invoke endpoint) "
+            "or neither"]
+
+
 def _cross_checks(values: Mapping[str, object]) -> list[str]:
     problems = []
     url = values.get("log_url")
@@ -263,10 +273,6 @@ def _cross_checks(values: Mapping[str, object]) -> list[str]:
             problem = check_store_url(url)
             if problem:
                 problems.append(f"{PREFIX}{name.upper()}: {problem}")
-    # One without the other would silently never ask for a compaction.
-    if bool(values.get("compactor_function_id")) != bool(values.get("compactor_invoke_endpoint")):
-        problems.append(f"{PREFIX}COMPACTOR_FUNCTION_ID and {PREFIX}COMPACTOR_INVOKE_ENDPOINT go together: "
-                        "set both (the compactor's OCID and its invoke endpoint) or neither")
     if str(values.get("kafka_security_protocol", "")).startswith("SASL"):
         user = str(values.get("kafka_sasl_username", ""))
         if user.count("/") < 2:

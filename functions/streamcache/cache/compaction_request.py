@@ -63,21 +63,22 @@ class CompactionTrigger:
         self.thread: threading.Thread | None = None  # tests join it; nothing else waits for it
 
     def after_restore(self, records_replayed: int) -> RequestState:
-        """Called when a restore finished. Only the first call decides; later ones change nothing."""
+        """Called when a restore finished: the decision. Only the first call decides; later ones
+        change nothing and return where the request stands."""
         with self._lock:
             if self.state is not RequestState.PENDING:
                 return self.state
             self.records_replayed = records_replayed
-            self.state = decide(records_replayed, self.threshold, self._request is not None)
-            if self.state is RequestState.SENDING:
+            decided = self.state = decide(records_replayed, self.threshold, self._request is not None)
+            if decided is RequestState.SENDING:
                 self.thread = threading.Thread(target=self._send, args=(records_replayed,),
                                                name="streamcache-compaction-request", daemon=True)
                 self.thread.start()
             elif self.state is RequestState.NOT_CONFIGURED:
                 log.warning("cold start replayed %d records (more than %d) but no compactor is configured to ask "
                             "for a compaction (STREAMCACHE_COMPACTOR_FUNCTION_ID)", records_replayed, self.threshold,
-                            extra={"fields": {"kind": "compaction_request", "state": self.state.value}})
-            return self.state
+                            extra={"fields": {"kind": "compaction_request", "state": decided.value}})
+            return decided  # not self.state: the request's thread may have moved it on already
 
     def _send(self, records_replayed: int) -> None:
         body = {"action": "compact", "reason": "long_tail", "records_replayed": records_replayed,
