@@ -370,11 +370,15 @@ class DevStack:
         return "\n".join(lines)
 
     def _describe_lifecycle(self) -> list[str]:
+        from streamcache.settings import Settings
+
         compactor = self.compactor_pool.live()[0] if self.compactor_pool and self.compactor_pool.live() else None
         lines = [f"  compactor {compactor.name} pid {compactor.pid}, socket {compactor.socket_path}" if compactor
                  else "  compactor (not running)",
                  f"            invoked {_every(self.compact_every_s)} (the Resource Scheduler), and once more on Ctrl-C; "
                  f"POST {self.url}/20181201/functions/compactor/actions/invoke",
+                 "            and by a cache cold start whose tail is longer than STREAMCACHE_COMPACT_AFTER_RECORDS "
+                 f"({self.config.get('STREAMCACHE_COMPACT_AFTER_RECORDS') or Settings.compact_after_records}; a detached invoke)",
                  f"  data      {self.data_dir}: snapshots/ (STREAMCACHE_SNAPSHOT_URL="
                  f"{data.snapshot_store_url(self.data_dir)}), imports/ (drop JSON Lines files here)"]
         if self.stream_id is not None:
