@@ -74,7 +74,7 @@ class CompactionTrigger:
                 self.thread = threading.Thread(target=self._send, args=(records_replayed,),
                                                name="streamcache-compaction-request", daemon=True)
                 self.thread.start()
-            elif self.state is RequestState.NOT_CONFIGURED:
+            elif decided is RequestState.NOT_CONFIGURED:
                 log.warning("cold start replayed %d records (more than %d) but no compactor is configured to ask "
                             "for a compaction (STREAMCACHE_COMPACTOR_FUNCTION_ID)", records_replayed, self.threshold,
                             extra={"fields": {"kind": "compaction_request", "state": decided.value}})
