@@ -83,6 +83,16 @@ class Settings:
     #: under ``streamcache dev``, or an ``oci://`` URL (events must then name its bucket).
     import_url: str = ""
 
+    #: A cold start that replays more records than this asks the compactor for a compaction (once,
+    #: in the background), so the next cold start has a short tail. 0: never.
+    compact_after_records: int = 20_000
+    #: The compactor function's OCID: where that request goes (a detached invoke, signed with the
+    #: function's resource principal). Empty: no request is made.
+    compactor_function_id: str = ""
+    #: The compactor function's invoke endpoint (``https://<id>.<region>.functions.oci.oraclecloud.com``,
+    #: Terraform's ``invoke_endpoint``). Required with ``STREAMCACHE_COMPACTOR_FUNCTION_ID``.
+    compactor_invoke_endpoint: str = ""
+
     #: API keys allowed to call the HTTP API, hashed: comma-separated ``sha256:<64 hex>[:ro]``
     #: (``streamcache hash-key`` prints one). Empty: no API-key check (the gateway's only).
     api_keys: tuple = ()
@@ -106,7 +116,7 @@ class Settings:
                 # A secret pasted into the wrong setting must not reach the logs.
                 shown = "" if f.name in _SECRETS else f"={raw!r}"
                 problems.append(f"{name}{shown}: {exc}")
-        problems += _cross_checks(values)
+        problems += _cross_checks(values) + _compactor_pair(env)
         if problems:
             raise ConfigError(problems)
         if not values.get("instance_id"):
@@ -203,6 +213,12 @@ def _import_prefix(raw: str) -> str:
     return raw
 
 
+def _function_ocid(raw: str) -> str:
+    if not raw.startswith("ocid1.fnfunc.") or not raw.isprintable() or " " in raw:
+        raise ValueError("must be a function's OCID (ocid1.fnfunc....)")
+    return raw
+
+
 def _security_protocol(raw: str) -> str:
     if raw not in ("PLAINTEXT", "SASL_SSL", "SSL", "SASL_PLAINTEXT"):
         raise ValueError("must be PLAINTEXT, SASL_SSL, SSL or SASL_PLAINTEXT")
@@ -226,7 +242,20 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "snapshots_keep": _positive_int,
     "oci_endpoint": _http_url,
     "import_prefix": _import_prefix,
+    "compact_after_records": _non_negative_int,
+    "compactor_function_id": _function_ocid,
+    "compactor_invoke_endpoint": _http_url,
 }
+
+
+def _compactor_pair(env: Mapping[str, str]) -> list[str]:
+    """One without the other would silently never ask for a compaction. Judged on what is set, not on
+    what parsed, so that an invalid OCID is reported once, as invalid."""
+    names = (f"{PREFIX}COMPACTOR_FUNCTION_ID", f"{PREFIX}COMPACTOR_INVOKE_ENDPOINT")
+    if bool(env.get(names[0])) == bool(env.get(names[1])):
+        return []
+    return [f"{names[0]} and {names[1]} go together: set both (the compactor's OCID and its invoke endpoint) "
+            "or neither"]
 
 
 def _cross_checks(values: Mapping[str, object]) -> list[str]:

@@ -28,8 +28,13 @@ locals {
     STREAMCACHE_SNAPSHOT_URL                  = local.snapshot_url
   }
   # The cache function sees the whole request path, deployment prefix included (Fn-Http-Request-Url).
+  # After a long tail at cold start it asks the compactor for a compaction: a detached invoke at the
+  # compactor's own invoke endpoint, signed with its resource principal (iam.tf: use fn-invocation).
   cache_only_settings = {
-    STREAMCACHE_ROUTE_PREFIX = "${var.api_path_prefix}/cache"
+    STREAMCACHE_ROUTE_PREFIX              = "${var.api_path_prefix}/cache"
+    STREAMCACHE_COMPACT_AFTER_RECORDS     = tostring(var.compact_after_records)
+    STREAMCACHE_COMPACTOR_FUNCTION_ID     = oci_functions_function.compactor.id
+    STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT = oci_functions_function.compactor.invoke_endpoint
   }
   compactor_only_settings = {
     STREAMCACHE_SNAPSHOTS_KEEP = tostring(var.snapshots_keep)

@@ -217,6 +217,16 @@ variable "snapshots_keep" {
   }
 }
 
+variable "compact_after_records" {
+  description = "A cache cold start that replays more log records than this asks the compactor for a compaction (a detached invoke), so the next cold start has a short tail. 0: never. STREAMCACHE_COMPACT_AFTER_RECORDS."
+  type        = number
+  default     = 20000
+  validation {
+    condition     = var.compact_after_records >= 0 && floor(var.compact_after_records) == var.compact_after_records
+    error_message = "compact_after_records must be a whole number, 0 to never ask."
+  }
+}
+
 # ---- the functions --------------------------------------------------------------------------------
 
 variable "cache_image" {

@@ -15,8 +15,10 @@ from typing import Callable
 import orjson
 
 from streamcache import __version__
+from streamcache.adapters.oci_functions import invoke_detached  # light: the SDK is imported when called
 from streamcache.adapters.oci_secrets import with_secrets
 from streamcache.cache.cold_start import ColdStart
+from streamcache.cache.compaction_request import RequestCompaction
 from streamcache.cache.health import Health, HealthProblem, ProblemKind
 from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse, error_response
 from streamcache.cache.invoke_api import error_answer, handle_invoke
@@ -48,7 +50,9 @@ class CacheApp:
         self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys)
         if store_factory is None and settings.snapshot_url:
             store_factory = settings.open_store  # opened in the restore thread
-        self.cold_start = ColdStart(self.replica, settings.stream_id, store_factory, clock=clock)
+        self.cold_start = ColdStart(self.replica, settings.stream_id, store_factory, clock=clock,
+                                    compact_after_records=settings.compact_after_records,
+                                    request_compaction=compaction_requester(settings))
 
     def ensure_started(self, wait_s: float | None = None) -> None:
         """Restore before the first answer (cold start), waiting at most ``wait_s`` seconds. Raises
@@ -139,6 +143,24 @@ def limits(settings: Settings) -> Limits:
     return Limits(staleness_ms=settings.staleness_ms, max_value_bytes=settings.max_value_bytes,
                   max_record_bytes=settings.max_record_bytes, max_ttl_seconds=settings.max_ttl_seconds,
                   max_list_limit=settings.max_list_limit)
+
+
+def compaction_requester(settings: Settings) -> RequestCompaction | None:
+    """How this instance asks the compactor for a compaction after a long tail: a detached invoke
+    of the compactor function (plain values only; the SDK is imported when the request is sent, on
+    the request's own thread, so a short tail never pays for it). ``None`` when no compactor is configured."""
+    if not settings.compactor_function_id or settings.compact_after_records == 0:
+        return None
+    function_id, endpoint = settings.compactor_function_id, settings.compactor_invoke_endpoint
+    profile, config_file = settings.oci_profile or None, settings.oci_config_file or None
+    instance = settings.instance_id
+
+    def request(body: dict) -> str:
+        # The compactor tolerates the extra keys; they say in its log who asked and why.
+        return invoke_detached(function_id, endpoint, orjson.dumps({**body, "instance": instance}),
+                               profile=profile, config_file=config_file)
+
+    return request
 
 
 def misconfigured_response(error: ConfigError) -> HttpResponse:

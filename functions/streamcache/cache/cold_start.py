@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Callable
 
+from streamcache.cache.compaction_request import CompactionTrigger, RequestCompaction
 from streamcache.cache.health import HealthProblem, Phase, ProblemKind
 from streamcache.cache.replica import Replica
 from streamcache.core.data_loss import DataLossRecord
@@ -85,7 +86,11 @@ class ColdStart:
         clock: Callable[[], float] | None = None,
         chunk_records: int = CHUNK_RECORDS,
         process_started: float | None = None,
+        compact_after_records: int = 0,
+        request_compaction: RequestCompaction | None = None,
     ) -> None:
+        """``request_compaction`` asks for a compaction when a restore replayed more than
+        ``compact_after_records`` records (0: never); see :mod:`streamcache.cache.compaction_request`."""
         self.replica = replica
         self.stream = stream
         self._store_factory = store_factory
@@ -104,6 +109,7 @@ class ColdStart:
         self.records_replayed = 0
         self.cold_start_ms: float | None = None
         self.restore_ms: float | None = None
+        self.compaction = CompactionTrigger(compact_after_records, request_compaction)
 
     @property
     def done(self) -> bool:
@@ -146,6 +152,10 @@ class ColdStart:
                       extra={"fields": {"kind": "cold_start_failed"}})
         finally:
             attempt.finished.set()
+        if attempt.error is None:
+            # After the waiting requests are released: a long tail asks for a compaction on its own
+            # thread, once, and nothing waits for it.
+            self.compaction.after_restore(self.records_replayed)
 
     def _restore(self) -> None:
         started = time.monotonic()
@@ -223,4 +233,5 @@ class ColdStart:
             "restore_ms": None if self.restore_ms is None else round(self.restore_ms, 1),
             "cold_start_ms": None if self.cold_start_ms is None else round(self.cold_start_ms, 1),
             "cold_start_from": COLD_START_FROM,
+            **self.compaction.numbers(),
         }
