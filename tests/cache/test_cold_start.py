@@ -66,7 +66,7 @@ def health(app: CacheApp, wait_s: float | None = 10.0) -> dict:
     if wait_s:
         try:
             app.ensure_started(wait_s)
-        except Exception:  # noqa: S110 - a failed or unfinished restore is what /health then reports
+        except Exception:  # a failed or unfinished restore is what /health then reports
             pass
     response = call(app, "GET", "/health", wait_s)
     assert response.status == 200

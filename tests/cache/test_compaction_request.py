@@ -102,6 +102,8 @@ def app_over(name: str, request=None, **settings) -> CacheApp:
 
 
 def health(app: CacheApp) -> dict:
+    """/health once the restore is done (/health itself never waits for it)."""
+    app.ensure_started(10.0)
     response = app.handle(HttpRequest("GET", "/health", {}, b""), 10.0)
     check_against_openapi("GET", "/health", *response)
     assert response.status == 200
