@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import select
 import subprocess
+from pathlib import Path
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -26,6 +27,15 @@ def test_done_when_put_then_get_prints_the_bytes(stack):
     code = f'import streamcache; c = streamcache.Client("{stack.url}"); c.put("a", b"1"); print(c.get("a").value)'
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "b'1'\n", "")
+
+
+def test_the_readme_example_for_another_project_runs_as_written(stack):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (example,) = [b for b in blocks if b.startswith("from streamcache import Client")]
+    code = example.replace('"http://127.0.0.1:8080"', repr(stack.url))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "b'queued'\n", "")
 
 
 def test_values_come_back_byte_exact_with_their_type_version_and_expiry(http_client):
