@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from streamcache.adapters.urls import check_log_url, check_store_url
 from streamcache.auth import parse_api_keys
 from streamcache.core.errors import ConfigError
+from streamcache.core.retention import RetentionPolicy
 
 if TYPE_CHECKING:
     from streamcache.ports import MutationLog, SnapshotStore
@@ -68,6 +69,11 @@ class Settings:
     #: How many snapshots the compactor keeps (the newest ones; older ones are the fallback when the
     #: newest is damaged).
     snapshots_keep: int = 3
+    #: Every snapshot younger than this many hours is kept (see core/retention.py): the window in
+    #: which the table can be seen as of any moment.
+    snapshots_keep_all_hours: int = 24
+    #: Before that window, the newest snapshot of each UTC day is kept for this many days.
+    snapshots_daily_days: int = 7
     #: Profile of the OCI config file used for Object Storage outside OCI Functions (inside, the
     #: function's resource principal signs). Default: ``DEFAULT``.
     oci_profile: str = ""
@@ -132,6 +138,10 @@ class Settings:
             "oci_config_file": self.oci_config_file or None,
             "oci_endpoint": self.oci_endpoint or None,
         }
+
+    def retention(self) -> RetentionPolicy:
+        """Which snapshots the compactor keeps."""
+        return RetentionPolicy(self.snapshots_keep, self.snapshots_keep_all_hours * 3_600_000, self.snapshots_daily_days)
 
     def kafka_security(self) -> dict[str, object]:
         """kafka-python's security options: PLAINTEXT locally, SASL/PLAIN with the auth token on OCI."""
@@ -240,6 +250,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "kafka_security_protocol": _security_protocol,
     "stream_id": _stream_id,
     "snapshots_keep": _positive_int,
+    "snapshots_keep_all_hours": _non_negative_int,
+    "snapshots_daily_days": _non_negative_int,
     "oci_endpoint": _http_url,
     "import_prefix": _import_prefix,
     "compact_after_records": _non_negative_int,

@@ -36,9 +36,14 @@ locals {
     STREAMCACHE_COMPACTOR_FUNCTION_ID     = oci_functions_function.compactor.id
     STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT = oci_functions_function.compactor.invoke_endpoint
   }
+  # Snapshot retention is the compactor's alone (functions/streamcache/core/retention.py): no Object
+  # Storage lifecycle rule deletes snapshots, since only the compactor knows which one is the newest
+  # intact snapshot, and a time-based rule would delete the last one of a compactor that stalled.
   compactor_only_settings = {
-    STREAMCACHE_SNAPSHOTS_KEEP = tostring(var.snapshots_keep)
-    STREAMCACHE_IMPORT_PREFIX  = var.import_prefix
+    STREAMCACHE_SNAPSHOTS_KEEP           = tostring(var.snapshots_keep)
+    STREAMCACHE_SNAPSHOTS_KEEP_ALL_HOURS = tostring(var.snapshots_keep_all_hours)
+    STREAMCACHE_SNAPSHOTS_DAILY_DAYS     = tostring(var.snapshots_daily_days)
+    STREAMCACHE_IMPORT_PREFIX            = var.import_prefix
   }
   # Extras first: the deployment's own settings win on a clash.
   cache_config     = merge(var.cache_extra_settings, local.common_settings, local.cache_only_settings)

@@ -15,6 +15,7 @@ from streamcache.adapters.memory_store import MemoryStore
 from streamcache.compactor.compaction import REFUSED, UNCHANGED, WRITTEN, compact
 from streamcache.core.data_loss import decode_loss, is_loss_name
 from streamcache.core.records import IF_ABSENT, IF_EXISTS, if_match
+from streamcache.core.retention import RetentionPolicy
 from streamcache.core.snapshot import decode_snapshot, encode_snapshot, newest_first, parse_name, stream_prefix
 from streamcache.core.table import DEDUP_WINDOW_MS, Table
 from streamcache.replay.catalog import load_newest_valid
@@ -93,6 +94,21 @@ def test_later_compactions_fold_only_the_tail_and_keep_the_newest_n(log, store):
         written.append(summary.object)
     assert snapshots(store) == written[::-1][:2]  # newest first; older ones pruned
     assert restored(store, log).export_state() == full_replay(log).export_state()
+
+
+def test_pruning_keeps_every_snapshot_of_the_window_then_one_a_day(log, store):
+    day, hour = 86_400_000, 3_600_000
+    midnight = (START_MS // day + 1) * day
+    now = midnight + 10 * day
+    policy = RetentionPolicy(keep_newest=1, keep_all_for_ms=day, daily_for_days=2)
+    made = {}
+    for label, at in (("6d+1h", 6 * day + hour), ("7d+1h", 7 * day + hour), ("8d+1h", 8 * day + hour),
+                      ("8d+2h", 8 * day + 2 * hour), ("9d+2h", 9 * day + 2 * hour), ("10d-1m", 10 * day - 60_000)):
+        put(log, f"key-{label}", b"v", ts_ms=midnight + at)  # the snapshot's as-of time is its newest record's
+        made[label] = compact(log, store, STREAM, policy, clock=lambda: now / 1000).object
+    # The window (the last day): 9d+2h and 10d-1m. Before it, for two days, the newest of each day:
+    # 8d+2h (not 8d+1h, the same day) and 7d+1h. 6d+1h is older than the window and two days.
+    assert set(snapshots(store)) == {made[k] for k in ("10d-1m", "9d+2h", "8d+2h", "7d+1h")}
 
 
 def test_expired_entries_are_dropped_once_log_time_passes_them():

@@ -69,6 +69,8 @@ def test_each_function_config_builds_its_settings(config, function):
     assert settings.snapshot_url.startswith("oci://") and settings.stream_id.startswith("ocid1.")
     if function == "compactor":
         assert settings.snapshots_keep == config.variable_value("snapshots_keep")
+        assert settings.snapshots_keep_all_hours == config.variable_value("snapshots_keep_all_hours")
+        assert settings.snapshots_daily_days == config.variable_value("snapshots_daily_days")
         assert settings.import_prefix == config.variable_value("import_prefix")
         assert not settings.compactor_function_id  # the compactor asks nobody for a compaction
     else:  # after a long tail at cold start, the cache asks the compactor (a detached invoke)
@@ -307,7 +309,7 @@ BAD_VALUES = [
     ("import_prefix", "import-markers/"),
     ("kafka_auth_token_secret_ocid", "ocid1.key.oc1..x"), ("cache_image", "cache:latest"),
     ("api_auth", "BASIC"), ("rate_limit_key", "USER"), ("log_retention_days", 45),
-    ("cache_provisioned_concurrency", -10), ("snapshots_keep", 0), ("compact_after_records", -1),
+    ("cache_provisioned_concurrency", -10), ("snapshots_keep", 0), ("snapshots_keep_all_hours", -1), ("snapshots_daily_days", 1.5), ("compact_after_records", -1),
     ("compact_after_records", 0.5), ("name_prefix", "Stream_Cache"),
     ("compartment_ocid", "ocid1.tenancy.oc1..aaaa"),
     ("cache_extra_settings", {"STREAMCACHE_KAFKA_SASL_PASSWORD": "plain"}), ("cache_extra_settings", {"PATH": "/x"}),

@@ -123,7 +123,7 @@ def cmd_compact(args) -> int:
     try:
         settings = _settings(args, need_log=True)
         store, mutation_log = settings.open_store(), settings.open_log()
-        summary = compact(mutation_log, store, settings.stream_id, settings.snapshots_keep,
+        summary = compact(mutation_log, store, settings.stream_id, settings.retention(),
                           progress=Progress("compaction"))
     except (ConfigError, LogUnavailable, SnapshotStoreError) as exc:
         return _fail("compact", exc)

@@ -79,7 +79,7 @@ class CompactorApp:
     def __init__(self, settings: Settings, store: SnapshotStore | None = None,
                  mutation_log: MutationLog | None = None, progress: Callable[[str], Progress] | None = None) -> None:
         # The edge: what the compactor needs from its settings, as plain values.
-        self.stream_id, self.snapshots_keep = settings.stream_id, settings.snapshots_keep
+        self.stream_id, self.retention = settings.stream_id, settings.retention()
         self.imports = import_config(settings)
         self._open_store, self._open_log = settings.open_store, settings.open_log
         self._store = store
@@ -126,7 +126,7 @@ class CompactorApp:
             return {"status": problem.status, "error": problem.code, "message": problem.message}
 
     def compact(self) -> dict:
-        summary = compact(self.mutation_log, self.store, self.stream_id, self.snapshots_keep,
+        summary = compact(self.mutation_log, self.store, self.stream_id, self.retention,
                           progress=self._progress("compaction"))
         answer = {"status": 200, "action": "compact", **summary.to_json()}
         if summary.outcome is CompactionOutcome.REFUSED:

@@ -13,7 +13,7 @@ Steps, and why each is safe to interrupt or to run twice at once:
    folding the same range write the same bytes (under different names).
 4. Nothing new folded: write nothing. Otherwise write the snapshot create-only, under a name that
    sorts by coverage and carries a random writer id, so concurrent writers never collide.
-5. Prune to the newest ``keep`` names, never the one just written. Names sort by coverage, so
+5. Prune what the retention policy (core/retention.py) does not keep, never the one just written. Names sort by coverage, so
    whatever a concurrent compactor wrote is either among the newest (kept) or covered by a newer one.
    A compactor killed anywhere leaves the older snapshots intact; the next run loads the newest one
    and prunes what was left.
@@ -38,7 +38,8 @@ from typing import Callable
 from streamcache.core.data_loss import DataLossRecord, encode_loss, loss_name
 from streamcache.core.records import Position
 from streamcache.core.restore import plan_restore
-from streamcache.core.snapshot import decode_header, encode_snapshot, format_name, newest_first, stream_prefix
+from streamcache.core.retention import RetentionPolicy
+from streamcache.core.snapshot import decode_header, encode_snapshot, format_name, newest_first, parse_name, stream_prefix
 from streamcache.core.table import Table
 from streamcache.replay.fold import CHUNK_RECORDS, FoldStats, gc_paused, replay
 from streamcache.ports import MutationLog
@@ -123,7 +124,7 @@ def compact(
     mutation_log: MutationLog,
     store: SnapshotStore,
     stream_id: str,
-    keep: int,
+    keep: int | RetentionPolicy,
     *,
     clock: Callable[[], float] | None = None,
     monotonic: Callable[[], float] | None = None,
@@ -135,22 +136,22 @@ def compact(
 
     Raises LogUnavailable / SnapshotStoreUnavailable when the stream or the store cannot be used
     (nothing is written then, or only a complete snapshot)."""
-    if keep < 1:
-        raise ValueError("keep must be at least 1")
+    # A plain number keeps the newest ``keep`` snapshots and nothing older (tools, tests).
+    policy = keep if isinstance(keep, RetentionPolicy) else RetentionPolicy(keep, keep_all_for_ms=0, daily_for_days=0)
     # Nothing a compaction allocates forms cycles, and the collector would scan the growing table
     # again and again (a third of the time at 1M keys); reference counting frees it all at the end.
     progress = progress or SilentProgress()
     outcome = "failed"
     try:
         with gc_paused():
-            summary = _compact(mutation_log, store, stream_id, keep, clock, monotonic, writer_id, progress, chunk_records)
+            summary = _compact(mutation_log, store, stream_id, policy, clock, monotonic, writer_id, progress, chunk_records)
         outcome = summary.outcome.value
         return summary
     finally:
         progress.finish(outcome)
 
 
-def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, keep: int,
+def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, policy: RetentionPolicy,
              clock: Callable[[], float] | None, monotonic: Callable[[], float] | None,
              writer_id: Callable[[], str], progress: Progress, chunk_records: int) -> CompactionSummary:
     wall = clock or (lambda: time.time())  # looked up per call: freezegun controls it in tests
@@ -194,7 +195,7 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, ke
     summary.positions_after = table.next_offsets()
     if summary.positions_after == before:
         summary.entries = len(table)
-        summary.pruned, summary.prune_error = _prune(store, stream_id, keep, summary.base_snapshot, loaded.skipped)
+        summary.pruned, summary.prune_error = _prune(store, stream_id, policy, int(wall() * 1000), summary.base_snapshot, loaded.skipped)
         lap("prune")
         return _finish(summary, started, mono)
 
@@ -216,25 +217,22 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, ke
     store.put_new(name, data)
     summary.outcome, summary.object = WRITTEN, name
     lap("write")
-    summary.pruned, summary.prune_error = _prune(store, stream_id, keep, name, loaded.skipped)
+    summary.pruned, summary.prune_error = _prune(store, stream_id, policy, int(wall() * 1000), name, loaded.skipped)
     lap("prune")
     return _finish(summary, started, mono)
 
 
-def _prune(store: SnapshotStore, stream: str, keep: int, protect: str | None,
+def _prune(store: SnapshotStore, stream: str, policy: RetentionPolicy, now_ms: int, protect: str | None,
            skipped: list[Skipped]) -> tuple[list[str], str | None]:
-    """Delete all but the newest ``keep`` snapshots, never ``protect``. Snapshots found corrupt do
-    not count towards ``keep`` (the fallback must be loadable) and are deleted once older than it."""
-    corrupt = {s.name for s in skipped if s.reason is SkipReason.CORRUPT}
+    """Delete the snapshots the retention policy does not keep (:mod:`streamcache.core.retention`),
+    never ``protect`` (the one just written)."""
+    damaged = {s.name for s in skipped if s.reason is SkipReason.CORRUPT}
     pruned: list[str] = []
     try:
-        kept = 0
-        for name in newest_first(store.list(stream_prefix(stream)), stream):
-            if name == protect:
-                kept += 1
-            elif kept < keep:
-                kept += name not in corrupt
-            else:
+        names = newest_first(store.list(stream_prefix(stream)), stream)
+        kept = policy.keep([(name, parse_name(name).as_of_ms) for name in names], now_ms, damaged)
+        for name in names:
+            if name != protect and name not in kept:
                 store.delete(name)
                 pruned.append(name)
     except SnapshotStoreUnavailable as exc:
