@@ -230,7 +230,7 @@ class _ImportRun:
                 item = parse_line(line, self.max_value, self.max_ttl)
                 now = int(self.clock() * 1000)
                 put = records.Put(item.key, item.value, item.content_type, f"{self.id_prefix}{number}", now,
-                                  None if item.ttl_ms is None else now + item.ttl_ms)
+                                  item.expiry(now))
                 encoded = records.encode(put, self.source, self.max_record)
             except BadLine as exc:
                 self.bad(number, str(exc))

@@ -179,7 +179,6 @@ def parse_time(text: str) -> int:
     return (dt - _EPOCH) // _MS
 
 
-
 @lru_cache(maxsize=256)
 def is_json_type(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
