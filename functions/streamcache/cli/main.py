@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from streamcache.cli import history as cli_history
 from streamcache.cli import snapshots as cli_snapshots
 
 from streamcache.cli import watch as cli_watch
@@ -193,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     hashing.set_defaults(run=lambda client, args: cmd_hash_key(args), needs_url=False)
 
     cli_snapshots.register(sub, url)  # compact, snapshots
+    cli_history.register(sub, url)  # export, restore
     cli_watch.register(sub, url)  # watch
     for plugin in entry_points(group=COMMANDS_GROUP):  # dev, from the local stand-ins
         plugin.load()(sub, url)

@@ -30,6 +30,7 @@ from streamcache.core.snapshot import (
     decode_header,
     decode_snapshot,
     newest_first,
+    parse_name,
     stream_prefix,
 )
 from streamcache.core.table import Table
@@ -108,8 +109,10 @@ def load_newest_valid(
     stream: str,
     progress: Progress | None = None,
     monotonic: Callable[[], float] = time.perf_counter,
+    as_of_ms: int | None = None,
 ) -> LoadResult:
-    """The newest snapshot of ``stream`` that verifies, or ``None`` if there is none.
+    """The newest snapshot of ``stream`` that verifies, or ``None`` if there is none; with
+    ``as_of_ms``, the newest whose as-of time is not after it (going back in time).
 
     Raises :class:`~streamcache.ports.SnapshotStoreUnavailable` when the store cannot be
     read: a restore must not go on without the snapshots it cannot see."""
@@ -118,7 +121,7 @@ def load_newest_valid(
         catalog = list_catalog(store, stream)
         vanished = False
         for name in catalog.snapshots:
-            if name in bad:
+            if name in bad or (as_of_ms is not None and parse_name(name).as_of_ms > as_of_ms):
                 continue
             started = monotonic()
             if progress is not None:

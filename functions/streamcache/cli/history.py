@@ -1,0 +1,188 @@
+"""``streamcache export`` and ``streamcache restore``: the table now or as it was, read from the snapshot
+store and the stream (not through the cache's HTTP API; see :mod:`streamcache.replay.as_of`).
+
+    streamcache export [--prefix P] [--as-of WHEN] [-o FILE]     JSON Lines in exactly the import format
+    streamcache restore --as-of WHEN [--prefix P] [--yes]        make the live table what it was then
+
+``restore`` writes the differences as ordinary records through the stream, so every instance and
+every change-feed subscriber sees them: puts of the values as they were (content types and absolute
+expiries included) and deletes of keys created since. Each record is conditional on the version the
+restore saw, so a write that lands meanwhile is never overwritten (it is reported); the records carry
+the source ``<STREAMCACHE_EVENT_SOURCE>/restore``. Without ``--yes`` it only prints what it would do.
+
+Both find the stream and the snapshot store as ``compact`` does (flags, environment, or a running
+``streamcache dev``). Exit status: 0 done, 1 restore not confirmed (nothing written), 2 a usage error
+or a moment that cannot be reached, 3 some restore records were refused (a key changed meanwhile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from typing import BinaryIO
+
+from streamcache.cli.snapshots import _fail, _settings, _store_flags
+
+EXIT_OK, EXIT_NOT_CONFIRMED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+SHOWN_KEYS = 20  # keys of a restore plan listed one by one
+
+
+def register(subparsers, url_parent: argparse.ArgumentParser) -> None:
+    export = subparsers.add_parser("export", help="write the table (now, or --as-of a moment) as JSON Lines")
+    _common(export)
+    export.add_argument("--as-of", metavar="WHEN", help="a time (2026-11-26T09:00:00Z) or positions P-O[,P-O...]")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    export.set_defaults(run=lambda client, args: cmd_export(args), needs_url=False)
+
+    restore = subparsers.add_parser("restore", help="make the live table (under --prefix) what it was --as-of a moment")
+    _common(restore)
+    restore.add_argument("--as-of", metavar="WHEN", required=True,
+                         help="a time (2026-11-26T09:00:00Z) or positions P-O[,P-O...]")
+    restore.add_argument("--yes", action="store_true", help="write the changes (without it: only show them)")
+    restore.set_defaults(run=lambda client, args: cmd_restore(args), needs_url=False)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _store_flags(parser)
+    parser.add_argument("--log-url", help="the stream (default $STREAMCACHE_LOG_URL), kafka://HOST:PORT/TOPIC")
+    parser.add_argument("--prefix", default="", help="only keys starting with this")
+
+
+def cmd_export(args, out: BinaryIO | None = None, clock=time.time) -> int:
+    from streamcache import logs
+    from streamcache.core.import_lines import export_line
+    from streamcache.replay.as_of import Moment, parse_moment
+    from streamcache.replay.progress import Progress
+
+    logs.configure()
+    try:
+        settings = _settings(args, need_log=True)
+        moment = parse_moment(args.as_of) if args.as_of else Moment()
+        state = _open_and_load(settings, moment)
+    except Exception as exc:  # settings, an unreachable moment, a store or stream that cannot be read
+        return _fail("export", exc)
+    at_ms = moment.time_ms if moment.time_ms is not None else int(clock() * 1000)
+    progress = Progress("export")
+    target = open(args.output, "wb") if args.output else (out or sys.stdout.buffer)
+    count = 0
+    try:
+        for key, entry in state.table.scan(args.prefix, None, at_ms):
+            target.write(export_line(key, entry.value, entry.content_type, entry.expires_at_ms) + b"\n")
+            count += 1
+            if count % 10_000 == 0:
+                progress.update(count)
+    finally:
+        if args.output:
+            target.close()
+        else:
+            target.flush()
+    progress.finish(f"{count:,} keys")
+    print(f"streamcache export: {count:,} keys as of {moment.describe()} (from {state.snapshot or 'no snapshot'}"
+          f" and {state.records_replayed:,} records)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_restore(args, clock=time.time) -> int:
+    from streamcache import logs
+    from streamcache.replay.as_of import Moment, parse_moment
+
+    logs.configure()
+    try:
+        settings = _settings(args, need_log=True)
+        moment = parse_moment(args.as_of)
+        then = _open_and_load(settings, moment)
+        now = _open_and_load(settings, Moment())
+    except Exception as exc:
+        return _fail("restore", exc)
+    now_ms = int(clock() * 1000)
+    then_ms = moment.time_ms if moment.time_ms is not None else now_ms
+    plan = plan_changes(then.table, now.table, args.prefix, then_ms, now_ms)
+    puts = [key for key, entry in plan if entry is not None]
+    deletes = [key for key, entry in plan if entry is None]
+    print(f"restore under {args.prefix or '(every key)'!r} as of {moment.describe()}: {len(puts):,} to write back, "
+          f"{len(deletes):,} to delete")
+    for key, entry in plan[:SHOWN_KEYS]:
+        print(f"  {'put   ' if entry is not None else 'delete'} {key}")
+    if len(plan) > SHOWN_KEYS:
+        print(f"  ... and {len(plan) - SHOWN_KEYS:,} more")
+    if not plan:
+        return EXIT_OK
+    if not args.yes:
+        print("nothing written; run again with --yes to write these changes")
+        return EXIT_NOT_CONFIRMED
+    refused = _write(settings, now, plan, now_ms)
+    if refused:
+        print(f"streamcache restore: {len(refused):,} keys changed while restoring and were left as they are: "
+              + ", ".join(refused[:SHOWN_KEYS]), file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"restored {len(plan):,} keys")
+    return EXIT_OK
+
+
+def plan_changes(then, now, prefix: str, then_ms: int, now_ms: int) -> list:
+    """``(key, entry then)`` for every key whose value, type or expiry differs; ``entry`` is ``None``
+    for a key to delete. Values that would already have expired now are not written back."""
+    wanted = {key: entry for key, entry in then.scan(prefix, None, then_ms)
+              if entry.expires_at_ms is None or entry.expires_at_ms > now_ms}
+    changes = []
+    for key, entry in now.scan(prefix, None, now_ms):
+        want = wanted.pop(key, None)
+        if want is None:
+            changes.append((key, None))
+        elif (want.value, want.content_type, want.expires_at_ms) != (entry.value, entry.content_type, entry.expires_at_ms):
+            changes.append((key, want))
+    changes.extend(wanted.items())
+    return sorted(changes, key=lambda change: change[0])
+
+
+def _open_and_load(settings, moment):
+    from streamcache.replay.as_of import table_as_of
+
+    store, log = settings.open_store(), settings.open_log()
+    try:
+        return table_as_of(store, log, settings.stream_id, moment)
+    finally:
+        store.close()
+        log.close()
+
+
+def _write(settings, now, plan, now_ms: int) -> list[str]:
+    """Append the plan's records, each conditional on what the restore saw, then read them back
+    (applying them to the table as every instance does) and return the keys whose record was refused."""
+    from streamcache.core import records
+    from streamcache.core.records import IF_ABSENT, if_match
+    from streamcache.core.table import OutcomeKind
+    from streamcache.replay.fold import replay
+
+    source = settings.event_source.rstrip("/") + "/restore"
+    batch, requests = [], []
+    for key, entry in plan:
+        current = now.table.get(key, now_ms)
+        request_id = f"restore-{uuid.uuid4().hex}"
+        precondition = IF_ABSENT if current is None else if_match(current.version)
+        if entry is None:
+            mutation: records.Mutation = records.Delete(key, request_id, now_ms, precondition)
+        else:
+            mutation = records.Put(key, entry.value, entry.content_type, request_id, now_ms, entry.expires_at_ms,
+                                   precondition)
+        batch.append((key, records.encode(mutation, source, settings.max_record_bytes)))
+        requests.append((key, request_id))
+    log = settings.open_log()
+    try:
+        positions = log.append_many(batch)
+        applied = now.table.next_offsets()
+        start = {p: applied.get(p, 0) for p in range(log.partitions)}
+        end: dict[int, int] = {}
+        for position in positions:  # up to our last record in each partition, others' records included
+            end[position.partition] = max(end.get(position.partition, 0), position.offset + 1)
+        replay(now.table, log, start, end)
+    finally:
+        log.close()
+    refused = []
+    for (key, request_id), position in zip(requests, positions):
+        outcome = now.table.outcome_for(position.partition, request_id)
+        if outcome is None or outcome.kind is OutcomeKind.PRECONDITION_FAILED:
+            refused.append(key)
+    return refused

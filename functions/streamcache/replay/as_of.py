@@ -1,0 +1,165 @@
+"""The table as it was at a moment: the newest kept snapshot at or before it, plus the log up to it.
+
+Used by ``streamcache export --as-of`` and ``streamcache restore --as-of`` (and, without a moment, by
+``export`` for the table as it is now). A moment is either
+
+- a time (RFC 3339): per partition, every record up to the first one whose writer time is later;
+  that is where the partition's *log time* (the state machine's clock) passes the moment, so the
+  answer is the same whoever computes it, whatever the partitions' interleaving; or
+- positions, ``P-O[,P-O...]`` for every partition: the next offset per partition, as
+  ``streamcache watch`` prints them (the records before those offsets are in).
+
+A moment that neither the kept snapshots nor the stream's retention covers is refused with
+:class:`Unreachable`, which names the earliest moment that can be reached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from streamcache.core.errors import InvalidRequest, LogTruncated, RecordError
+from streamcache.core.records import Position, decode, format_time, parse_time
+from streamcache.core.snapshot import parse_name
+from streamcache.core.table import Table
+from streamcache.ports import MutationLog, SnapshotStore
+from streamcache.replay.catalog import list_catalog, load_newest_valid, read_header
+
+#: Offsets read per request while replaying up to a moment.
+CHUNK_RECORDS = 50_000
+
+
+class Unreachable(InvalidRequest):
+    """Neither the kept snapshots nor the stream's retention reach back to the moment asked for."""
+
+    code = "moment_unreachable"
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A time (ms, log time) or the next offset of every partition; neither: the log's end now."""
+
+    time_ms: int | None = None
+    positions: Mapping[int, int] | None = None
+
+    def describe(self) -> str:
+        if self.time_ms is not None:
+            return format_time(self.time_ms)
+        if self.positions is not None:
+            return ",".join(f"{p}-{o}" for p, o in sorted(self.positions.items()))
+        return "now"
+
+
+def parse_moment(text: str) -> Moment:
+    """``2026-11-26T09:00:00Z`` (any RFC 3339 time with a zone) or ``0-120,1-98,2-77``."""
+    text = text.strip()
+    if "T" in text:
+        try:
+            return Moment(time_ms=parse_time(text))
+        except ValueError:
+            raise InvalidRequest(f"--as-of {text!r} is not an RFC 3339 time such as 2026-11-26T09:00:00Z") from None
+    positions: dict[int, int] = {}
+    for part in text.split(","):
+        p, sep, o = part.strip().partition("-")
+        if not sep or not p.isdigit() or not o.isdigit() or int(p) in positions:
+            raise InvalidRequest(f"--as-of {text!r}: expected an RFC 3339 time (2026-11-26T09:00:00Z) or positions "
+                                 "P-O[,P-O...] with the next offset of every partition, as watch prints them")
+        positions[int(p)] = int(o)
+    return Moment(positions=positions)
+
+
+@dataclass
+class TableAsOf:
+    table: Table
+    moment: Moment
+    snapshot: str | None  # the snapshot it started from
+    positions: dict[int, int] = field(default_factory=dict)  # the next offset per partition, once replayed
+    records_replayed: int = 0
+
+
+def table_as_of(store: SnapshotStore | None, log: MutationLog, stream: str, moment: Moment = Moment()) -> TableAsOf:
+    """The table at ``moment`` (see the module docstring). Raises :class:`Unreachable`."""
+    bounds = log.bounds()
+    partitions = range(log.partitions)
+    if moment.positions is not None:
+        missing = sorted(set(partitions) - set(moment.positions))
+        beyond = {p: o for p, o in moment.positions.items() if p not in partitions or o > bounds.next.get(p, 0)}
+        if missing or beyond:
+            raise InvalidRequest(f"positions must name every partition (missing: {missing}) and lie within the "
+                                 f"stream (beyond its end: {beyond})")
+    loaded = None
+    if store is not None:
+        limit = moment.time_ms
+        result = load_newest_valid(store, stream, as_of_ms=limit)
+        loaded = result.snapshot
+        if loaded is not None and moment.positions is not None and any(
+                loaded.header.next_offsets.get(p, 0) > o for p, o in moment.positions.items()):
+            loaded = None  # a snapshot past the positions asked for: look for an older one below
+            for name in result.catalog.snapshots:
+                covered = _covered(store, name)
+                if covered is not None and all(covered.get(p, 0) <= o for p, o in moment.positions.items()):
+                    loaded = load_newest_valid(store, stream, as_of_ms=parse_name(name).as_of_ms).snapshot
+                    break
+    table = loaded.table if loaded is not None else Table()
+    start = {p: (loaded.header.next_offsets.get(p, 0) if loaded is not None else 0) for p in partitions}
+    gone = {p: bounds.first.get(p, 0) for p in partitions if bounds.first.get(p, 0) > start[p]}
+    end = dict(moment.positions) if moment.positions is not None else {p: bounds.next.get(p, 0) for p in partitions}
+    if any(start[p] < end[p] for p in gone):
+        raise Unreachable(_earliest(store, stream, moment, gone))
+    for p, offset in start.items():  # where this table stands, even in a partition replay skips
+        if offset > 0:
+            table.skip(Position(p, offset - 1))
+    replayed = _replay_until(table, log, start, end, moment.time_ms)
+    return TableAsOf(table, moment, loaded.name if loaded is not None else None, table.next_offsets(), replayed)
+
+
+def _replay_until(table: Table, log: MutationLog, start: dict[int, int], end: dict[int, int],
+                  time_ms: int | None) -> int:
+    """Apply each partition's records in ``[start, end)``, stopping a partition at its first record
+    written after ``time_ms``. Records that are not ours are skipped, as every replica skips them."""
+    count = 0
+    for partition in sorted(start):
+        offset = start[partition]
+        while offset < end.get(partition, 0):
+            upto = min(offset + CHUNK_RECORDS, end[partition])
+            try:
+                records = list(log.read({partition: offset}, {partition: upto}))
+            except LogTruncated as exc:
+                raise Unreachable(f"the stream dropped records while they were read: {exc}") from None
+            stop = False
+            for record in records:
+                try:
+                    mutation = decode(record.value)
+                except RecordError:
+                    table.skip(record.position)
+                    continue
+                if time_ms is not None and mutation.ts_ms > time_ms:
+                    stop = True  # the partition's log time passes the moment here
+                    break
+                table.apply(record.position, mutation)
+                count += 1
+            if stop:
+                break
+            offset = upto
+    return count
+
+
+def _covered(store: SnapshotStore, name: str) -> dict[int, int] | None:
+    try:
+        return dict(read_header(store, name)[0].next_offsets)
+    except Exception:  # unreadable: not a candidate
+        return None
+
+
+def _earliest(store: SnapshotStore | None, stream: str, moment: Moment, gone: dict[int, int]) -> str:
+    oldest = None
+    if store is not None:
+        snapshots = list_catalog(store, stream).snapshots
+        if snapshots:
+            oldest = parse_name(snapshots[-1]).as_of_ms
+    lost = ", ".join(f"partition {p} before offset {o}" for p, o in sorted(gone.items()))
+    reach = (f"the earliest moment that can be reached is {format_time(oldest)} (the oldest snapshot kept)"
+             if oldest is not None else "no snapshot is kept, so only the stream's own records can be replayed")
+    return (f"{moment.describe()} cannot be reached: the stream no longer holds the records it needs "
+            f"({lost}); {reach}")
+

@@ -1,0 +1,129 @@
+"""``streamcache export`` and ``streamcache restore``, in-process (``cli.main``) against a memory log and
+a directory store: the table now and as it was, an export that imports as the same table, a restore
+that every instance sees, and moments that cannot be reached."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+
+from streamcache.adapters.directory_store import DirectoryStore
+from streamcache.adapters.memory_log import MemoryLog
+from streamcache.cache.app import CacheApp
+from streamcache.cache.http_api import HttpRequest
+from streamcache.cli import main as cli
+from streamcache.compactor.compaction import compact
+from streamcache.compactor.importer import ImportConfig, handle_object_event
+from streamcache.compactor.object_events import object_created_event
+from streamcache.core.records import format_time
+from streamcache.settings import Settings
+from support.log_history import START_MS, delete, fill, full_replay, put
+
+STREAM = "history"
+
+
+@pytest.fixture(autouse=True)
+def no_dev_stack_to_find(monkeypatch):
+    monkeypatch.setenv("STREAMCACHE_URL", "http://127.0.0.1:9")  # these tests name their stream themselves
+
+
+@pytest.fixture
+def env(tmp_path):
+    name = f"history-{uuid.uuid4().hex[:8]}"
+    log = MemoryLog.named(name, 3)
+    store = DirectoryStore(tmp_path / "snapshots")
+    flags = ["--log-url", f"memory://{name}?partitions=3", "--snapshot-url", str(tmp_path / "snapshots"),
+             "--stream-id", STREAM]
+    yield log, store, flags
+    MemoryLog.forget(name)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def entries(table, prefix: str = "", at_ms: int = START_MS) -> dict:
+    return {key: (e.value, e.content_type, e.expires_at_ms) for key, e in table.scan(prefix, None, at_ms)}
+
+
+def test_an_export_imported_into_an_empty_stack_gives_an_identical_table(env, capsys, tmp_path):
+    log, store, flags = env
+    fill(log, 100_000, keys=100_000, ts_ms=START_MS)  # 100k keys, half of them folded into a snapshot
+    put(log, "json", b'{"a":[1,2]}', START_MS, content_type="application/json")
+    put(log, "spaced-json", b'{ "a": 1 }', START_MS, content_type="application/json")
+    put(log, "text", "héllo".encode(), START_MS, content_type="text/plain; charset=utf-8")
+    put(log, "bytes", bytes(range(256)), START_MS, content_type="image/png", ttl_ms=10**13)  # expires in ~300 years
+    assert compact(log, store, STREAM, 3).outcome.value == "written"
+    put(log, "after-the-snapshot", b"tail", START_MS + 1)
+    delete(log, "k7", START_MS + 1)
+
+    exported = tmp_path / "imports" / "export.jsonl"
+    exported.parent.mkdir()
+    code, _, err = run(capsys, "export", *flags, "-o", str(exported))
+    assert code == 0 and "100,004 keys" in err
+
+    # Dropped into an empty stack's import bucket, exactly as the compactor imports files.
+    fresh = MemoryLog(3)
+    config = ImportConfig(source_url=tmp_path.as_uri() + "/", max_value_bytes=716_800, max_ttl_seconds=10**9,
+                          max_record_bytes=1_000_000)
+    answer = handle_object_event(object_created_event("ns", "b", "imports/export.jsonl", "e1"), config, fresh)
+    assert (answer["status"], answer["imported"], answer["bad_count"]) == (200, 100_004, 0)
+    assert entries(full_replay(fresh)) == entries(full_replay(log))
+
+
+def test_export_as_of_a_moment_and_restore_brings_it_back_on_every_instance(env, capsys):
+    log, store, flags = env
+    put(log, "keep/a", b"a1", START_MS)
+    put(log, "keep/b", b"b1", START_MS)
+    compact(log, store, STREAM, 3)  # the snapshot at START_MS
+    put(log, "keep/c", b"c1", START_MS + 1_000)
+    before = format_time(START_MS + 1_500)
+    put(log, "keep/a", b"a2", START_MS + 2_000)  # overwritten,
+    delete(log, "keep/b", START_MS + 2_000)  # deleted,
+    put(log, "keep/new", b"n", START_MS + 2_000)  # and created after the moment
+    put(log, "other/x", b"x", START_MS + 2_000)  # outside the prefix: left alone
+
+    code, out, _ = run(capsys, "export", *flags, "--as-of", before, "--prefix", "keep/")
+    assert code == 0
+    assert [orjson.loads(line)["key"] for line in out.splitlines()] == ["keep/a", "keep/b", "keep/c"]
+
+    app = CacheApp(Settings(log_url=flags[1], instance_id="a"))  # an instance that is already serving
+    assert app.handle(HttpRequest("GET", "/cache/keep/a", {}, b""), 10).body == b"a2"
+
+    code, out, _ = run(capsys, "restore", *flags, "--as-of", before, "--prefix", "keep/")
+    assert code == 1 and "2 to write back, 1 to delete" in out and "nothing written" in out
+    assert full_replay(log).get("keep/a", START_MS + 3_000).value == b"a2"
+
+    code, out, _ = run(capsys, "restore", *flags, "--as-of", before, "--prefix", "keep/", "--yes")
+    assert code == 0 and "restored 3 keys" in out
+    late = START_MS + 10**12  # any reader's clock: none of these values expires
+    expected = {"keep/a": b"a1", "keep/b": b"b1", "keep/c": b"c1"}
+    assert {k: v[0] for k, v in entries(full_replay(log), "keep/", late).items()} == expected
+    assert full_replay(log).get("other/x", late).value == b"x"
+    for instance in (app, CacheApp(Settings(log_url=flags[1], instance_id="fresh"))):
+        for key, value in expected.items():
+            answer = instance.handle(HttpRequest("GET", f"/cache/{key}?consistency=strong", {}, b""), 10)
+            assert answer.body == value, (instance, key)
+        assert instance.handle(HttpRequest("GET", "/cache/keep/new?consistency=strong", {}, b""), 10).status == 404
+    sources = {orjson.loads(r.value)["source"] for r in log.read(dict(log.bounds().first))}
+    assert "/streamcache/restore" in sources  # the change feed can tell a restore from a client
+
+    code, out, _ = run(capsys, "restore", *flags, "--as-of", before, "--prefix", "keep/", "--yes")
+    assert code == 0 and "0 to write back, 0 to delete" in out  # nothing left to change
+
+
+def test_a_moment_neither_the_snapshots_nor_the_stream_reach_names_the_earliest_one(env, capsys):
+    log, store, flags = env
+    fill(log, 30, ts_ms=START_MS)
+    compact(log, store, STREAM, 3)
+    fill(log, 30, ts_ms=START_MS + 60_000, prefix="later")
+    for partition in range(3):  # retention dropped everything the snapshot does not hold
+        log.truncate_before(partition, log.bounds().next[partition])
+    code, _, err = run(capsys, "export", *flags, "--as-of", format_time(START_MS - 1))
+    assert code == 2 and "cannot be reached" in err and format_time(START_MS + 29) in err
+    code, _, err = run(capsys, "export", *flags, "--as-of", "yesterday")
+    assert code == 2 and "RFC 3339" in err
