@@ -150,7 +150,7 @@ class CacheService:
     def _write(self, mutation: Put | Delete) -> Outcome:
         encoded = records.encode(mutation, self.settings.event_source, self.settings.max_record_bytes)
         position = self.replica.log.append(mutation.key, encoded)
-        return self.replica.apply_through(position, mutation.request_id)
+        return self.replica.apply_own(position, encoded, mutation.request_id)
 
 
 def parse_ttl(raw: str) -> float:
