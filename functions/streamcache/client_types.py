@@ -3,7 +3,9 @@
 Errors carry the HTTP status (0 when nothing answered), the API's error code and its message, and
 map one to one from the statuses both transports answer: 404 ``not_found`` :class:`NotFound`, 412
 :class:`PreconditionFailed`, 503/429 :class:`Unavailable`, 413 :class:`ValueTooLarge`, other 4xx
-:class:`BadRequest`, other 5xx :class:`ServerError`; no answer at all :class:`Unreachable`.
+:class:`BadRequest`, 504 ``outcome_unknown`` :class:`OutcomeUnknown`, other 5xx :class:`ServerError`;
+no answer at all :class:`Unreachable` (:class:`UnansweredWrite`, also an OutcomeUnknown, for a write
+that was sent and got no answer).
 """
 
 from __future__ import annotations
@@ -98,6 +100,18 @@ class ServerError(CacheError):
     """A 5xx other than 503: the function failed or timed out."""
 
 
+class OutcomeUnknown(ServerError):
+    """A write may or may not have been applied: its record was sent to the stream and the answer was
+    lost (504 ``outcome_unknown``). Nothing is retried for you: read the key with
+    ``consistency="strong"`` and decide (a conditional write may have won, or not). See
+    docs/unknown-outcomes.md."""
+
+
+class UnansweredWrite(Unreachable, OutcomeUnknown):
+    """A write sent to the cache that got no answer at all (``status`` 0): it may have run. Both an
+    :class:`Unreachable` and an :class:`OutcomeUnknown`."""
+
+
 def error_for(answer: dict) -> CacheError:
     """The typed error for a non-success answer of either transport."""
     status = int(answer.get("status") or 0)
@@ -113,4 +127,6 @@ def error_for(answer: dict) -> CacheError:
         return ValueTooLarge(status, code, message)
     if 400 <= status < 500:
         return BadRequest(status, code, message)  # also a 404 that is not about a key (a wrong URL or function)
+    if code == "outcome_unknown":
+        return OutcomeUnknown(status, code, message)
     return ServerError(status, code, message)

@@ -11,7 +11,8 @@ Routes (``P`` is the route prefix, ``/cache`` by default; the OpenAPI document i
     GET    /health                  instance status
 
 Every error is a JSON body ``{"error": CODE, "message": ...}``; client mistakes are 4xx and change
-nothing, an unreachable stream is 503 with Retry-After.
+nothing, an unreachable stream is 503 with Retry-After (the write did not happen), and a write whose
+append may or may not have landed is 504 ``outcome_unknown`` (docs/unknown-outcomes.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from .core import records
-from .core.errors import InvalidConsistency, InvalidPrecondition, InvalidRequest, LogUnavailable
+from .core.errors import InvalidConsistency, InvalidPrecondition, InvalidRequest, LogUnavailable, OutcomeUnknown
 from .core.records import IF_ABSENT, IF_EXISTS, Precondition, if_match, parse_version
 from .core.table import Entry, Outcome, OutcomeKind
 from .auth import ApiKeys
@@ -84,6 +85,11 @@ class HttpApi:
             response = error_response(exc.status, exc.code, exc.message, exc.headers)
         except InvalidRequest as exc:
             response = error_response(exc.status, exc.code, str(exc))
+        except OutcomeUnknown as exc:
+            response = error_response(
+                504, "outcome_unknown", f"the write may or may not have been applied: {exc}. Read the key "
+                "with consistency=strong to find out before retrying a conditional write",
+            )
         except LogUnavailable as exc:
             response = error_response(
                 503, "stream_unavailable", f"the stream cannot be reached: {exc}",

@@ -25,7 +25,8 @@ from typing import Callable
 import orjson
 
 from .core import records
-from .core.errors import InvalidConsistency, InvalidKey, InvalidPrecondition, InvalidRequest, LogUnavailable
+from .core.errors import (InvalidConsistency, InvalidKey, InvalidPrecondition, InvalidRequest, LogUnavailable,
+                          OutcomeUnknown)
 from .core.records import IF_ABSENT, IF_EXISTS, Precondition, if_match, parse_version
 from .core.table import Entry, Outcome, OutcomeKind
 from .service import CacheService
@@ -57,6 +58,8 @@ def _answer(service: CacheService, op: object, health: Callable[[], dict]) -> di
         return _run(service, op, health)
     except InvalidRequest as exc:
         return _error(exc.status, exc.code, str(exc))
+    except OutcomeUnknown as exc:
+        return _error(504, "outcome_unknown", f"the write may or may not have been applied: {exc}")
     except LogUnavailable as exc:
         return _error(503, "stream_unavailable", f"the stream cannot be reached: {exc}", retry_after=1)
 
