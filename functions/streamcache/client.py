@@ -16,8 +16,9 @@ turns answers into typed results and errors, and retries: idempotent calls (get,
 unconditional put or delete) on 503 or 429 (waiting at least the server's Retry-After) and on
 connection errors, with exponential backoff and full jitter. Conditional writes are never retried:
 whether a lost attempt ran is unknown, and repeating it could fail its own precondition. A write whose
-outcome is unknown (504 ``outcome_unknown``, or sent without an answer) raises :class:`OutcomeUnknown`
-(:class:`UnansweredWrite`): read the key with ``consistency="strong"`` to learn what happened.
+outcome is unknown (503 ``outcome_unknown``, a 504, or sent without an answer) is not retried either
+and raises :class:`OutcomeUnknown` (:class:`UnansweredWrite`): read the key with
+``consistency="strong"`` to learn what happened.
 
 A client reads its own writes: instances catch up with the stream within the staleness bound, so a
 default get that lands on an instance behind this client's last write of the key (an older version,
@@ -278,6 +279,8 @@ class Client:
                 status = answer.get("status") if isinstance(answer, dict) else None
                 if status not in RETRYABLE_STATUSES or not may_retry or attempt >= self.retries:
                     return answer
+                if answer.get("error") == "outcome_unknown":
+                    return answer  # it may have run: the caller must learn what happened first
                 retry_after = answer.get("retry_after")
                 if retry_after is not None and retry_after > self.max_backoff:
                     return answer  # longer than we are willing to wait: the caller decides
@@ -298,7 +301,7 @@ def _result(op: dict, answer: dict) -> object:
     if status not in (200, 201, 204):
         if name == "delete" and status == 404 and answer.get("error") == "not_found":
             return False
-        raise error_for(answer)
+        raise error_for(answer, writes=name in ("put", "delete"))
     try:
         if name == "get":
             return Item(answer["key"], bytes(answer["value"]), answer["content_type"], answer["version"],

@@ -11,8 +11,9 @@ Routes (``P`` is the route prefix, ``/cache`` by default; the OpenAPI document i
     GET    /health                  instance status
 
 Every error is a JSON body ``{"error": CODE, "message": ...}``; client mistakes are 4xx and change
-nothing, an unreachable stream is 503 with Retry-After (the write did not happen), and a write whose
-append may or may not have landed is 504 ``outcome_unknown`` (docs/unknown-outcomes.md).
+nothing, an unreachable stream is 503 ``stream_unavailable`` with Retry-After (a write so answered did
+not happen), and a write whose append may or may not have landed is 503 ``outcome_unknown`` with
+Retry-After (docs/unknown-outcomes.md).
 """
 
 from __future__ import annotations
@@ -86,9 +87,12 @@ class HttpApi:
         except InvalidRequest as exc:
             response = error_response(exc.status, exc.code, str(exc))
         except OutcomeUnknown as exc:
+            # 503, not 504: the FDK turns a handler's 504 into the platform's "function timed out"
+            # (its socket status), and the answer's body and code would be lost on the way.
             response = error_response(
-                504, "outcome_unknown", f"the write may or may not have been applied: {exc}. Read the key "
+                503, "outcome_unknown", f"the write may or may not have been applied: {exc}. Read the key "
                 "with consistency=strong to find out before retrying a conditional write",
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         except LogUnavailable as exc:
             response = error_response(

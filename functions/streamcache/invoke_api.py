@@ -59,7 +59,7 @@ def _answer(service: CacheService, op: object, health: Callable[[], dict]) -> di
     except InvalidRequest as exc:
         return _error(exc.status, exc.code, str(exc))
     except OutcomeUnknown as exc:
-        return _error(504, "outcome_unknown", f"the write may or may not have been applied: {exc}")
+        return _error(503, "outcome_unknown", f"the write may or may not have been applied: {exc}", retry_after=1)
     except LogUnavailable as exc:
         return _error(503, "stream_unavailable", f"the stream cannot be reached: {exc}", retry_after=1)
 

@@ -3,7 +3,7 @@
 Write path: validate, encode one record, append it (acks=all), apply this instance's replica through
 that record, and report the outcome of applying it: the same outcome every replica computes. An
 append whose answer was lost is looked for on the stream; if its outcome stays unknown the write
-raises :class:`~streamcache.core.errors.OutcomeUnknown` (504), never a guessed answer.
+raises :class:`~streamcache.core.errors.OutcomeUnknown` (503 ``outcome_unknown``), never a guess.
 
 Read path: catch up with the log first if the last catch-up is older than the staleness bound (or
 always, for ``strong`` reads), then answer from memory. If the log cannot be reached, a default read
@@ -159,14 +159,14 @@ class CacheService:
             return self.replica.apply_own(position, encoded, mutation.request_id)
         except LogUnavailable as exc:
             # The record is on the stream; only its outcome (created or replaced, 412 or not) is
-            # unknown here. Never a 503: that promises nothing happened.
+            # unknown here. Never "stream_unavailable": that promises nothing happened.
             raise OutcomeUnknown(f"the record landed at {position}, but its outcome could not be read "
                                  f"back: {exc}", position) from exc
 
     def _settle(self, mutation: Put | Delete, unknown: OutcomeUnknown) -> Outcome:
         """An append whose answer was lost: look for the record on the stream. Found, its outcome
         in log order is the answer (it landed); not found, the outcome stays unknown (it may not
-        have landed, or still be on its way), and so does the answer: 504, never a guess."""
+        have landed, or still be on its way), and so does the answer: never a guess."""
         try:
             self.replica.catch_up()
         except LogUnavailable:

@@ -4,7 +4,8 @@
     proxy.latency_s = 0.005                 # added to every frame, each way
     proxy.drop_answers(PRODUCE, count=3)    # forward 3 produce requests, cut before their answers
     proxy.blackhole(True) ... proxy.blackhole(False)   # hold all traffic, then let it flow again
-    proxy.cut_on(FETCH, client="-4242", after=2)       # cut a client's connection mid-read
+    proxy.cut_on(FETCH, client="-4242", after=2)       # cut a client's connection at a request
+    proxy.drop_answers(FETCH, client="-4242", min_bytes=4096)  # ... when records are on their way
     proxy.stop()
 
 Clients only reach the broker through the proxy if the broker advertises the proxy's address
@@ -44,13 +45,14 @@ class _Rule:
     at_answer: bool = True
     after: int = 0
     seen: int = 0
+    min_bytes: int = 0  # at_answer: only an answer at least this big (one carrying records) cuts
 
 
 @dataclass(eq=False)  # identity: kept in a set
 class _Conn:
     client_id: str | None = None
     pending: deque = field(default_factory=deque)  # api keys of forwarded requests, in order
-    doomed: set = field(default_factory=set)  # indexes into the request sequence whose answer cuts
+    doomed: dict = field(default_factory=dict)  # request index -> the rule its answer may trip
     requests: int = 0
     answers: int = 0
     closers: list = field(default_factory=list)
@@ -73,17 +75,19 @@ class FaultProxy:
         self._conns: set[_Conn] = set()
         self.cuts = 0  # connections the proxy cut on purpose
         self.requests: dict[int, int] = {}  # api key -> requests forwarded
+        self.by_client: dict[tuple[str, int], int] = {}  # (client id, api key) -> requests seen
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
         self._server: asyncio.AbstractServer | None = None
 
     # ---- the faults ---------------------------------------------------------------------------
 
-    def drop_answers(self, api_key: int, count: int = 1, client: str | None = None) -> None:
+    def drop_answers(self, api_key: int, count: int = 1, client: str | None = None, min_bytes: int = 0) -> None:
         """Forward the next ``count`` requests of ``api_key`` (from clients whose id contains
-        ``client``), then cut their connection when each answer arrives, instead of passing it on."""
+        ``client``), then cut their connection when each answer arrives, instead of passing it on.
+        With ``min_bytes``, only answers at least that big count (e.g. a fetch that carries records)."""
         with self._lock:
-            self._rules.append(_Rule(api_key, count, client))
+            self._rules.append(_Rule(api_key, count, client, min_bytes=min_bytes))
 
     def cut_on(self, api_key: int, client: str | None = None, after: int = 0) -> None:
         """Cut the connection of a matching client when its ``after``-th next request of ``api_key``
@@ -167,7 +171,7 @@ class FaultProxy:
                 (size,) = struct.unpack(">i", head)
                 frame = head + await reader.readexactly(size)
                 arrived = time.monotonic()
-                cut = self._on_request(conn, frame) if upstream else self._on_answer(conn)
+                cut = self._on_request(conn, frame) if upstream else self._on_answer(conn, len(frame))
                 if cut:
                     self.cuts += 1
                     close_both()
@@ -190,6 +194,8 @@ class FaultProxy:
         conn.requests += 1
         with self._lock:
             self.requests[api_key] = self.requests.get(api_key, 0) + 1
+            seen = (conn.client_id or "", api_key)
+            self.by_client[seen] = self.by_client.get(seen, 0) + 1
             for rule in self._rules:
                 if rule.count <= 0 or rule.api_key != api_key:
                     continue
@@ -201,16 +207,25 @@ class FaultProxy:
                         continue
                     rule.count -= 1
                     return True
-                rule.count -= 1
-                conn.doomed.add(index)
+                if not rule.min_bytes:
+                    rule.count -= 1  # a size-bound rule is used up by the answer that trips it
+                conn.doomed[index] = rule
                 break
             self._rules = [rule for rule in self._rules if rule.count > 0]
         return False
 
-    def _on_answer(self, conn: _Conn) -> bool:
+    def _on_answer(self, conn: _Conn, size: int) -> bool:
         index = conn.answers
         conn.answers += 1
-        return index in conn.doomed
+        rule = conn.doomed.pop(index, None)
+        if rule is None or not rule.min_bytes:
+            return rule is not None
+        with self._lock:
+            if rule.count <= 0 or size < rule.min_bytes:
+                return False
+            rule.count -= 1
+            self._rules = [r for r in self._rules if r.count > 0]
+            return True
 
 
 def start_proxied_broker(host: str = "127.0.0.1") -> tuple[LocalBroker, FaultProxy]:
