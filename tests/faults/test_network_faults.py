@@ -63,6 +63,13 @@ def _topic(stack: DevStack) -> str:
     return str(stack.log_url).rsplit("/", 1)[1]
 
 
+def _until_stopped(stack: DevStack, prefix: str, seed: int) -> tuple[list[str], Workload]:
+    """Three keys and four clients mixing every kind of operation, running until the fault stops them."""
+    keys = [f"{prefix}/{name}" for name in "abc"]
+    return keys, Workload(stack.gateway.server_address[:2], keys, clients=4, ops_per_client=10_000, seed=seed,
+                          mix={READ: 3, WRITE: 3, CAS: 3, DELETE: 1})
+
+
 def _verdict(load: Workload, keys: list[str], readers) -> None:
     print(f"\nstatuses: {dict(sorted(load.statuses.items(), key=str))}\nerrors: {dict(load.codes)}")
     assert not load.unexpected, load.unexpected[:10]
@@ -92,9 +99,7 @@ def test_latency_between_the_functions_and_the_stream(proxied):
 def test_connections_cut_after_the_request_before_the_answer(proxied):
     start, proxy, _ = proxied
     stack = start()
-    keys = ["cut/a", "cut/b", "cut/c"]
-    load = Workload(stack.gateway.server_address[:2], keys, clients=4, ops_per_client=10_000, seed=22,
-                    mix={READ: 3, WRITE: 3, CAS: 3, DELETE: 1})
+    keys, load = _until_stopped(stack, "cut", seed=22)
 
     def cut_answers(workload: Workload) -> None:
         for round_ in range(12):
@@ -115,9 +120,7 @@ def test_connections_cut_after_the_request_before_the_answer(proxied):
 def test_a_partition_black_holes_the_stream_for_a_while(proxied):
     start, proxy, _ = proxied
     stack = start()
-    keys = ["hole/a", "hole/b", "hole/c"]
-    load = Workload(stack.gateway.server_address[:2], keys, clients=4, ops_per_client=10_000, seed=23,
-                    mix={READ: 3, WRITE: 3, CAS: 3, DELETE: 1})
+    keys, load = _until_stopped(stack, "hole", seed=23)
 
     def partition(workload: Workload) -> None:
         wait_for(lambda: workload.done() >= 30, timeout_s=30, what="requests before the partition")
