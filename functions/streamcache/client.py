@@ -271,7 +271,7 @@ class Client:
                 answer = send()
             except TransportError as exc:
                 if not may_retry or attempt >= self.retries:
-                    if writes and exc.sent:  # it may have run: say so, as the 504 does
+                    if writes and exc.sent:  # it may have run: say so, as a 503 outcome_unknown does
                         raise UnansweredWrite(0, "outcome_unknown", f"no answer to a write that was sent: {exc}") from exc
                     raise Unreachable(0, "unreachable", str(exc)) from exc
                 retry_after = None
