@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test bench setup stage clean
+.PHONY: dev test check bench setup stage clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,15 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The boundaries between the rooms (import-linter, pyproject.toml), the layout rules it cannot state
+# (infra/check_layout.py: no import cycle, modules under 400 lines), lint (ruff) and the types of the
+# core, the ports and the adapters (mypy).
+check: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(PY) infra/check_layout.py
+	$(VENV)/bin/ruff check functions infra tests bench
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(ARGS)

@@ -32,15 +32,13 @@ import time
 from pathlib import Path
 
 import orjson
-
-from streamcache.adapters import open_log
 from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.adapters.memory_log import MemoryLog
-from streamcache.compaction import compact
+from streamcache.compactor.compaction import compact
 from streamcache.core.records import Put, encode
 from streamcache.core.table import Table
-from streamcache.fold import apply_records, gc_paused
-from streamcache.progress import SilentProgress
+from streamcache.replay.fold import apply_records, gc_paused
+from streamcache.replay.progress import SilentProgress
 from streamcache.settings import Settings
 from streamcache_local.broker import start_broker
 from streamcache_local.fn_runner import start_instance
@@ -108,7 +106,7 @@ def bench(keys: int, args, broker, workdir: Path) -> None:
     topic = f"bench-{keys}-{os.getpid()}"
     broker.create_topic(topic, PARTITIONS)
     url = broker.log_url(topic)
-    log = open_log(Settings.from_env({"STREAMCACHE_LOG_URL": url}))
+    log = Settings.from_env({"STREAMCACHE_LOG_URL": url}).open_log()
     store_dir = workdir / f"snapshots-{keys}"
     store = DirectoryStore(store_dir)
     print(f"\n{keys:,} keys, {args.value_bytes}-byte values, tail {tail:,} records, {PARTITIONS} partitions")

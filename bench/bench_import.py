@@ -23,8 +23,8 @@ from pathlib import Path
 import orjson
 
 from streamcache.adapters.kafka_log import KafkaLog
-from streamcache.importer import handle_object_event
-from streamcache.oci_events import object_created_event
+from streamcache.compactor.importer import handle_object_event
+from streamcache.compactor.object_events import object_created_event
 from streamcache.settings import Settings
 from streamcache_local.broker import start_broker
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _store(kind: str, folder: Path, name: str, data: bytes):
-    from streamcache.adapters.stores import open_snapshot_store
+    from streamcache.adapters.urls import open_snapshot_store
 
     if kind == "directory":
         url = folder.as_uri()

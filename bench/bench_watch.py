@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_watch.py              # 200 writes, one at a time, to a local Tansu
     .venv/bin/python bench/bench_watch.py --gateway    # writes through a streamcache dev gateway (HTTP PUT)
 
-watch runs as its own process (``python -m streamcache.cli_watch watch --from latest``), as a user runs
+watch runs as its own process (``python -m streamcache.cli.watch watch --from latest``), as a user runs
 it. Each write waits for its line before the next one, so the figures are per-change latencies:
 median, 95th percentile and maximum, in milliseconds.
 """
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(log_url: str, writes: int, write) -> list[float]:
-    process = subprocess.Popen([sys.executable, "-m", "streamcache.cli_watch", "watch", "--log-url", log_url],
+    process = subprocess.Popen([sys.executable, "-m", "streamcache.cli.watch", "watch", "--log-url", log_url],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()

@@ -29,10 +29,10 @@ from typing import Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/ and bench_snapshot.py
 
-from harness import charts, durability, latency, report, scaling, snapshots  # noqa: E402
-from harness.common import MODES, machine_info  # noqa: E402
-from harness.context import BenchContext, Skipped  # noqa: E402
-from harness.redis_server import RedisAvailability, find_redis  # noqa: E402
+from harness import charts, durability, latency, report, scaling, snapshots
+from harness.common import MODES, machine_info
+from harness.context import BenchContext, Skipped
+from harness.redis_server import RedisAvailability, find_redis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             except Skipped as exc:
                 outcome = {"skipped": str(exc)}
                 ctx.say(f"{measurement.name}: skipped: {exc}")
-            except Exception as exc:  # noqa: BLE001 - one failure must not hide the other numbers
+            except Exception as exc:
                 traceback.print_exc()
                 outcome = {"error": f"{type(exc).__name__}: {exc}"}
                 failed.append(measurement.name)

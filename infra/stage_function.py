@@ -7,6 +7,9 @@ the ``build:`` commands of ``func.yaml`` there first. The stock Python image cop
 ``functions/<fn>/streamcache/`` is importable with no Dockerfile and no install step. The copy is
 git-ignored and rebuilt on every build: ``functions/streamcache`` stays the only source.
 
+A function gets only the rooms it runs: never the client or the command line, and not the other
+function's room (:data:`LEFT_OUT`); the boundaries ``make check`` enforces make that safe.
+
     python3 infra/stage_function.py functions/cache functions/compactor
     python3 ../../infra/stage_function.py .          # what func.yaml's build: step runs
 
@@ -27,6 +30,9 @@ PACKAGE = LIBRARY.name
 MARKER = ".staged-copy"
 MARKER_TEXT = "A build-time copy of functions/streamcache made by infra/stage_function.py. Edit the original.\n"
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache")
+#: Sub-packages of the library a function's image does not carry, by function directory name.
+LEFT_OUT = {"cache": {"client", "cli", "compactor"}, "compactor": {"client", "cli", "cache"}}
+DEFAULT_LEFT_OUT = {"client", "cli"}
 
 
 class StagingError(Exception):
@@ -50,7 +56,13 @@ def stage(function_dir: Path, library: Path = LIBRARY) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f".{library.name}-", dir=function_dir))
     try:
         fresh = scratch / library.name
-        shutil.copytree(library, fresh, ignore=_SKIP)
+        left_out = LEFT_OUT.get(function_dir.name, DEFAULT_LEFT_OUT)
+
+        def skip(folder: str, names: list[str]) -> set[str]:
+            ignored = set(_SKIP(folder, names))
+            return ignored | (left_out & set(names)) if Path(folder) == library else ignored
+
+        shutil.copytree(library, fresh, ignore=skip)
         (fresh / MARKER).write_text(MARKER_TEXT)
         if target.exists():
             shutil.rmtree(target)

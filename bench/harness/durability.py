@@ -13,10 +13,10 @@ no disk write; the README says so next to the numbers.
 from __future__ import annotations
 
 from streamcache.adapters.kafka_log import KafkaLog
-from streamcache.app import CacheApp
+from streamcache.cache.app import CacheApp
 from streamcache.core import records
 from streamcache.core.records import Put
-from streamcache.http_api import HttpRequest
+from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
 
 from .common import key_name, ratio, summarize, timed_loop, value_for

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from streamcache.app import CacheApp
-from streamcache.http_api import HttpRequest
+from streamcache.cache.app import CacheApp
+from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
 from streamcache_local.dev import DevStack
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.common import key_name, value_for  # noqa: E402
+from harness.common import key_name, value_for
 
 CONTENT_TYPE = "application/octet-stream"
 

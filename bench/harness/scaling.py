@@ -51,7 +51,7 @@ class Prepared:
 def snapshots_available() -> bool:
     """True once issue 3's snapshot store setting and compactor are in the code base."""
     return ("snapshot_url" in {f.name for f in fields(Settings)}
-            and importlib.util.find_spec("streamcache.compactor_app") is not None)
+            and importlib.util.find_spec("streamcache.compactor.app") is not None)
 
 
 def prepare(ctx: BenchContext, keys: int) -> Prepared:
@@ -70,8 +70,8 @@ def prepare(ctx: BenchContext, keys: int) -> Prepared:
 
 def compact(log_url: str, snapshot_dir: str) -> dict:
     """One compaction by the compactor's own app (what its function runs), timed."""
-    from streamcache.compactor_app import CompactorApp
-    from streamcache.progress import SilentProgress
+    from streamcache.compactor.app import CompactorApp
+    from streamcache.replay.progress import SilentProgress
 
     settings = Settings.from_env({"STREAMCACHE_LOG_URL": log_url, "STREAMCACHE_SNAPSHOT_URL": snapshot_dir,
                                   "STREAMCACHE_INSTANCE_ID": "bench-compactor"})

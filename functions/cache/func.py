@@ -1,7 +1,7 @@
 """The cache function: the FDK entry point behind OCI API Gateway.
 
 A thin adapter: it turns the FDK's context into an :class:`HttpRequest`, hands it to the
-container-scoped :class:`~streamcache.app.CacheApp` (built on the first call, kept while the
+container-scoped :class:`~streamcache.cache.app.CacheApp` (built on the first call, kept while the
 container is hot) and turns the answer back into an FDK response. All logic lives in ``streamcache``.
 """
 
@@ -15,9 +15,9 @@ import orjson
 from fdk import response
 
 from streamcache import logs
-from streamcache.app import CacheApp, build_from_env, misconfigured_response
+from streamcache.cache.app import CacheApp, build_from_env, misconfigured_response
 from streamcache.core.errors import ConfigError
-from streamcache.http_api import HttpRequest, HttpResponse
+from streamcache.cache.http_api import HttpRequest, HttpResponse
 
 logs.configure()
 _app: CacheApp | None = None

@@ -1,7 +1,7 @@
 """The compactor function: the FDK entry point the OCI Resource Scheduler (and OCI Events, for
 Object Storage imports) invoke directly.
 
-A thin adapter: the container-scoped :class:`~streamcache.compactor_app.CompactorApp` (built on the
+A thin adapter: the container-scoped :class:`~streamcache.compactor.app.CompactorApp` (built on the
 first call, kept with its stream and Object Storage clients while the container is hot) answers the
 body; the answer is JSON with its own ``status`` because the platform answers 200 to direct invokes.
 All logic lives in ``streamcache``.
@@ -14,7 +14,7 @@ import io
 from fdk import response
 
 from streamcache import logs
-from streamcache.compactor_app import CompactorApp, answer_invoke, build_from_env
+from streamcache.compactor.app import CompactorApp, answer_invoke, build_from_env
 
 logs.configure()
 _app: CompactorApp | None = None

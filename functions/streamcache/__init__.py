@@ -1,15 +1,19 @@
 """streamcache: a key/value cache for OCI Functions whose every write is a record on an OCI Stream.
 
-The package is shared by the two deployable functions (``functions/cache`` and
-``functions/compactor``), the command line (``streamcache``) and the tests. Its layers:
+One room per role; the boundaries between them are checked by ``make check`` (import-linter):
 
-- :mod:`streamcache.core`: the pure part (record codec, the table state machine). No I/O, no clock.
-- :mod:`streamcache.ports`: the mutation-log port; :mod:`streamcache.adapters`: its implementations.
-- :mod:`streamcache.replica` and :mod:`streamcache.service`: one instance's copy of the table and
-  the cache operations on top of it.
-- :mod:`streamcache.http_api`: HTTP requests in, HTTP answers out, used by the FDK handler.
-- :mod:`streamcache.client`: :class:`Client`, the typed client of a running cache (HTTP or a direct
-  invoke), exported here: ``streamcache.Client(url)``.
+- :mod:`streamcache.core`: pure (records, the table state machine, snapshot format and names, restore
+  planning, import lines). No I/O, no clock, no environment.
+- :mod:`streamcache.ports`: the mutation log and the snapshot store, side by side, with their errors;
+  :mod:`streamcache.adapters`: one file per backend, opened from a URL by :mod:`.adapters.urls`.
+- :mod:`streamcache.replay`: what both functions share (folding the log into a table, the snapshot
+  catalog, progress).
+- :mod:`streamcache.cache` and :mod:`streamcache.compactor`: the two functions' logic.
+- :mod:`streamcache.settings` (parsed once, at each edge), :mod:`streamcache.statuses` (the one table
+  of statuses and error codes), :mod:`streamcache.auth` (API keys), :mod:`streamcache.logs`.
+- :mod:`streamcache.client` and :mod:`streamcache.cli`: the Python client and the command line, never
+  staged into a function image. :class:`Client` and its results and errors are exported here:
+  ``streamcache.Client(url)``.
 """
 
 __version__ = "0.1.0"
@@ -23,9 +27,9 @@ __all__ = [
 
 def __getattr__(name: str):
     # The client is loaded on first use (PEP 562): the functions import this package on every cold
-    # start and have no use for the client's modules.
+    # start and have no use for the client's modules (their images do not even carry them).
     if name in __all__:
-        from . import client
+        import streamcache.client
 
-        return getattr(client, name)
+        return getattr(streamcache.client, name)
     raise AttributeError(f"module 'streamcache' has no attribute {name!r}")

@@ -11,10 +11,16 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import MISSING, dataclass, fields
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 from urllib.parse import urlsplit
 
-from .core.errors import ConfigError
+from streamcache.adapters.urls import check_log_url, check_store_url
+from streamcache.auth import parse_api_keys
+from streamcache.core.errors import ConfigError
+from streamcache.core.retention import RetentionPolicy
+
+if TYPE_CHECKING:
+    from streamcache.ports import MutationLog, SnapshotStore
 
 PREFIX = "STREAMCACHE_"
 
@@ -63,6 +69,11 @@ class Settings:
     #: How many snapshots the compactor keeps (the newest ones; older ones are the fallback when the
     #: newest is damaged).
     snapshots_keep: int = 3
+    #: Every snapshot younger than this many hours is kept (see core/retention.py): the window in
+    #: which the table can be seen as of any moment.
+    snapshots_keep_all_hours: int = 24
+    #: Before that window, the newest snapshot of each UTC day is kept for this many days.
+    snapshots_daily_days: int = 7
     #: Profile of the OCI config file used for Object Storage outside OCI Functions (inside, the
     #: function's resource principal signs). Default: ``DEFAULT``.
     oci_profile: str = ""
@@ -77,6 +88,16 @@ class Settings:
     #: The store that holds objects to import, if not the bucket the event names: ``file:///DIR``
     #: under ``streamcache dev``, or an ``oci://`` URL (events must then name its bucket).
     import_url: str = ""
+
+    #: A cold start that replays more records than this asks the compactor for a compaction (once,
+    #: in the background), so the next cold start has a short tail. 0: never.
+    compact_after_records: int = 20_000
+    #: The compactor function's OCID: where that request goes (a detached invoke, signed with the
+    #: function's resource principal). Empty: no request is made.
+    compactor_function_id: str = ""
+    #: The compactor function's invoke endpoint (``https://<id>.<region>.functions.oci.oraclecloud.com``,
+    #: Terraform's ``invoke_endpoint``). Required with ``STREAMCACHE_COMPACTOR_FUNCTION_ID``.
+    compactor_invoke_endpoint: str = ""
 
     #: API keys allowed to call the HTTP API, hashed: comma-separated ``sha256:<64 hex>[:ro]``
     #: (``streamcache hash-key`` prints one). Empty: no API-key check (the gateway's only).
@@ -101,7 +122,7 @@ class Settings:
                 # A secret pasted into the wrong setting must not reach the logs.
                 shown = "" if f.name in _SECRETS else f"={raw!r}"
                 problems.append(f"{name}{shown}: {exc}")
-        problems += _cross_checks(values)
+        problems += _cross_checks(values) + _compactor_pair(env)
         if problems:
             raise ConfigError(problems)
         if not values.get("instance_id"):
@@ -111,12 +132,41 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
     def snapshot_store_options(self) -> dict[str, str | None]:
-        """Keyword arguments of :func:`~streamcache.adapters.stores.open_snapshot_store`."""
+        """Keyword arguments of :func:`~streamcache.adapters.urls.open_snapshot_store`."""
         return {
             "oci_profile": self.oci_profile or None,
             "oci_config_file": self.oci_config_file or None,
             "oci_endpoint": self.oci_endpoint or None,
         }
+
+    def retention(self) -> RetentionPolicy:
+        """Which snapshots the compactor keeps."""
+        return RetentionPolicy(self.snapshots_keep, self.snapshots_keep_all_hours * 3_600_000, self.snapshots_daily_days)
+
+    def kafka_security(self) -> dict[str, object]:
+        """kafka-python's security options: PLAINTEXT locally, SASL/PLAIN with the auth token on OCI."""
+        security: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            security.update(sasl_mechanism="PLAIN", sasl_plain_username=self.kafka_sasl_username,
+                            sasl_plain_password=self.kafka_sasl_password)
+        return security
+
+    # The edge turns settings into plain values here, once; nothing below sees this object.
+
+    def open_log(self) -> "MutationLog":
+        """The mutation log these settings name."""
+        from streamcache.adapters.urls import open_log
+
+        return open_log(self.log_url, timeout_ms=self.append_timeout_ms, client_id=f"streamcache-{self.instance_id}",
+                        security=self.kafka_security())
+
+    def open_store(self) -> "SnapshotStore":
+        """The snapshot store these settings name. Raises ConfigError if they name none."""
+        from streamcache.adapters.urls import open_snapshot_store
+
+        if not self.snapshot_url:
+            raise ConfigError([f"{PREFIX}SNAPSHOT_URL is required (where snapshots live)"])
+        return open_snapshot_store(self.snapshot_url, **self.snapshot_store_options())
 
     @classmethod
     def env_names(cls) -> list[str]:
@@ -173,6 +223,12 @@ def _import_prefix(raw: str) -> str:
     return raw
 
 
+def _function_ocid(raw: str) -> str:
+    if not raw.startswith("ocid1.fnfunc.") or not raw.isprintable() or " " in raw:
+        raise ValueError("must be a function's OCID (ocid1.fnfunc....)")
+    return raw
+
+
 def _security_protocol(raw: str) -> str:
     if raw not in ("PLAINTEXT", "SASL_SSL", "SSL", "SASL_PLAINTEXT"):
         raise ValueError("must be PLAINTEXT, SASL_SSL, SSL or SASL_PLAINTEXT")
@@ -182,14 +238,8 @@ def _security_protocol(raw: str) -> str:
 _SECRETS = frozenset({"api_keys", "kafka_sasl_password"})
 
 
-def _api_keys(raw: str) -> tuple:
-    from .auth import parse_api_keys
-
-    return parse_api_keys(raw)
-
-
 _PARSERS: dict[str, Callable[[str], object]] = {
-    "api_keys": _api_keys,
+    "api_keys": parse_api_keys,
     "route_prefix": _route_prefix,
     "staleness_ms": _non_negative_int,
     "max_value_bytes": _positive_int,
@@ -200,15 +250,27 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "kafka_security_protocol": _security_protocol,
     "stream_id": _stream_id,
     "snapshots_keep": _positive_int,
+    "snapshots_keep_all_hours": _non_negative_int,
+    "snapshots_daily_days": _non_negative_int,
     "oci_endpoint": _http_url,
     "import_prefix": _import_prefix,
+    "compact_after_records": _non_negative_int,
+    "compactor_function_id": _function_ocid,
+    "compactor_invoke_endpoint": _http_url,
 }
 
 
-def _cross_checks(values: Mapping[str, object]) -> list[str]:
-    from .adapters import check_log_url
-    from .adapters.stores import check_store_url
+def _compactor_pair(env: Mapping[str, str]) -> list[str]:
+    """One without the other would silently never ask for a compaction. Judged on what is set, not on
+    what parsed, so that an invalid OCID is reported once, as invalid."""
+    names = (f"{PREFIX}COMPACTOR_FUNCTION_ID", f"{PREFIX}COMPACTOR_INVOKE_ENDPOINT")
+    if bool(env.get(names[0])) == bool(env.get(names[1])):
+        return []
+    return [f"{names[0]} and {names[1]} go together: set both (the compactor's OCID and its invoke endpoint) "
+            "or neither"]
 
+
+def _cross_checks(values: Mapping[str, object]) -> list[str]:
     problems = []
     url = values.get("log_url")
     if isinstance(url, str):

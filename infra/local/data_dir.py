@@ -39,10 +39,10 @@ from typing import Callable, NamedTuple
 
 from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.core import records
-from streamcache.core.snapshot import SnapshotError, SnapshotHeader, decode_snapshot, newest_first, parse_name, stream_prefix
+from streamcache.core.snapshot import SnapshotHeader, parse_name, stream_prefix
 from streamcache.core.table import Table
-from streamcache.ports import MutationLog
-from streamcache.snapshot_store import SnapshotStoreError
+from streamcache.ports import MutationLog, SnapshotStoreError
+from streamcache.replay.catalog import load_newest_valid
 
 PREVIOUS = "previous"
 KEEP_PREVIOUS_RUNS = 2
@@ -128,15 +128,17 @@ def find_restore_source(data_dir: Path, topic: str, warn: Callable[[str], None])
     """The newest snapshot that verifies, across this topic's earlier runs (newest run first, and
     within a run newest snapshot first: a corrupt one is reported and skipped)."""
     store = DirectoryStore(data_dir)
-    names = store.list("snapshots/")
     for stream in earlier_runs(data_dir, topic):
-        for name in newest_first(names, stream):
-            try:
-                snapshot = decode_snapshot(store.get(name))
-            except (SnapshotError, SnapshotStoreError) as exc:
-                warn(f"skipping snapshot {name}: {exc}")
-                continue
-            return RestoreSource(stream, name, snapshot.header, snapshot.table)
+        try:
+            result = load_newest_valid(store, stream)  # the library's rule, exactly as a cold start uses it
+        except SnapshotStoreError as exc:
+            warn(f"skipping the snapshots of run {stream}: {exc}")
+            continue
+        for skipped in result.skipped:
+            warn(f"skipping snapshot {skipped.name}: {skipped.reason}: {skipped.detail}")
+        if result.snapshot is not None:
+            loaded = result.snapshot
+            return RestoreSource(stream, loaded.name, loaded.header, loaded.table)
     return None
 
 

@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, TextIO
 
+import orjson
+
 from . import data_dir as data
 from . import stack_info
 from . import lifecycle
@@ -36,6 +38,7 @@ from .broker import LocalBroker, start_broker
 from .fn_runner import FnInstance, LogSink, start_instance
 from .gateway import DEFAULT_BUSY_WAIT_S, GatewayServer, Pool
 from .invoke_endpoint import function_ocid, pool_functions
+from .resource_principal import LocalResourcePrincipal, write_resource_principal
 
 DEFAULT_TOPIC = "streamcache"
 DEFAULT_DATA_DIR = ".streamcache"
@@ -44,7 +47,8 @@ COMPACTOR_PATH = Path(__file__).resolve().parents[2] / "functions" / "compactor"
 COMPACTOR_TIMEOUT_S = 300.0  # OCI Functions' longest function timeout: compactions and imports may be long
 # Config the stack itself decides; the developer's environment does not override these.
 STACK_SETTINGS = frozenset({"STREAMCACHE_LOG_URL", "STREAMCACHE_SNAPSHOT_URL", "STREAMCACHE_STREAM_ID",
-                            "STREAMCACHE_IMPORT_URL"})
+                            "STREAMCACHE_IMPORT_URL", "STREAMCACHE_COMPACTOR_FUNCTION_ID",
+                            "STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT"})
 
 
 class DevStack:
@@ -89,6 +93,7 @@ class DevStack:
         self.pool: Pool | None = None
         self.compactor_pool: Pool | None = None
         self.compactor: lifecycle.InvokeTarget | None = None
+        self.resource_principal: LocalResourcePrincipal | None = None  # the cache instances' identity
         self.imports: lifecycle.ImportWatcher | None = None
         self.socket_dir: str | None = None
         self.cold_starts_ms: dict[str, float] = {}  # the first call: imports func.py, replays the log
@@ -165,6 +170,21 @@ class DevStack:
             config["STREAMCACHE_STREAM_ID"] = self.stream_id
         return config
 
+    def cache_config(self) -> dict[str, str]:
+        """What a cache instance gets: :meth:`function_config` and, with a compactor (a data dir), what
+        it needs to ask for a compaction after a long tail, as on OCI: the compactor's OCID, the
+        invoke endpoint (here the gateway's invoke API) and a resource principal to sign with."""
+        config = self.function_config()
+        if self.data_dir is not None and self.gateway is not None and self.socket_dir is not None:
+            if self.resource_principal is None:
+                self.resource_principal = write_resource_principal(self.socket_dir)
+            host, port = self.gateway.server_address[:2]
+            host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # where a local client connects
+            config["STREAMCACHE_COMPACTOR_FUNCTION_ID"] = function_ocid("compactor")
+            config["STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT"] = f"http://{host}:{port}"
+            config.update(self.resource_principal.env)
+        return config
+
     def _carry_over(self) -> None:
         """A fresh local broker means an empty stream: give the run its own stream identity and
         seed it from the newest snapshot of an earlier run (before any instance starts)."""
@@ -175,10 +195,9 @@ class DevStack:
         self.restored = data.find_restore_source(self.data_dir, self.topic, lambda m: self.say(f"restore: {m}"))
         if self.restored is None:
             return
-        from streamcache.adapters import open_log
         from streamcache.settings import Settings
 
-        log = open_log(Settings(log_url=str(self.log_url), instance_id="dev-restore"))
+        log = Settings(log_url=str(self.log_url), instance_id="dev-restore").open_log()
         try:
             self.restored_keys = data.reseed(
                 log, self.restored.table, int(time.time() * 1000),
@@ -190,7 +209,7 @@ class DevStack:
                  f"{self.restored.name}, log time {as_of}); versions (ETags) of that run are not valid in this one")
 
     def _start_instances(self) -> None:
-        config = self.function_config()
+        config = self.cache_config()
         starting = [self._start("fn" + str(n), config, wait=False) for n in range(1, self.instance_count + 1)]
         if self.data_dir is not None:
             starting.append(self._start_compactor(wait=False))
@@ -217,7 +236,7 @@ class DevStack:
     def _cold_start(self) -> FnInstance:
         """The gateway pool's spawn: a new cache instance for a request, as OCI starts a container."""
         started = time.perf_counter()
-        instance = self._start(f"fn{next(self._names)}", self.function_config(), wait=True)
+        instance = self._start(f"fn{next(self._names)}", self.cache_config(), wait=True)
         self._said_cold_start(instance, started, "it restores before answering its first request")
         return instance
 
@@ -232,13 +251,15 @@ class DevStack:
                  f"(pid {instance.pid}); {note}")
 
     def _warm_up(self) -> None:
-        """Send ``GET /health`` to each instance: the first call imports func.py and replays the log
-        (a cold start), so the first user request is fast and a broken config shows up now."""
+        """Send each instance a read that waits for its restore (a direct-invoke listing of one key;
+        /health never waits): the first call imports func.py and replays the log (a cold start), so
+        the first user request is fast and a broken config or an unreachable store shows up now."""
         for instance in self.pool.live():
             started = time.perf_counter()
-            answer = instance.client.http_call("GET", "/health", timeout_s=WARM_UP_TIMEOUT_S)
-            if answer.status != 200:
-                raise RuntimeError(f"instance {instance.name} is not healthy: {answer.status} "
+            answer = instance.client.invoke(b'{"operation": "list", "limit": 1}', timeout_s=WARM_UP_TIMEOUT_S)
+            status = orjson.loads(answer.body).get("status") if answer.status == 200 else answer.status
+            if status != 200:
+                raise RuntimeError(f"instance {instance.name} is not healthy: {status} "
                                    f"{answer.body.decode('utf-8', errors='replace')}")
             self.cold_starts_ms[instance.name] = (time.perf_counter() - started) * 1000
 
@@ -353,11 +374,15 @@ class DevStack:
         return "\n".join(lines)
 
     def _describe_lifecycle(self) -> list[str]:
+        from streamcache.settings import Settings
+
         compactor = self.compactor_pool.live()[0] if self.compactor_pool and self.compactor_pool.live() else None
         lines = [f"  compactor {compactor.name} pid {compactor.pid}, socket {compactor.socket_path}" if compactor
                  else "  compactor (not running)",
                  f"            invoked {_every(self.compact_every_s)} (the Resource Scheduler), and once more on Ctrl-C; "
                  f"POST {self.url}/20181201/functions/compactor/actions/invoke",
+                 "            and by a cache cold start whose tail is longer than STREAMCACHE_COMPACT_AFTER_RECORDS "
+                 f"({self.config.get('STREAMCACHE_COMPACT_AFTER_RECORDS') or Settings.compact_after_records}; a detached invoke)",
                  f"  data      {self.data_dir}: snapshots/ (STREAMCACHE_SNAPSHOT_URL="
                  f"{data.snapshot_store_url(self.data_dir)}), imports/ (drop JSON Lines files here)"]
         if self.stream_id is not None:

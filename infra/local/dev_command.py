@@ -6,6 +6,7 @@ jobs first, then the gateway, a final compaction once no request is in flight, t
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -19,6 +20,31 @@ from streamcache.core.errors import StreamcacheError
 from .dev import DEFAULT_DATA_DIR, DEFAULT_TOPIC, STACK_SETTINGS, DevStack
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, the terminal closing
+
+
+def register(sub, url_parent) -> None:
+    """Add ``streamcache dev`` to the command line (entry point ``streamcache.commands``: the product's
+    CLI finds it there and never imports the local stand-ins itself)."""
+    from streamcache.cli.main import _port, _positive, _seconds
+
+    dev = sub.add_parser("dev", help="run broker, function instances and gateway locally until Ctrl-C")
+    dev.add_argument("--port", type=_port, default=8080, help="gateway port on 127.0.0.1 (default 8080)")
+    dev.add_argument("--instances", type=_positive, default=2, help="function instances (default 2)")
+    dev.add_argument("--partitions", type=_positive, default=3, help="partitions of the topic (default 3)")
+    dev.add_argument("--log-url", help="use this log (kafka://HOST:PORT/TOPIC) instead of starting a broker")
+    dev.add_argument("--topic", help="topic on the local broker (default streamcache)")
+    dev.add_argument("--data-dir", default=".streamcache", metavar="DIR",
+                     help="snapshots (DIR/snapshots/) and files to import (DIR/imports/) (default ./.streamcache)")
+    dev.add_argument("--compact-every", type=_seconds, default=60.0, metavar="S",
+                     help="invoke the compactor every S seconds, as the Resource Scheduler would (default 60; 0 off)")
+    dev.add_argument("--warm-every", type=_seconds, default=30.0, metavar="S",
+                     help="GET /health through the gateway every S seconds, as an OCI health check (default 30; 0 off)")
+    dev.add_argument("--idle-timeout", type=_seconds, default=300.0, metavar="S",
+                     help="stop an instance after S seconds without a request (default 300; 0 never)")
+    dev.set_defaults(run=lambda client, args: run(
+        port=args.port, instances=args.instances, partitions=args.partitions, log_url=args.log_url,
+        topic=args.topic, data_dir=args.data_dir, compact_every_s=args.compact_every,
+        warm_every_s=args.warm_every, idle_timeout_s=args.idle_timeout), needs_url=False)
 
 
 def function_config_from_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -72,7 +98,15 @@ def run(port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str 
     try:
         try:
             stack.start()
-        except (OSError, RuntimeError, ValueError, StreamcacheError) as exc:
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                print(f"streamcache dev: could not start: port {port} on 127.0.0.1 is in use (another streamcache "
+                      f"dev?); pick another with --port N (make dev ARGS=\"--port N\"), or --port 0 for a free one",
+                      file=err)
+            else:
+                print(f"streamcache dev: could not start: {exc}", file=err)
+            return 2
+        except (RuntimeError, ValueError, StreamcacheError) as exc:
             print(f"streamcache dev: could not start: {exc}", file=err)
             return 2
         emit(out, stack.describe())

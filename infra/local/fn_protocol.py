@@ -35,6 +35,10 @@ class FnUnavailable(Exception):
     """The instance could not be reached, or it closed the connection without answering."""
 
 
+class FnRefused(FnUnavailable):
+    """The instance's socket refused the connection: nothing was sent, so any request may go elsewhere."""
+
+
 class FnTimeout(Exception):
     """The instance did not answer before the call's deadline."""
 
@@ -97,7 +101,7 @@ def gateway_headers(method: str, url: str, headers: Iterable[tuple[str, str]], c
             joined[lower] = (name, value)
     out = {"Fn-Call-Id": call_id, "Fn-Deadline": deadline_header(timeout_s), "Fn-Intent": "httprequest",
            "Fn-Invoke-Type": "sync", "Fn-Http-Method": method, "Fn-Http-Request-Url": url}
-    for lower, (name, value) in joined.items():
+    for name, value in joined.values():
         out["Fn-Http-H-" + name] = value
     if "content-type" in joined:
         out["Content-Type"] = joined["content-type"][1]
@@ -205,7 +209,7 @@ class FnClient:
                 conn.connect()
             except OSError as exc:
                 self._drop()
-                raise FnUnavailable(f"cannot connect to {self.socket_path}: {exc}") from exc
+                raise FnRefused(f"cannot connect to {self.socket_path}: {exc}") from exc
         conn.timeout = timeout_s
         if conn.sock is not None:
             conn.sock.settimeout(timeout_s)

@@ -26,7 +26,7 @@ from typing import Callable, TextIO
 
 import orjson
 
-from .fn_protocol import DEFAULT_CALL_TIMEOUT_S, FnTimeout, FnUnavailable, new_call_id
+from .fn_protocol import DEFAULT_CALL_TIMEOUT_S, FnRefused, FnTimeout, FnUnavailable, new_call_id
 from .invoke_endpoint import handle_invoke_request, is_invoke_path, pool_functions
 from .stack_info import is_stack_path, stack_answer
 from .pool import Pool
@@ -37,6 +37,9 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # read and drop an oversized body up to this, so the client sees the 413
 DEFAULT_BUSY_WAIT_S = 10.0
 CLIENT_IDLE_TIMEOUT_S = 60.0  # a client connection that sends nothing for this long is closed
+
+#: Instances a request is offered to when each refuses the connection (nothing was sent to them).
+CONNECT_ATTEMPTS = 3
 
 
 def _json_error(code: str, message: str) -> bytes:
@@ -101,31 +104,41 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             answer = handle_invoke_request(self.command, self.path, self.headers, body, self.server.functions)
             return self._reply(answer.status, answer.headers, answer.body, started=started)
         pool = self.server.pool
-        try:
-            instance = pool.acquire(self.server.busy_wait_s)
-        except FnUnavailable as exc:
-            return self._error(502, "bad_gateway", str(exc), started)
-        if instance is None:
-            return self._error(503, "busy", f"every function instance stayed busy for {self.server.busy_wait_s} s",
-                               started, [("Retry-After", "1")])
-        self._instance_name = instance.name
         call_id = new_call_id()
         request_id = [("opc-request-id", call_id)]  # as OCI API Gateway answers
-        try:
-            answer = instance.client.http_call(self.command, self.path, body, self.headers.items(),
-                                               call_id=call_id, timeout_s=self.server.call_timeout_s)
-        except FnTimeout as exc:
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                instance = pool.acquire(self.server.busy_wait_s)
+            except FnUnavailable as exc:
+                return self._error(502, "bad_gateway", str(exc), started)
+            if instance is None:
+                return self._error(503, "busy", f"every function instance stayed busy for {self.server.busy_wait_s} s",
+                                   started, [("Retry-After", "1")])
+            self._instance_name = instance.name
+            try:
+                answer = instance.client.http_call(self.command, self.path, body, self.headers.items(),
+                                                   call_id=call_id, timeout_s=self.server.call_timeout_s)
+            except FnRefused as exc:
+                # Refused at connect: nothing was sent, so another instance may take it, even a write.
+                pool.release(instance, dead=instance.exited_within(0.5))
+                if attempt < CONNECT_ATTEMPTS:
+                    continue
+                return self._error(502, "bad_gateway", f"function instance {instance.name} failed: {exc}", started,
+                                   request_id)
+            except FnTimeout as exc:
+                pool.release(instance)
+                return self._error(504, "function_timeout", str(exc), started, request_id)
+            except (FnUnavailable, ValueError) as exc:
+                # A connection that broke because the process died takes the instance out of rotation;
+                # the request may have run, so it is not sent again.
+                pool.release(instance, dead=instance.exited_within(0.5))
+                return self._error(502, "bad_gateway", f"function instance {instance.name} failed: {exc}", started,
+                                   request_id)
+            except BaseException:
+                pool.release(instance)
+                raise
             pool.release(instance)
-            return self._error(504, "function_timeout", str(exc), started, request_id)
-        except (FnUnavailable, ValueError) as exc:
-            # A connection that broke because the process died takes the instance out of rotation.
-            pool.release(instance, dead=instance.exited_within(0.5))
-            return self._error(502, "bad_gateway", f"function instance {instance.name} failed: {exc}", started,
-                               request_id)
-        except BaseException:
-            pool.release(instance)
-            raise
-        pool.release(instance)
+            break
         if answer.fdk_status != 200:
             # The handler raised (502) or timed out (504): the FDK's body is a bare message.
             code = "function_timeout" if answer.fdk_status == 504 else "function_error"

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from streamcache.oci_events import object_created_event
+from streamcache.compactor.object_events import object_created_event
 
 from .fn_protocol import FnTimeout, FnUnavailable, new_call_id
 from .invoke_endpoint import FunctionBusy, InvokeTarget
@@ -262,11 +262,26 @@ class ImportWatcher:
         started = time.perf_counter()
         answer = self.deliver(event)
         self.answers.append((name, answer))
-        outcome = "done" if answer.get("status") == 200 else "failed"
+        # A file of which no line landed failed, even though the compactor answered 200 for it.
+        nothing_landed = answer.get("lines", 0) > 0 and not answer.get("imported") and not answer.get("skipped_duplicate")
+        outcome = "done" if answer.get("status") == 200 and not nothing_landed else "failed"
         moved = _move_aside(self.folder / name, self.folder / outcome)
+        report = moved.with_name(moved.name + ".report.json")
+        report.write_bytes(orjson.dumps(import_report(name, answer), option=orjson.OPT_INDENT_2) + b"\n")
         self.say(f"imports: {name}: {summary(answer)} ({(time.perf_counter() - started) * 1000:.0f} ms); "
-                 f"moved to {moved.relative_to(self.folder.parent)}")
+                 f"moved to {moved.relative_to(self.folder.parent)}, report in {report.name}")
         return answer
+
+
+def import_report(name: str, answer: dict) -> dict:
+    """What an import did, for the person who dropped the file: lines read, landed, and each refused
+    line with its number and reason (the first 100; ``bad_count`` counts them all)."""
+    report = {"file": name, "status": answer.get("status"), "lines": answer.get("lines", 0),
+              "imported": answer.get("imported", 0), "bad_count": answer.get("bad_count", 0),
+              "bad_lines": answer.get("bad_lines", []), "skipped_duplicate": answer.get("skipped_duplicate", False)}
+    if "error" in answer:
+        report.update(error=answer["error"], message=answer.get("message"))
+    return report
 
 
 def _move_aside(path: Path, folder: Path) -> Path:

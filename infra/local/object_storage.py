@@ -11,9 +11,8 @@ Every request must carry an ``authorization: Signature ...`` header (else 401 ``
 so the SDK has to sign for real; with :meth:`LocalObjectStorage.trust_key` the RSA-SHA256 signature
 is verified as well.
 
-Objects live in memory: the server exists to exercise the Object Storage adapter through the SDK.
-Durable local snapshots (``streamcache dev``) are the directory store's job, so a second on-disk
-format here would only duplicate it.
+Objects live in memory: the server exercises the Object Storage adapter through the SDK; durable
+local snapshots (``streamcache dev``) are the directory store's job.
 """
 
 from __future__ import annotations
@@ -176,17 +175,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # the tests' output stays readable; requests are recorded in state.requests instead
 
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_HEAD(self) -> None:
-        self._handle("HEAD")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
+    # BaseHTTPRequestHandler dispatches on do_<METHOD>: every method goes through one handler.
+    def do_GET(self) -> None: self._handle("GET")  # noqa: E704
+    def do_HEAD(self) -> None: self._handle("HEAD")  # noqa: E704
+    def do_PUT(self) -> None: self._handle("PUT")  # noqa: E704
+    def do_DELETE(self) -> None: self._handle("DELETE")  # noqa: E704
 
     # ---- plumbing -------------------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ class Pool:
             while True:
                 if self._closed:
                     raise FnUnavailable("the gateway is stopping")
+                # An instance whose process exited is never handed out (it would only answer 502).
+                self._members = [m for m in self._members if m.busy or getattr(m.instance, "alive", lambda: True)()]
                 count = len(self._members)
                 for step in range(count):
                     member = self._members[(self._next + step) % count]

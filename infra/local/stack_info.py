@@ -8,12 +8,14 @@ The answer::
     {"kind": "streamcache-dev", "log_url": "kafka://127.0.0.1:PORT/streamcache", "topic": "streamcache",
      "partitions": 3, "gateway": "http://127.0.0.1:8080", "pid": 1234, ...}
 
-plus, when the stack has them, ``stream_id`` and ``data_dir``.
+plus, when the stack has them, ``stream_id``, ``data_dir`` and ``snapshot_url`` (so that
+``streamcache compact`` and ``streamcache snapshots`` find this run's snapshots without flags).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Mapping, NamedTuple
 from urllib.parse import urlsplit
 
@@ -43,6 +45,7 @@ def describe(log_url: str, partitions: int, gateway_url: str, *, stream_id: str 
         info["stream_id"] = stream_id
     if data_dir is not None:
         info["data_dir"] = os.fspath(data_dir)
+        info["snapshot_url"] = Path(data_dir).resolve().as_uri()  # as the instances get it (data_dir.py)
     return info
 
 

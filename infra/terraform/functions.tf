@@ -28,12 +28,22 @@ locals {
     STREAMCACHE_SNAPSHOT_URL                  = local.snapshot_url
   }
   # The cache function sees the whole request path, deployment prefix included (Fn-Http-Request-Url).
+  # After a long tail at cold start it asks the compactor for a compaction: a detached invoke at the
+  # compactor's own invoke endpoint, signed with its resource principal (iam.tf: use fn-invocation).
   cache_only_settings = {
-    STREAMCACHE_ROUTE_PREFIX = "${var.api_path_prefix}/cache"
+    STREAMCACHE_ROUTE_PREFIX              = "${var.api_path_prefix}/cache"
+    STREAMCACHE_COMPACT_AFTER_RECORDS     = tostring(var.compact_after_records)
+    STREAMCACHE_COMPACTOR_FUNCTION_ID     = oci_functions_function.compactor.id
+    STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT = oci_functions_function.compactor.invoke_endpoint
   }
+  # Snapshot retention is the compactor's alone (functions/streamcache/core/retention.py): no Object
+  # Storage lifecycle rule deletes snapshots, since only the compactor knows which one is the newest
+  # intact snapshot, and a time-based rule would delete the last one of a compactor that stalled.
   compactor_only_settings = {
-    STREAMCACHE_SNAPSHOTS_KEEP = tostring(var.snapshots_keep)
-    STREAMCACHE_IMPORT_PREFIX  = var.import_prefix
+    STREAMCACHE_SNAPSHOTS_KEEP           = tostring(var.snapshots_keep)
+    STREAMCACHE_SNAPSHOTS_KEEP_ALL_HOURS = tostring(var.snapshots_keep_all_hours)
+    STREAMCACHE_SNAPSHOTS_DAILY_DAYS     = tostring(var.snapshots_daily_days)
+    STREAMCACHE_IMPORT_PREFIX            = var.import_prefix
   }
   # Extras first: the deployment's own settings win on a clash.
   cache_config     = merge(var.cache_extra_settings, local.common_settings, local.cache_only_settings)

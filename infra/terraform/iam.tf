@@ -1,5 +1,6 @@
 # Least privilege for exactly what the code calls. Who calls what:
-#   cache function      GetSecretBundle (the Kafka token, at start); ListObjects + GetObject (restore)
+#   cache function      GetSecretBundle (the Kafka token, at start); ListObjects + GetObject (restore);
+#                       InvokeFunction of the compactor, detached (after a long tail at cold start)
 #   compactor function  GetSecretBundle; ListObjects, GetObject, PutObject (create-only), DeleteObject
 #   streaming user      Kafka produce and consume on the stream (SASL with the auth token: the
 #                       functions' resource principal cannot sign Kafka, so stream rights go to the user)
@@ -10,6 +11,8 @@
 locals {
   compartment = "compartment id ${var.compartment_ocid}"
   bucket_only = "target.bucket.name = '${oci_objectstorage_bucket.data.name}'"
+  # Functions policies accept target.function.id (OCI: "Controlling Access to Invoke and Manage Functions").
+  compactor_only = "target.function.id = '${oci_functions_function.compactor.id}'"
 }
 
 resource "oci_identity_dynamic_group" "cache" {
@@ -32,12 +35,15 @@ resource "oci_identity_policy" "functions" {
   provider       = oci.home
   compartment_id = var.compartment_ocid
   name           = "${var.name_prefix}-functions"
-  description    = "What the streamcache functions may do with their resource principal: objects in their bucket only."
+  description    = "What the streamcache functions may do with their resource principal: objects in their bucket, and the cache may invoke the compactor."
   statements = [
     # read = GetObject, and inspect = ListObjects/HeadObject: snapshot restore.
     "Allow dynamic-group ${oci_identity_dynamic_group.cache.name} to read objects in ${local.compartment} where ${local.bucket_only}",
     # PutObject needs OBJECT_CREATE, which only `manage` grants; the bucket holds nothing but snapshots and imports.
     "Allow dynamic-group ${oci_identity_dynamic_group.compactor.name} to manage objects in ${local.compartment} where ${local.bucket_only}",
+    # A cold start that replayed a long tail asks for a compaction (STREAMCACHE_COMPACT_AFTER_RECORDS):
+    # the compactor function only, nothing else in the compartment.
+    "Allow dynamic-group ${oci_identity_dynamic_group.cache.name} to use fn-invocation in ${local.compartment} where ${local.compactor_only}",
   ]
 }
 

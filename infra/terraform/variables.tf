@@ -217,6 +217,36 @@ variable "snapshots_keep" {
   }
 }
 
+variable "snapshots_keep_all_hours" {
+  description = "Every snapshot younger than this many hours is kept (STREAMCACHE_SNAPSHOTS_KEEP_ALL_HOURS): the window in which the table can be seen as of any moment."
+  type        = number
+  default     = 24
+  validation {
+    condition     = var.snapshots_keep_all_hours >= 0 && floor(var.snapshots_keep_all_hours) == var.snapshots_keep_all_hours
+    error_message = "snapshots_keep_all_hours must be a whole number of hours, 0 or more."
+  }
+}
+
+variable "snapshots_daily_days" {
+  description = "Before that window, the newest snapshot of each UTC day is kept for this many days (STREAMCACHE_SNAPSHOTS_DAILY_DAYS)."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.snapshots_daily_days >= 0 && floor(var.snapshots_daily_days) == var.snapshots_daily_days
+    error_message = "snapshots_daily_days must be a whole number of days, 0 or more."
+  }
+}
+
+variable "compact_after_records" {
+  description = "A cache cold start that replays more log records than this asks the compactor for a compaction (a detached invoke), so the next cold start has a short tail. 0: never. STREAMCACHE_COMPACT_AFTER_RECORDS."
+  type        = number
+  default     = 20000
+  validation {
+    condition     = var.compact_after_records >= 0 && floor(var.compact_after_records) == var.compact_after_records
+    error_message = "compact_after_records must be a whole number, 0 to never ask."
+  }
+}
+
 # ---- the functions --------------------------------------------------------------------------------
 
 variable "cache_image" {

@@ -10,9 +10,9 @@ import pytest
 
 from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.adapters.memory_store import MemoryStore
-from streamcache.adapters.stores import open_snapshot_store
+from streamcache.adapters.urls import open_snapshot_store
 from streamcache.core.errors import ConfigError
-from streamcache.snapshot_store import InvalidSnapshotName, SnapshotNotFound, SnapshotStoreUnavailable
+from streamcache.ports import InvalidSnapshotName, SnapshotNotFound, SnapshotStoreUnavailable
 
 
 def test_objects_are_plain_files_under_the_root(tmp_path):

@@ -21,9 +21,9 @@ from support.oci_fakes import (  # noqa: F401  (fixtures)
 )
 
 from streamcache.adapters.oci_object_store import OciObjectStore, parse_oci_url
-from streamcache.adapters.stores import open_snapshot_store
+from streamcache.adapters.urls import open_snapshot_store
 from streamcache.core.errors import ConfigError
-from streamcache.snapshot_store import SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable
+from streamcache.ports import SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable
 from streamcache_local.object_storage import start_object_storage
 
 _buckets = itertools.count()

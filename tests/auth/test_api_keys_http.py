@@ -12,11 +12,11 @@ import sys
 import orjson
 import pytest
 
-from streamcache import cli
-from streamcache.app import CacheApp
+from streamcache.cli import main as cli
+from streamcache.cache.app import CacheApp
 from streamcache.auth import hash_key
 from streamcache.core.errors import ConfigError
-from streamcache.http_api import HttpRequest
+from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
 from streamcache_local.dev import DevStack
 from support.openapi import check_against_openapi

@@ -10,16 +10,15 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
 
-from streamcache import cli_watch
+from streamcache.cli import watch as cli_watch
 from streamcache.adapters.kafka_log import KafkaLog
 from streamcache.core import records
-from streamcache.subscribe import ChangeEvent
+from streamcache.client.subscribe import ChangeEvent
 from streamcache_local.stack_info import describe, is_stack_path, stack_answer
 
 LINE_DEADLINE_S = 15.0  # generous: a slow CI machine; the latency itself is measured in bench/bench_watch.py
@@ -33,9 +32,12 @@ def put(log: KafkaLog, key: str, value: bytes, content_type: str = "text/plain",
 class Watcher:
     """A running ``streamcache watch`` process; lines of its stdout arrive on a queue."""
 
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "streamcache.cli_watch", "watch", *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    def __init__(self, *args: str, sigint_ignored: bool = False) -> None:
+        # A shell starts a background job (`cmd &`) with SIGINT ignored; the process inherits that.
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+        self.process = subprocess.Popen([sys.executable, "-m", "streamcache.cli.watch", "watch", *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                                        preexec_fn=ignore)
         self.lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -55,10 +57,10 @@ class Watcher:
                 raise AssertionError(f"watch printed {len(out)} of {count} lines; stderr: {self.stop()[1]}") from None
         return out
 
-    def stop(self) -> tuple[int, str]:
-        """Ctrl-C, then wait: (exit status, stderr)."""
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str]:
+        """Ctrl-C (or ``sig``), then wait: (exit status, stderr)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(sig)
         try:
             _, self.stderr = self.process.communicate(timeout=15)
         except subprocess.TimeoutExpired:
@@ -69,8 +71,8 @@ class Watcher:
 
 
 @contextlib.contextmanager
-def watching(*args: str):
-    watcher = Watcher(*args)
+def watching(*args: str, sigint_ignored: bool = False):
+    watcher = Watcher(*args, sigint_ignored=sigint_ignored)
     try:
         yield watcher
     finally:
@@ -108,6 +110,16 @@ def test_from_earliest_prints_every_write_in_order_per_key(stream):
     for key in {k for k, _ in written}:
         assert [v for k, v in seen if k == key] == [v for k, v in written if k == key]
     assert all(line.split()[2] == "put" for line in lines)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_watch_started_in_the_background_stops_on_a_signal_with_its_resume_token(stream, sig):
+    url, log = stream
+    put(log, "bg", b"1", n=0)
+    with watching("--from", "earliest", "--log-url", url, sigint_ignored=True) as watcher:
+        assert watcher.take(1)[0].split()[3] == "bg"  # running, and past its start
+        code, err = watcher.stop(sig)
+    assert code == 0 and "resume with --from " in err
 
 
 def test_json_mode_prints_one_change_event_per_line(stream):
@@ -256,7 +268,7 @@ def test_a_put_line_shows_position_kind_key_size_type_and_preview():
     line = change(records.Put("user/1", b'{"a": [1, 2]}', "application/json", "r", 1_800_000_000_123))
     assert line.split()[1:5] == ["2-17", "put", "user/1", "13"]
     assert line.endswith('application/json  {"a":[1,2]}')
-    assert line.split()[0].endswith(".123")
+    assert line.split()[0].endswith(".123Z")
 
 
 def test_previews_are_short_escaped_and_never_binary_garbage():
@@ -271,5 +283,5 @@ def test_a_delete_line_and_preconditions():
     line = change(records.Delete("k", "r", 1_800_000_000_000, records.if_match(records.Position(0, 41))))
     assert line.split()[1:] == ["2-17", "delete", "k", "if-match", "0-41"]
     assert change(records.Put("k", b"v", "text/plain", "r", 0, 60_000, records.IF_ABSENT)).split()[-1] == "if-absent"
-    expires = datetime.fromtimestamp(60).strftime("%Y-%m-%d %H:%M:%S")  # local time, as printed
-    assert change(records.Put("k", b"v", "text/plain", "r", 0, 60_000)).endswith(f"expires {expires}")
+    line = change(records.Put("k", b"v", "text/plain", "r", 0, 60_000))  # RFC 3339, UTC, ms: the API's format
+    assert line.startswith("1970-01-01T00:00:00.000Z") and line.endswith("expires 1970-01-01T00:01:00.000Z")

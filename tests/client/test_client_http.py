@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import select
 import subprocess
+from pathlib import Path
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -26,6 +27,15 @@ def test_done_when_put_then_get_prints_the_bytes(stack):
     code = f'import streamcache; c = streamcache.Client("{stack.url}"); c.put("a", b"1"); print(c.get("a").value)'
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "b'1'\n", "")
+
+
+def test_the_readme_example_for_another_project_runs_as_written(stack):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (example,) = [b for b in blocks if b.startswith("from streamcache import Client")]
+    code = example.replace('"http://127.0.0.1:8080"', repr(stack.url))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "b'queued'\n", "")
 
 
 def test_values_come_back_byte_exact_with_their_type_version_and_expiry(http_client):
@@ -135,7 +145,8 @@ def test_list_iterates_every_page_lazily(stack):
     (lambda c: c.get(""), BadRequest, "invalid_key"),
     (lambda c: c.put("", b"v"), BadRequest, "invalid_key"),
     (lambda c: c.get("x" * 600), BadRequest, "invalid_key"),
-    (lambda c: c.put(unique(), b"v", if_match="nope"), BadRequest, "invalid_version"),
+    (lambda c: c.put(unique(), b"v", if_match="no pe"), BadRequest, "invalid_version"),  # not even an entity-tag
+    (lambda c: c.put(unique(), b"v", if_match="nope"), PreconditionFailed, "precondition_failed"),  # matches nothing
     (lambda c: list(c.list(page_size=0)), BadRequest, "invalid_limit"),
     (lambda c: c.get(unique(), consistency="eventual"), BadRequest, "invalid_consistency"),
     (lambda c: c.put(unique(), b"x" * 800_000), ValueTooLarge, "value_too_large"),

@@ -5,13 +5,12 @@ credentials, and the platform's failures come back as OCI's errors, which the cl
 from __future__ import annotations
 
 import http.client
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import oci
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
+from support.invoke_server import strict_invoke_server
 from support.oci_fakes import REGION, new_rsa_key, private_pem, session_token, write_api_key_profile
 
 from streamcache import BadRequest, Client, ServerError, Unavailable
@@ -23,48 +22,19 @@ from streamcache_local.invoke_endpoint import (FunctionBusy, function_ocid, hand
 HEALTHY = b'{"status": 200, "health": {"status": "serving", "instance": "echo"}}'
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        server = self.server
-        answer = handle_invoke_request(self.command, self.path, self.headers, body, server.functions,
-                                       require_signature=True, trusted_keys=server.trusted_keys)
-        self.send_response(answer.status)
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        self.wfile.write(answer.body)
-
-    do_POST = do_GET = _serve
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def endpoint():
     """A strict invoke endpoint whose ``cache`` function records its calls and answers ``HEALTHY``."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.trusted_keys = {}
-    server.calls = []
+    with strict_invoke_server() as server:
+        server.calls = []
 
-    def cache(body: bytes, content_type: str, call_id: str) -> FnAnswer:
-        server.calls.append((body, content_type, call_id))
-        return FnAnswer(200, [("content-type", "application/json"), ("x-handler", "yes"),
-                              ("fn-fdk-version", "fdk-python/0.1.128")], HEALTHY)
+        def cache(body: bytes, content_type: str, call_id: str) -> FnAnswer:
+            server.calls.append((body, content_type, call_id))
+            return FnAnswer(200, [("content-type", "application/json"), ("x-handler", "yes"),
+                                  ("fn-fdk-version", "fdk-python/0.1.128")], HEALTHY)
 
-    server.functions = {"cache": cache, function_ocid("cache"): cache}
-    server.url = "http://%s:%d" % server.server_address[:2]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+        server.functions.update({"cache": cache, function_ocid("cache"): cache})
+        yield server
 
 
 def test_an_api_key_profile_signs_and_the_signature_verifies(endpoint, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from support.client_checks import OPERATION_VALIDATOR, REQUEST_VALIDATOR, SCHEMA, check_exchange, check_response
 
 from streamcache.adapters.memory_log import MemoryLog
-from streamcache.app import CacheApp
+from streamcache.cache.app import CacheApp
 from streamcache.settings import Settings
 
 _names = itertools.count()

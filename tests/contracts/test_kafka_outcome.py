@@ -13,9 +13,8 @@ from streamcache.adapters.kafka_outcome import find_batch
 from streamcache.core.errors import LogUnavailable, OutcomeUnknown
 from streamcache.core.records import IF_ABSENT, decode
 from streamcache.core.table import OutcomeKind
-from streamcache.replica import Replica
-from streamcache.service import CacheService
-from streamcache.settings import Settings
+from streamcache.cache.replica import Replica
+from streamcache.cache.service import CacheService
 from streamcache_local.broker import start_broker
 from support.fault_proxy import FETCH, LIST_OFFSETS, PRODUCE, start_proxied_broker
 
@@ -96,7 +95,7 @@ def test_a_record_that_never_left_is_unavailable_not_unknown():
 
 
 def _service(log: KafkaLog) -> CacheService:
-    return CacheService(Settings(log_url="kafka://x/t", instance_id="outcome"), Replica(log))
+    return CacheService(Replica(log))
 
 
 def test_the_service_finds_a_record_whose_answer_was_lost_and_answers_its_outcome(log, proxied):

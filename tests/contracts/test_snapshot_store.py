@@ -11,11 +11,11 @@ import pytest
 from support.oci_fakes import api_key, no_retries, object_storage  # noqa: F401  (fixtures)
 
 from streamcache.adapters.memory_store import MemoryStore
-from streamcache.adapters.stores import open_snapshot_store
+from streamcache.adapters.urls import open_snapshot_store
 from streamcache.core.records import Position, Put
 from streamcache.core.snapshot import decode_snapshot, encode_snapshot, format_name, newest_first, stream_prefix
 from streamcache.core.table import Table
-from streamcache.snapshot_store import InvalidSnapshotName, SnapshotExists, SnapshotNotFound
+from streamcache.ports import InvalidSnapshotName, SnapshotExists, SnapshotNotFound
 
 _numbers = itertools.count()
 

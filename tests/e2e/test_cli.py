@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamcache import cli
+from streamcache.cli import main as cli
 from streamcache_local.dev import DevStack
 
 
@@ -95,17 +95,20 @@ def test_put_if_absent(run):
 
 def test_list_prints_key_version_size_expiry_and_follows_cursors(run):
     prefix = _key() + "/"
-    versions = {}
+    versions, expiries = {}, {}
     for name, ttl in (("b", None), ("a", "300"), ("c", None)):
         args = ["put", prefix + name, "x" * 3] + (["--ttl", ttl] if ttl else [])
-        versions[name] = orjson.loads(run(*args)[1])["version"]
+        written = orjson.loads(run(*args)[1])
+        versions[name], expiries[name] = written["version"], written["expires_at"]
     code, out, _ = run("list", "--prefix", prefix, "--strong")
     assert code == 0
     rows = [line.split("\t") for line in out.decode().splitlines()]
     assert [row[0] for row in rows] == [prefix + "a", prefix + "b", prefix + "c"]
     assert [row[1] for row in rows] == [versions["a"], versions["b"], versions["c"]]
     assert [row[2] for row in rows] == ["3", "3", "3"]
-    assert rows[0][3].endswith("Z") and rows[1][3] == "-"
+    # One timestamp format in the API and the CLI: RFC 3339, UTC, milliseconds, Z.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rows[0][3]) and rows[1][3] == "-"
+    assert rows[0][3] == expiries["a"] and expiries["b"] is None
     code, out, _ = run("list", "--prefix", prefix, "--limit", "2", "--strong")
     assert [line.split("\t")[0] for line in out.decode().splitlines()] == [prefix + "a", prefix + "b"]
 
@@ -142,9 +145,11 @@ def test_usage_errors_exit_2(capsys):
     assert "--topic" in capsys.readouterr().err
 
 
-def test_dev_on_a_taken_port_exits_2(stack, capsys):
-    assert cli.main(["dev", "--port", str(stack.gateway.server_address[1])]) == 2
-    assert "could not start" in capsys.readouterr().err
+def test_dev_on_a_taken_port_exits_2_naming_the_port_and_the_way_out(stack, capsys):
+    port = stack.gateway.server_address[1]
+    assert cli.main(["dev", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert "could not start" in err and f"port {port}" in err and "--port" in err
 
 
 def _lines(pipe, sink: queue.Queue) -> None:

@@ -12,11 +12,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamcache import cli
+from streamcache.cli import main as cli
 from streamcache.adapters.memory_log import MemoryLog
 from support.log_history import START_MS, fill
 
 STREAMCACHE = str(Path(sys.executable).parent / "streamcache")
+
+
+@pytest.fixture(autouse=True)
+def no_dev_stack_to_find(monkeypatch):
+    """These tests name their stream themselves: a streamcache dev a developer runs on the default port
+    must not lend them its stream (port 9, discard, is closed)."""
+    monkeypatch.setenv("STREAMCACHE_URL", "http://127.0.0.1:9")
 
 
 @pytest.fixture
@@ -131,11 +138,10 @@ def test_settings_problems_are_usage_errors(capsys, monkeypatch):
 
 
 def test_the_console_script_compacts_a_kafka_stream_and_logs_progress_as_json(kafka_topic, tmp_path):
-    from streamcache.adapters import open_log
     from streamcache.settings import Settings
 
     url = kafka_topic(3)
-    log = open_log(Settings.from_env({"STREAMCACHE_LOG_URL": url}))
+    log = Settings.from_env({"STREAMCACHE_LOG_URL": url}).open_log()
     try:
         fill(log, 30)
     finally:

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import orjson
+from support.waiting import wait_for
 import pytest
 
 from streamcache_local.fn_runner import start_instance
@@ -55,7 +56,12 @@ def test_a_fresh_instance_serves_every_acknowledged_write_after_every_instance_w
             instance.stop()  # removes the socket files a killed process leaves behind
 
         fresh = start_instance("fn3", sockets, config)
-        health = orjson.loads(fresh.client.http_call("GET", "/health").body)
+
+        def health_now() -> dict:  # /health never waits for the restore; it reports its phase
+            return orjson.loads(fresh.client.http_call("GET", "/health").body)
+
+        wait_for(lambda: health_now()["phase"] != "restoring", timeout_s=30, what="the fresh instance's restore")
+        health = health_now()
         assert health["phase"] == "serving" and health["snapshot"]["name"] == compaction["object"]
         assert health["records_replayed"] == 17 and health["lag_records"] == 0 and health["problems"] == []
         assert health["cold_start_ms"] > health["restore_ms"] > 0

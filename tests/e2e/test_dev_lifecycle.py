@@ -16,11 +16,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 import pytest
 
-from streamcache import cli
+from streamcache.cli import main as cli
 from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.core.snapshot import decode_snapshot, newest_first, stream_prefix
 from streamcache_local.dev import DevStack
@@ -262,6 +263,25 @@ def test_a_restart_in_the_same_data_dir_restores_every_key_under_a_new_run(tmp_p
     assert sorted(p.name for p in (data_dir / "snapshots" / "previous").iterdir()) == sorted(runs[:2])
 
 
+def test_compact_and_snapshots_find_the_running_dev_stack_without_settings(stack, monkeypatch, capsys):
+    for name in [n for n in os.environ if n.startswith("STREAMCACHE_")]:
+        monkeypatch.delenv(name)
+    put(stack, "found-by-the-cli", b"1")
+    prefix = f"written: snapshots/{quote(stack.stream_id, safe='')}/"
+    assert cli.main(["--url", stack.url, "compact"]) == 0
+    written = capsys.readouterr().out
+    assert written.startswith(prefix)  # this run's stream, found through the gateway as watch does
+    assert cli.main(["--url", stack.url, "snapshots"]) == 0
+    assert written.split()[1] in capsys.readouterr().out
+    # Given the stack's log and store but not its stream id: still this run's stream, never a stray.
+    store = Path(stack.data_dir).resolve().as_uri()
+    put(stack, "found-by-the-cli", b"2")
+    assert cli.main(["--url", stack.url, "compact", "--log-url", str(stack.log_url), "--snapshot-url", store]) == 0
+    assert capsys.readouterr().out.startswith(prefix)
+    assert [p.name for p in (Path(stack.data_dir) / "snapshots").iterdir() if p.name != "previous"] == [
+        quote(stack.stream_id, safe="")]
+
+
 def test_a_second_stack_on_the_same_data_dir_is_refused(stack):
     with pytest.raises(RuntimeError, match="in use by another streamcache dev"):
         DevStack(port=0, instances=1, data_dir=stack.data_dir, background=False).start()
@@ -295,6 +315,21 @@ def test_a_file_dropped_into_imports_is_loaded_once_complete_and_moved_aside(sta
         status, _, body = request(stack, "GET", f"/cache/{key}?consistency=strong")
         assert (status, body) == (200, value), key
     assert request(stack, "GET", "/cache/imp-ignored")[0] == 404
+    report = orjson.loads((imports / "done" / "load.jsonl.report.json").read_bytes())  # beside the file
+    assert (report["lines"], report["imported"], report["bad_count"]) == (3, 2, 1)
+    assert report["bad_lines"][0]["line"] == 2 and report["bad_lines"][0]["reason"]
+
+
+def test_a_file_of_which_no_line_is_good_goes_to_failed_with_its_report(stack, clock, said):
+    imports = stack.data_dir / "imports"
+    (imports / "junk.jsonl").write_text('not json\n{"value": 1}\n')
+    for _ in range(2):  # seen, then seen unchanged: delivered
+        clock.advance(1)
+        stack.tick()
+    assert not (imports / "junk.jsonl").exists() and (imports / "failed" / "junk.jsonl").exists()
+    report = orjson.loads((imports / "failed" / "junk.jsonl.report.json").read_bytes())
+    assert (report["lines"], report["imported"], report["bad_count"]) == (2, 0, 2)
+    assert [bad["line"] for bad in report["bad_lines"]] == [1, 2]
 
 
 # ---- the command ----------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from streamcache import oci_events
-from streamcache.oci_events import (
+from streamcache.compactor import object_events as oci_events
+from streamcache.compactor.object_events import (
     CREATE_OBJECT,
     DELETE_OBJECT,
     UPDATE_OBJECT,

@@ -148,7 +148,7 @@ def simulate(seed: int, clients: int = 4, ops_per_client: int = 12, kinds=(READ,
             t = returned
     points.sort()
     state, version_of, offset, ops = None, {}, 0, []
-    for number, (point, called, returned, client) in enumerate(points):
+    for number, (_point, called, returned, client) in enumerate(points):
         kind = rng.choice(kinds)
         value = f"v{number}"
         if kind == READ:

@@ -19,8 +19,8 @@ import pytest
 from streamcache.adapters.kafka_log import KafkaLog
 from streamcache.core.records import IF_ABSENT
 from streamcache.core.table import OutcomeKind
-from streamcache.replica import Replica
-from streamcache.service import CacheService
+from streamcache.cache.replica import Replica
+from streamcache.cache.service import CacheService
 from streamcache.settings import Settings
 from streamcache_local.fn_runner import start_instance
 from topic_reader import read_topic
@@ -49,8 +49,8 @@ class RetryingLog:
 @pytest.fixture
 def writer(broker, topic):
     settings = Settings(log_url=broker.log_url(topic), instance_id="retrying-writer")
-    log = RetryingLog(KafkaLog.from_settings(settings))
-    yield CacheService(settings, Replica(log)), log
+    log = RetryingLog(settings.open_log())
+    yield CacheService(Replica(log)), log
     log.inner.close()
 
 

@@ -20,7 +20,7 @@ def read_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 2
         events: list[dict] = []
 
         def at_end() -> bool:
-            for tp, records in consumer.poll(timeout_ms=200).items():
+            for _tp, records in consumer.poll(timeout_ms=200).items():
                 for record in records:
                     event = orjson.loads(record.value)
                     event["_position"] = f"{record.partition}-{record.offset}"

@@ -25,7 +25,10 @@ EXPRESSION_SAMPLES = {
     "coalesce(try(oci_streaming_stream_pool.this.kafka_settings[0].bootstrap_servers, null), "
     '"${oci_streaming_stream_pool.this.endpoint_fqdn}:9092")': "cell-1.streaming.eu-frankfurt-1.oci.oraclecloud.com:9092",
     "data.oci_objectstorage_namespace.this.namespace": "examplenamespace",
+    "oci_functions_function.compactor.invoke_endpoint": "https://amaaaaaacompactor.eu-frankfurt-1.functions.oci.oraclecloud.com",
 }
+#: OCID resource types where they differ from the Terraform kind (a function's OCID is ocid1.fnfunc...).
+_OCID_TYPES = {"oci_functions_function": "fnfunc", "oci_functions_application": "fnapp"}
 _OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
 _INTERPOLATION = re.compile(r"\$\{((?:[^{}]|\{[^{}]*\})*)\}")
 _TERNARY = re.compile(r'([a-z_.]+) (==|!=) "([^"]*)" \? ("[^"]*"|[a-z_.]+) : ("[^"]*"|[a-z_.]+)')
@@ -120,7 +123,8 @@ def _evaluate(config: TerraformConfig, text: str, depth: int) -> str:
         kind, name, attribute = match.groups()
         body = config.resource(kind, name)
         if attribute == "id":
-            return f"ocid1.{kind.removeprefix('oci_').replace('_', '')}.oc1.eu-frankfurt-1.amaaaaaa{name}"
+            ocid_type = _OCID_TYPES.get(kind, kind.removeprefix("oci_").replace("_", ""))
+            return f"ocid1.{ocid_type}.oc1.eu-frankfurt-1.amaaaaaa{name}"
         if attribute in body:
             return render(config, body[attribute], depth)
     if text.startswith('join("/", compact([') and text.endswith("]))"):  # the non-empty parts, joined

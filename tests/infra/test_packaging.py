@@ -84,14 +84,19 @@ def test_the_build_step_stages_a_clean_copy_of_the_library(function, short_tmp):
     (LIBRARY / "__pycache__").mkdir(exist_ok=True)  # what a test run leaves behind must not ship
     function_dir = stage_like_fn_build(function, short_tmp)
     staged = function_dir / "streamcache"
+    # Only the rooms the function runs: never the client or the command line, nor the other function.
+    other = "compactor" if function == "cache" else "cache"
+    left_out = ("client/", "cli/", f"{other}/")
+    expected = {s for s in sources(LIBRARY) if not s.startswith(left_out)} | {".staged-copy"}
 
-    assert sources(staged) == sources(LIBRARY) | {".staged-copy"}
+    assert sources(staged) == expected
+    assert not any((staged / room.rstrip("/")).exists() for room in left_out) and (staged / function).is_dir()
     assert not any(p.name == "__pycache__" or p.suffix == ".pyc" for p in staged.rglob("*"))
     assert (staged / "settings.py").read_bytes() == (LIBRARY / "settings.py").read_bytes()
 
     (staged / "stale.py").write_text("")  # staging again replaces the copy, leftovers included
     subprocess.run([sys.executable, str(STAGE), str(function_dir)], check=True, capture_output=True)
-    assert not (staged / "stale.py").exists() and sources(staged) == sources(LIBRARY) | {".staged-copy"}
+    assert not (staged / "stale.py").exists() and sources(staged) == expected
 
 
 def test_staging_never_deletes_a_directory_it_did_not_make(short_tmp):

@@ -18,9 +18,9 @@ import terraform_model as tf
 import yaml
 
 from streamcache.adapters.oci_secrets import SECRET_SETTINGS, with_secrets
-from streamcache.app import build_from_env
+from streamcache.cache.app import build_from_env
 from streamcache.core.snapshot_names import stream_prefix
-from streamcache.http_api import HttpRequest
+from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
 
 RULE_FILE = tf.REPO / "events" / "object-storage" / "import-rule.json"
@@ -31,9 +31,15 @@ OPERATION_NEEDS = {
     "get_object": ("objects", "read"), "head_object": ("objects", "inspect"),
     "list_objects": ("objects", "inspect"), "put_object": ("objects", "manage"),
     "delete_object": ("objects", "manage"), "get_secret_bundle": ("secret-bundles", "read"),
+    "invoke_function": ("fn-invocation", "use"),
 }
-#: The cache function only restores (reads); the compactor also writes and prunes.
-CACHE_OPERATIONS = {"get_object", "head_object", "list_objects", "get_secret_bundle"}
+#: The cache function restores (reads) and, after a long tail, asks the compactor for a compaction;
+#: the compactor writes and prunes, and invokes nothing.
+CACHE_OPERATIONS = {"get_object", "head_object", "list_objects", "get_secret_bundle", "invoke_function"}
+COMPACTOR_OPERATIONS = set(OPERATION_NEEDS) - {"invoke_function"}
+#: The condition each resource's grant must carry: never a whole compartment's objects or functions.
+GRANT_CONDITIONS = {"secret-bundles": "target.secret.id = '${var.kafka_auth_token_secret_ocid}'",
+                    "objects": "${local.bucket_only}", "fn-invocation": "${local.compactor_only}"}
 _STATEMENT = re.compile(r"^Allow (dynamic-group|group|any-user|service) ?(\S*) to (inspect|read|use|manage) "
                         r"(\S+) in (compartment id \S+|\$\{local\.compartment\}|tenancy)(?: where (.+))?$")
 
@@ -63,7 +69,18 @@ def test_each_function_config_builds_its_settings(config, function):
     assert settings.snapshot_url.startswith("oci://") and settings.stream_id.startswith("ocid1.")
     if function == "compactor":
         assert settings.snapshots_keep == config.variable_value("snapshots_keep")
+        assert settings.snapshots_keep_all_hours == config.variable_value("snapshots_keep_all_hours")
+        assert settings.snapshots_daily_days == config.variable_value("snapshots_daily_days")
         assert settings.import_prefix == config.variable_value("import_prefix")
+        assert not settings.compactor_function_id  # the compactor asks nobody for a compaction
+    else:  # after a long tail at cold start, the cache asks the compactor (a detached invoke)
+        assert settings.compact_after_records == config.variable_value("compact_after_records")
+        assert config.locals["cache_only_settings"]["STREAMCACHE_COMPACTOR_FUNCTION_ID"] == \
+            "${oci_functions_function.compactor.id}"
+        assert config.locals["cache_only_settings"]["STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT"] == \
+            "${oci_functions_function.compactor.invoke_endpoint}"
+        assert settings.compactor_function_id.startswith("ocid1.fnfunc.")
+        assert settings.compactor_invoke_endpoint.startswith("https://")
 
 
 def test_the_cache_router_answers_the_paths_the_gateway_forwards(config):
@@ -212,15 +229,18 @@ def test_policies_cover_what_the_adapters_call(config, function):
     assert operations <= set(OPERATION_NEEDS), f"add the permission of {operations - set(OPERATION_NEEDS)}"
     group = "${oci_identity_dynamic_group.%s.name}" % function
     mine = [g for g in grants(config) if g[0] == "dynamic-group" and g[1] == group]
-    for operation in operations & (CACHE_OPERATIONS if function == "cache" else set(OPERATION_NEEDS)):
+    needed = operations & (CACHE_OPERATIONS if function == "cache" else COMPACTOR_OPERATIONS)
+    for operation in needed:
         resource, verb = OPERATION_NEEDS[operation]
         scoped = [g for g in mine if g[3] == resource and VERBS.index(g[2]) >= VERBS.index(verb)]
         assert scoped, f"{function} calls {operation}: needs `{verb} {resource}`"
-        condition = "target.secret.id = '${var.kafka_auth_token_secret_ocid}'" if resource == "secret-bundles" else "${local.bucket_only}"
-        assert all(g[4] == condition for g in scoped), f"{function}'s {resource} grant is not scoped: {scoped}"
-    if function == "cache":  # least privilege: restoring never needs more than read
-        assert all(VERBS.index(g[2]) <= VERBS.index("read") for g in mine)
+        assert all(g[4] == GRANT_CONDITIONS[resource] for g in scoped), f"{function}'s {resource} grant is not scoped: {scoped}"
+    granted = {g[3] for g in mine}
+    assert granted == {OPERATION_NEEDS[operation][0] for operation in needed}, f"{function} is granted more than it calls"
+    if function == "cache":  # least privilege: restoring never needs more than read; invoking needs use
+        assert all(VERBS.index(g[2]) <= VERBS.index("use" if g[3] == "fn-invocation" else "read") for g in mine)
     assert "target.bucket.name = '${oci_objectstorage_bucket.data.name}'" == config.locals["bucket_only"]
+    assert "target.function.id = '${oci_functions_function.compactor.id}'" == config.locals["compactor_only"]
 
 
 def test_the_streaming_user_may_produce_and_consume_this_stream_only(config):
@@ -289,13 +309,14 @@ BAD_VALUES = [
     ("import_prefix", "import-markers/"),
     ("kafka_auth_token_secret_ocid", "ocid1.key.oc1..x"), ("cache_image", "cache:latest"),
     ("api_auth", "BASIC"), ("rate_limit_key", "USER"), ("log_retention_days", 45),
-    ("cache_provisioned_concurrency", -10), ("snapshots_keep", 0), ("name_prefix", "Stream_Cache"),
+    ("cache_provisioned_concurrency", -10), ("snapshots_keep", 0), ("snapshots_keep_all_hours", -1), ("snapshots_daily_days", 1.5), ("compact_after_records", -1),
+    ("compact_after_records", 0.5), ("name_prefix", "Stream_Cache"),
     ("compartment_ocid", "ocid1.tenancy.oc1..aaaa"),
     ("cache_extra_settings", {"STREAMCACHE_KAFKA_SASL_PASSWORD": "plain"}), ("cache_extra_settings", {"PATH": "/x"}),
 ]
 GOOD_VALUES = [("stream_retention_hours", 24), ("stream_retention_hours", 168), ("health_check_interval_seconds", 10),
                ("compactor_schedule_cron", "*/30 * * * *"), ("api_path_prefix", "/api/v2"), ("identity_domain_name", ""),
-               ("cache_extra_settings", {"STREAMCACHE_STALENESS_MS": "500"})]
+               ("cache_extra_settings", {"STREAMCACHE_STALENESS_MS": "500"}), ("compact_after_records", 0)]
 
 
 def test_variable_validations_refuse_bad_values_and_accept_edge_values(config, tmp_path):

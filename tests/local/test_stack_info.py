@@ -15,7 +15,8 @@ def test_describe_names_the_stream_and_the_gateway():
                     stream_id="streamcache.20261123T200000.000Z-abcdef", data_dir="/tmp/data")
     assert info == {"kind": KIND, "log_url": "kafka://127.0.0.1:9092/streamcache", "topic": "streamcache",
                     "partitions": 3, "gateway": "http://127.0.0.1:8080", "pid": os.getpid(),
-                    "stream_id": "streamcache.20261123T200000.000Z-abcdef", "data_dir": "/tmp/data"}
+                    "stream_id": "streamcache.20261123T200000.000Z-abcdef", "data_dir": "/tmp/data",
+                    "snapshot_url": "file:///tmp/data"}  # where compact and snapshots find this run's store
     assert "stream_id" not in describe("kafka://h:1/t", 1, "http://g")
 
 

@@ -50,12 +50,17 @@ def test_every_setting_is_read_from_its_variable():
         "STREAMCACHE_SNAPSHOT_URL": "oci://snapshots@mytenancy/cache",
         "STREAMCACHE_STREAM_ID": "ocid1.stream.oc1.phx.aaaa",
         "STREAMCACHE_SNAPSHOTS_KEEP": "5",
+        "STREAMCACHE_SNAPSHOTS_KEEP_ALL_HOURS": "48",
+        "STREAMCACHE_SNAPSHOTS_DAILY_DAYS": "30",
         "STREAMCACHE_OCI_PROFILE": "STREAMCACHE",
         "STREAMCACHE_OCI_CONFIG_FILE": "/etc/oci/config",
         "STREAMCACHE_OCI_ENDPOINT": "http://127.0.0.1:9000/",
         "STREAMCACHE_IMPORT_PREFIX": "bulk/",
         "STREAMCACHE_IMPORT_URL": "file:///var/imports",
         "STREAMCACHE_API_KEYS": "sha256:" + "ab" * 32 + ":ro",
+        "STREAMCACHE_COMPACT_AFTER_RECORDS": "0",
+        "STREAMCACHE_COMPACTOR_FUNCTION_ID": "ocid1.fnfunc.oc1.phx.aaaa",
+        "STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT": "https://abc.us-phoenix-1.functions.oci.oraclecloud.com/",
     }
     assert sorted(env) == sorted(Settings.env_names())
     settings = Settings.from_env(env)
@@ -77,12 +82,17 @@ def test_every_setting_is_read_from_its_variable():
         "snapshot_url": "oci://snapshots@mytenancy/cache",
         "stream_id": "ocid1.stream.oc1.phx.aaaa",
         "snapshots_keep": 5,
+        "snapshots_keep_all_hours": 48,
+        "snapshots_daily_days": 30,
         "oci_profile": "STREAMCACHE",
         "oci_config_file": "/etc/oci/config",
         "oci_endpoint": "http://127.0.0.1:9000",
         "import_prefix": "bulk/",
         "import_url": "file:///var/imports",
         "api_keys": (ApiKey(bytes.fromhex("ab" * 32), read_only=True),),
+        "compact_after_records": 0,
+        "compactor_function_id": "ocid1.fnfunc.oc1.phx.aaaa",
+        "compactor_invoke_endpoint": "https://abc.us-phoenix-1.functions.oci.oraclecloud.com",
     }
     assert settings.snapshot_store_options() == {
         "oci_profile": "STREAMCACHE", "oci_config_file": "/etc/oci/config", "oci_endpoint": "http://127.0.0.1:9000"}
@@ -146,12 +156,39 @@ INVALID = [
     ("STREAM_ID", "x" * 256),
     ("SNAPSHOTS_KEEP", "0"),
     ("SNAPSHOTS_KEEP", "all"),
+    ("SNAPSHOTS_KEEP_ALL_HOURS", "-1"),
+    ("SNAPSHOTS_DAILY_DAYS", "a week"),
     ("OCI_ENDPOINT", "127.0.0.1:9000"),
     ("IMPORT_PREFIX", "/imports/"),
     ("IMPORT_PREFIX", "snapshots/imports/"),
     ("IMPORT_PREFIX", "import-markers/"),
     ("IMPORT_PREFIX", "imports"),
+    ("COMPACT_AFTER_RECORDS", "-1"),
+    ("COMPACT_AFTER_RECORDS", "20k"),
 ]
+
+# The compactor's OCID and invoke endpoint travel together (with the other set, so the pair is complete).
+COMPACTOR = {"STREAMCACHE_COMPACTOR_FUNCTION_ID": "ocid1.fnfunc.oc1.phx.aaaa",
+             "STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT": "https://abc.us-phoenix-1.functions.oci.oraclecloud.com"}
+INVALID_COMPACTOR = [
+    ("COMPACTOR_FUNCTION_ID", "ocid1.fnapp.oc1.phx.aaaa"),
+    ("COMPACTOR_FUNCTION_ID", "compactor"),
+    ("COMPACTOR_INVOKE_ENDPOINT", "abc.us-phoenix-1.functions.oci.oraclecloud.com"),
+]
+
+
+@pytest.mark.parametrize("name, raw", INVALID_COMPACTOR, ids=[f"{n}={v}" for n, v in INVALID_COMPACTOR])
+def test_an_invalid_compactor_setting_is_one_problem_naming_it(name, raw):
+    (problem,) = problems({**LOG, **COMPACTOR, f"STREAMCACHE_{name}": raw})
+    assert f"STREAMCACHE_{name}" in problem and raw in problem
+
+
+@pytest.mark.parametrize("alone", sorted(COMPACTOR))
+def test_the_compactor_id_and_endpoint_go_together(alone):
+    (problem,) = problems({**LOG, alone: COMPACTOR[alone]})
+    assert "STREAMCACHE_COMPACTOR_FUNCTION_ID and STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT go together" in problem
+    settings = Settings.from_env({**LOG, **COMPACTOR})
+    assert (settings.compact_after_records, settings.compactor_function_id) == (20_000, "ocid1.fnfunc.oc1.phx.aaaa")
 
 
 @pytest.mark.parametrize("name, raw", INVALID, ids=[f"{n}={v}" for n, v in INVALID])

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from streamcache.core.records import Delete, Precondition, Put, encode
 from streamcache.core.table import Table
-from streamcache.fold import apply_records
+from streamcache.replay.fold import apply_records
 from streamcache.ports import MutationLog
 
 START_MS = 1_700_000_000_000

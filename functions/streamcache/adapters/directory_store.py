@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from ..snapshot_store import (
+from streamcache.ports import (
     DEFAULT_CHUNK_BYTES,
     InvalidSnapshotName,
     SnapshotExists,
@@ -99,7 +99,7 @@ class DirectoryStore:
             except InvalidSnapshotName:
                 return []  # no valid name starts with this prefix (and it must not escape root)
         top = self.root.joinpath(*folder.split("/")) if folder else self.root
-        names = []
+        names: list[str] = []
         try:
             if not top.is_dir():
                 return []

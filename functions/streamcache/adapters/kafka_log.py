@@ -27,20 +27,16 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
-from urllib.parse import urlsplit
+from typing import Iterator, Mapping, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.partitioner.default import murmur2
 
-from ..core.errors import LogTruncated, LogUnavailable, OutcomeUnknown
-from ..core.records import Position
-from .kafka_outcome import abandon, find_batch, may_have_landed
-from ..ports import LogBounds, LogRecord
-
-if TYPE_CHECKING:
-    from ..settings import Settings
+from streamcache.adapters.kafka_outcome import abandon, find_batch, may_have_landed
+from streamcache.core.errors import LogTruncated, LogUnavailable, OutcomeUnknown
+from streamcache.core.records import Position
+from streamcache.ports import LogBounds, LogRecord
 
 
 #: The bulk producer's batching: wait up to 5 ms for a batch to fill, batches up to 256 KiB (a produce
@@ -77,16 +73,6 @@ class KafkaLog:
         self._consumer: KafkaConsumer | None = None
         self._partitions: list[TopicPartition] | None = None
         self._lock = threading.RLock()  # the consumer is not thread-safe
-
-    @classmethod
-    def from_settings(cls, settings: "Settings") -> "KafkaLog":
-        parts = urlsplit(settings.log_url)
-        security: dict[str, object] = {"security_protocol": settings.kafka_security_protocol}
-        if settings.kafka_security_protocol.startswith("SASL"):
-            security.update(sasl_mechanism="PLAIN", sasl_plain_username=settings.kafka_sasl_username,
-                            sasl_plain_password=settings.kafka_sasl_password)
-        return cls(parts.netloc, parts.path.strip("/"), timeout_ms=settings.append_timeout_ms,
-                   client_id=f"streamcache-{settings.instance_id}", security=security)
 
     # ---- clients, created on first use and re-created after a failure to construct ----------
 

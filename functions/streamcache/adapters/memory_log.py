@@ -12,9 +12,9 @@ from typing import ClassVar, Iterator, Mapping, Sequence
 
 from kafka.partitioner.default import murmur2
 
-from ..core.errors import LogTruncated, LogUnavailable
-from ..core.records import Position
-from ..ports import LogBounds, LogRecord
+from streamcache.core.errors import LogTruncated, LogUnavailable
+from streamcache.core.records import Position
+from streamcache.ports import LogBounds, LogRecord
 
 
 class MemoryLog:

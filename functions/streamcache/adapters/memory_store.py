@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import ClassVar, Iterator
 
-from ..snapshot_store import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
+from streamcache.ports import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
 
 
 class MemoryStore:

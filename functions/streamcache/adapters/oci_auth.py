@@ -1,4 +1,6 @@
-"""How streamcache signs requests to OCI services (Object Storage, Vault), in one place.
+"""How streamcache names and signs requests to OCI services (Object Storage, Vault), in one place.
+
+``oci://BUCKET@NAMESPACE/PREFIX`` URLs are parsed here (:func:`parse_oci_url`), without the SDK.
 
 In order: an explicit signer; Resource Principals inside OCI Functions (the platform sets
 ``OCI_RESOURCE_PRINCIPAL_VERSION``); else a profile of ``~/.oci/config``, including session-token
@@ -10,10 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
-from ..core.errors import ConfigError
+from streamcache.core.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "~/.oci/config"
+
+
+def parse_oci_url(url: str) -> tuple[str, str, str]:
+    """``oci://BUCKET@NAMESPACE/PREFIX`` -> ``(bucket, namespace, prefix)``; the prefix may be empty."""
+    parts = urlsplit(url)
+    bucket, at, namespace = parts.netloc.rpartition("@")
+    if parts.scheme != "oci" or not at or not bucket or not namespace or parts.query or parts.fragment:
+        raise ConfigError([f"snapshot store URL {url!r}: expected oci://BUCKET@NAMESPACE/PREFIX"])
+    return bucket, namespace, parts.path.strip("/")
 
 
 def oci_credentials(

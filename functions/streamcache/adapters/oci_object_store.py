@@ -17,7 +17,6 @@ import hashlib
 import os
 from contextlib import contextmanager
 from typing import Iterator, Mapping
-from urllib.parse import urlsplit
 
 import oci
 
@@ -25,9 +24,9 @@ import oci
 # it, and reading a response body raises it directly (outside the SDK's own wrapping).
 from oci._vendor.requests.exceptions import RequestException as TransportError
 
-from .oci_auth import bounded_retries, client_options, oci_credentials
-from ..core.errors import ConfigError
-from ..snapshot_store import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
+from streamcache.adapters.oci_auth import bounded_retries, client_options, oci_credentials, parse_oci_url
+from streamcache.core.errors import ConfigError
+from streamcache.ports import DEFAULT_CHUNK_BYTES, SnapshotExists, SnapshotNotFound, SnapshotStoreUnavailable, check_name
 
 #: (connect, read) seconds. A snapshot of 1M keys is ~110 MB: a read timeout is per socket read.
 DEFAULT_TIMEOUT = (10.0, 60.0)
@@ -37,15 +36,6 @@ def default_retry_strategy() -> object:
     """Bounded retries for throttling, 5xx and transport errors: at most 4 attempts within 30 s, so a
     function invocation fails (503) well inside its timeout instead of the SDK's default 10 minutes."""
     return bounded_retries(max_attempts=4, total_s=30, max_wait_s=8)
-
-
-def parse_oci_url(url: str) -> tuple[str, str, str]:
-    """``oci://BUCKET@NAMESPACE/PREFIX`` -> ``(bucket, namespace, prefix)``; the prefix may be empty."""
-    parts = urlsplit(url)
-    bucket, at, namespace = parts.netloc.rpartition("@")
-    if parts.scheme != "oci" or not at or not bucket or not namespace or parts.query or parts.fragment:
-        raise ConfigError([f"snapshot store URL {url!r}: expected oci://BUCKET@NAMESPACE/PREFIX"])
-    return bucket, namespace, parts.path.strip("/")
 
 
 class OciObjectStore:

@@ -22,8 +22,8 @@ import binascii
 import os
 from typing import Callable, Mapping
 
-from .oci_auth import bounded_retries, client_options, oci_credentials
-from ..core.errors import ConfigError
+from streamcache.adapters.oci_auth import bounded_retries, client_options, oci_credentials
+from streamcache.core.errors import ConfigError
 
 # The `oci` SDK (about 0.5 s to import) is imported where it is used: importing this module, and
 # calling with_secrets() when no secret is named, costs a cold start nothing.

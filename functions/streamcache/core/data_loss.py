@@ -22,7 +22,7 @@ from typing import Mapping
 
 import orjson
 
-from .snapshot_names import stream_prefix
+from streamcache.core.snapshot_names import stream_prefix
 
 _WRITER = re.compile(r"[0-9a-z]{1,32}")
 _NAME = re.compile(r"data-loss-([0-9a-f]{16})-([0-9a-z]{1,32})\.json")

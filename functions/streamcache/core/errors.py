@@ -13,6 +13,7 @@
     │   └── OutcomeUnknown        an append may or may not have landed; re-read to learn (maps to 503
     │                             ``outcome_unknown``, never retried by the client)
     ├── LogTruncated              the records asked for are gone (retention); not transient
+    ├── Restoring                 the instance is still loading its table (maps to 503)
     └── ConfigError               settings are missing or invalid; lists every problem at once
 """
 
@@ -76,6 +77,10 @@ class OutcomeUnknown(LogUnavailable):
 
 class LogTruncated(StreamcacheError):
     """The log no longer holds the records asked for: retention dropped them. Retrying cannot help."""
+
+
+class Restoring(StreamcacheError):
+    """The cold start is still running when the caller's wait budget ran out. Retry shortly."""
 
 
 class ConfigError(StreamcacheError):

@@ -6,12 +6,16 @@ One line, one key::
     {"key": "user/1", "value": {"any": "JSON"}, "ttl": 3600}
     {"key": "greeting", "value": "hello", "content_type": "text/plain"}
     {"key": "blob", "value_base64": "AAEC", "content_type": "image/png"}
+    {"key": "session/9", "value": "x", "content_type": "text/plain", "expires_at": "2026-11-27T09:00:00.000Z"}
 
 The value rules are the direct-invoke API's (``invoke_api.py``): ``value`` is any JSON and is stored
 as ``application/json``, unless ``content_type`` names a non-JSON type and ``value`` is a string,
 which is then stored as that text; ``value_base64`` stores bytes (``content_type`` default
-``application/octet-stream``). ``ttl`` is in seconds. Any other field makes the line bad, so that a
-typo (``"vlaue"``) is reported instead of silently storing nothing useful.
+``application/octet-stream``). ``ttl`` is in seconds from the import; ``expires_at`` (RFC 3339) is an
+absolute expiry instead, which is what an export writes (:func:`export_line`), so that an export
+imported again gives the same entries byte for byte, content types and expiries included. Any other
+field makes the line bad, so that a typo (``"vlaue"``) is reported instead of silently storing
+nothing useful.
 
 Line numbers count every physical line (blank ones too, which are skipped), from 1, as editors do.
 A line longer than the limit is reported bad without ever being held whole.
@@ -26,13 +30,13 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from .errors import InvalidKey
-from .records import DEFAULT_CONTENT_TYPE, is_json_type, validate_key
+from streamcache.core.errors import InvalidKey
+from streamcache.core.records import DEFAULT_CONTENT_TYPE, format_time, is_json_type, parse_time, validate_key
 
 #: Longest line accepted: 4 MiB, four times the largest record OCI Streaming takes (values are at most
 #: 700 KiB by default; JSON escapes can make their line several times longer).
 MAX_LINE_BYTES = 4 * 1024 * 1024
-_FIELDS = frozenset({"key", "value", "value_base64", "content_type", "ttl"})
+_FIELDS = frozenset({"key", "value", "value_base64", "content_type", "ttl", "expires_at"})
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -94,12 +98,18 @@ class BadLine(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ImportItem:
-    """One valid line: what to put. ``ttl_ms`` is relative; the importer adds its clock."""
+    """One valid line: what to put. ``ttl_ms`` is relative (the importer adds its clock);
+    ``expires_at_ms`` is absolute. At most one of them is set."""
 
     key: str
     value: bytes
     content_type: str
     ttl_ms: int | None
+    expires_at_ms: int | None = None
+
+    def expiry(self, now_ms: int) -> int | None:
+        """The absolute expiry of this item imported at ``now_ms``."""
+        return self.expires_at_ms if self.ttl_ms is None else now_ms + self.ttl_ms
 
 
 def parse_line(line: bytes, max_value_bytes: int, max_ttl_seconds: int) -> ImportItem:
@@ -112,7 +122,8 @@ def parse_line(line: bytes, max_value_bytes: int, max_ttl_seconds: int) -> Impor
         raise BadLine(f"a line must be a JSON object, not {_json_kind(item)}")
     unknown = sorted(set(item) - _FIELDS)
     if unknown:
-        raise BadLine(f"unknown field {unknown[0][:64]!r} (fields: key, value, value_base64, content_type, ttl)")
+        raise BadLine(f"unknown field {unknown[0][:64]!r} (fields: key, value, value_base64, content_type, ttl, "
+                      "expires_at)")
     key = item.get("key")
     if not isinstance(key, str):
         raise BadLine("key is missing or not a string")
@@ -127,7 +138,52 @@ def parse_line(line: bytes, max_value_bytes: int, max_ttl_seconds: int) -> Impor
     value, content_type = _value(item, content_type)
     if len(value) > max_value_bytes:
         raise BadLine(f"the value is {len(value)} bytes; the limit is {max_value_bytes}")
-    return ImportItem(key, value, content_type, _ttl_ms(item.get("ttl"), max_ttl_seconds))
+    if item.get("ttl") is not None and item.get("expires_at") is not None:
+        raise BadLine("give ttl or expires_at, not both")
+    return ImportItem(key, value, content_type, _ttl_ms(item.get("ttl"), max_ttl_seconds),
+                      _expires_at_ms(item.get("expires_at")))
+
+
+def _expires_at_ms(raw: object) -> int | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise BadLine("expires_at must be an RFC 3339 time such as 2026-11-27T09:00:00.000Z")
+    try:
+        return parse_time(raw)
+    except ValueError:
+        raise BadLine(f"expires_at {raw[:64]!r} is not an RFC 3339 time such as 2026-11-27T09:00:00.000Z") from None
+
+
+def export_line(key: str, value: bytes, content_type: str, expires_at_ms: int | None) -> bytes:
+    """The import line that stores exactly this entry again (without a newline): the value as JSON
+    when it is compact JSON stored as ``application/json``, as text when it is UTF-8 of a text type,
+    else as base64; the expiry as ``expires_at``."""
+    line: dict = {"key": key}
+    if content_type == "application/json" and _compact_json(value):
+        line["value"] = orjson.loads(value)
+    elif not is_json_type(content_type) and _utf8(value) is not None:
+        line["value"], line["content_type"] = _utf8(value), content_type
+    else:
+        line["value_base64"], line["content_type"] = base64.b64encode(value).decode("ascii"), content_type
+    if expires_at_ms is not None:
+        line["expires_at"] = format_time(expires_at_ms)
+    return orjson.dumps(line)
+
+
+def _compact_json(value: bytes) -> bool:
+    """True when the bytes are what the importer writes for their parsed value (orjson's output)."""
+    try:
+        return orjson.dumps(orjson.loads(value)) == value
+    except (orjson.JSONDecodeError, TypeError):
+        return False
+
+
+def _utf8(value: bytes) -> str | None:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _value(item: dict, content_type: str | None) -> tuple[bytes, str]:

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 from functools import lru_cache
 from typing import NamedTuple, Union
 
 import orjson
 
-from .errors import InvalidKey, InvalidRequest, InvalidVersion, RecordError, ValueTooLarge
+from streamcache.core.errors import InvalidKey, InvalidPrecondition, InvalidRequest, InvalidVersion, RecordError, ValueTooLarge
 
 SPEC_VERSION = "1.0"
 PUT_TYPE = "io.streamcache.put.v1"
@@ -64,20 +66,63 @@ def parse_version(text: str) -> Position:
     return Position(int(part), int(off))
 
 
+class PreconditionKind(StrEnum):
+    MATCH = "match"  # the key's version is the one given
+    EXISTS = "exists"  # the key has a value (If-Match: *)
+    ABSENT = "absent"  # the key has no value (If-None-Match: *)
+
+
 @dataclass(frozen=True, slots=True)
 class Precondition:
     """A condition checked at apply time: ``match`` a version, the key must ``exist``, or be ``absent``."""
 
-    kind: str  # "match" | "exists" | "absent"
+    kind: PreconditionKind
     version: Position | None = None
 
 
-IF_EXISTS = Precondition("exists")
-IF_ABSENT = Precondition("absent")
+IF_EXISTS = Precondition(PreconditionKind.EXISTS)
+IF_ABSENT = Precondition(PreconditionKind.ABSENT)
+#: If-Match with an entity-tag no record ever had: fails whatever the key holds. Never written to
+#: the stream (the writer answers 412 without appending; see CacheService).
+NEVER = Precondition(PreconditionKind.MATCH, None)
 
 
 def if_match(version: Position) -> Precondition:
-    return Precondition("match", version)
+    return Precondition(PreconditionKind.MATCH, version)
+
+
+def parse_precondition(match: object, none_match: object, *, allow_absent: bool = True) -> Precondition | None:
+    """The one reading of If-Match / If-None-Match, wherever they arrive: HTTP headers, the fields of
+    a direct invoke, the attributes of a record. ``*`` may be surrounded by spaces; If-Match takes
+    one version (an ETag we issued); If-None-Match takes only ``*``, and only where ``allow_absent``."""
+    if match is not None and none_match is not None:
+        raise InvalidPrecondition("give If-Match or If-None-Match, not both")
+    if none_match is not None:
+        if not isinstance(none_match, str) or none_match.strip() != "*":
+            raise InvalidPrecondition("only If-None-Match: * (create if absent) is supported")
+        if not allow_absent:
+            raise InvalidPrecondition("this operation supports If-Match only")
+        return IF_ABSENT
+    if match is None:
+        return None
+    if not isinstance(match, str):
+        raise InvalidPrecondition("If-Match must be a version string or *")
+    if not match.strip():
+        raise InvalidPrecondition("If-Match is empty: give the version (ETag) to match, or *")
+    if match.strip() == "*":
+        return IF_EXISTS
+    if "," in match:
+        raise InvalidPrecondition("If-Match takes one version")
+    try:
+        return if_match(parse_version(match))
+    except InvalidVersion:
+        if _ENTITY_TAG.fullmatch(match.strip()):
+            return NEVER  # a well-formed entity-tag we never issued: it can match no version (RFC 9110)
+        raise
+
+
+#: ``W/"..."`` or ``"..."`` (RFC 9110 entity-tag): a well-formed tag that is not a version never matches.
+_ENTITY_TAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e\x80-\uffff]*"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +179,6 @@ def parse_time(text: str) -> int:
     return (dt - _EPOCH) // _MS
 
 
-
 @lru_cache(maxsize=256)
 def is_json_type(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
@@ -188,9 +232,11 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
             event["expiresat"] = format_time(mutation.expires_at_ms)
     pre = mutation.precondition
     if pre is not None:
-        if pre.kind == "match":
+        if pre.kind is PreconditionKind.MATCH:
+            if pre.version is None:
+                raise InvalidPrecondition("a precondition that can never hold is not written to the stream")
             event["ifmatch"] = str(pre.version)
-        elif pre.kind == "exists":
+        elif pre.kind is PreconditionKind.EXISTS:
             event["ifmatch"] = "*"
         else:
             event["ifnonematch"] = "*"
@@ -221,7 +267,7 @@ def decode(raw: bytes) -> Mutation:
         if not isinstance(key, str) or not isinstance(request_id, str) or not request_id:
             raise TypeError("subject and id must be strings")
         validate_key(key)
-        pre = _decode_precondition(event) if "ifmatch" in event or "ifnonematch" in event else None
+        pre = parse_precondition(event.get("ifmatch"), event.get("ifnonematch")) if "ifmatch" in event or "ifnonematch" in event else None
         if kind == PUT_TYPE:
             content_type = event["datacontenttype"]
             if not isinstance(content_type, str) or not content_type:
@@ -248,17 +294,3 @@ def decode(raw: bytes) -> Mutation:
         raise
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, binascii.Error, InvalidRequest) as exc:
         raise RecordError(f"not a streamcache record: {exc}") from exc
-
-
-def _decode_precondition(event: dict) -> Precondition | None:
-    match = event.get("ifmatch")
-    none_match = event.get("ifnonematch")
-    if none_match is not None:
-        if none_match != "*" or match is not None:
-            raise ValueError("ifnonematch must be '*' and cannot be combined with ifmatch")
-        return IF_ABSENT
-    if match is None:
-        return None
-    if match == "*":
-        return IF_EXISTS
-    return if_match(parse_version(match))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping, Protocol
 
-from .snapshot import SnapshotHeader
+from streamcache.core.snapshot import SnapshotHeader
 
 
 class Bounds(Protocol):

@@ -51,10 +51,10 @@ from typing import Iterable, Iterator, NamedTuple
 
 import orjson
 
-from .errors import StreamcacheError
-from .records import Position
-from .snapshot_names import SnapshotName, format_name, newest_first, parse_name, stream_prefix
-from .table import Entry, Outcome, OutcomeKind, PartitionExport, Table
+from streamcache.core.errors import StreamcacheError
+from streamcache.core.records import Position
+from streamcache.core.snapshot_names import SnapshotName, format_name, newest_first, parse_name, stream_prefix
+from streamcache.core.table import Entry, Outcome, OutcomeKind, PartitionExport, Table
 
 __all__ = [
     "FORMAT_VERSION",

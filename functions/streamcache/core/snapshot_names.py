@@ -10,11 +10,8 @@ The stream identity (a topic name, a stream OCID, anything) is percent-encoded i
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from typing import Iterable, Mapping, NamedTuple, Protocol
 from urllib.parse import quote, unquote
-
-if TYPE_CHECKING:
-    from .snapshot import SnapshotHeader
 
 _WRITER = re.compile(r"[0-9a-z]{1,32}")
 _NAME = re.compile(r"snapshots/([^/]+)/([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-z]{1,32})\.snap")
@@ -40,7 +37,20 @@ def stream_prefix(stream: str) -> str:
     return f"snapshots/{quote(stream, safe='')}/"
 
 
-def format_name(header: "SnapshotHeader", writer: str) -> str:
+class Covers(Protocol):
+    """What a name says of a snapshot (a :class:`~.snapshot.SnapshotHeader` has it)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def next_offsets(self) -> Mapping[int, int]: ...
+
+    @property
+    def as_of_ms(self) -> int: ...
+
+
+def format_name(header: Covers, writer: str) -> str:
     """The object name of a snapshot with ``header`` written by ``writer`` (1-32 of ``[0-9a-z]``;
     a random id per write, so two writers of the same positions never pick the same name)."""
     if not _WRITER.fullmatch(writer):

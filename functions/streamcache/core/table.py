@@ -22,7 +22,7 @@ from typing import Iterator, NamedTuple
 
 from sortedcontainers import SortedList
 
-from .records import Delete, Mutation, Position, Put
+from streamcache.core.records import Delete, Mutation, Position, Put
 
 #: How long (in log time) a request id is remembered for de-duplication. Producer retries give up
 #: after their delivery timeout (30 s in the Kafka adapter); two minutes covers them with margin.

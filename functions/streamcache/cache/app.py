@@ -1,0 +1,174 @@
+"""Assembles one cache instance from settings: the log adapter, the replica, the service, the HTTP API.
+
+Built once per container (module scope of ``func.py``) and kept while the container is hot. The
+first request starts the cold start (newest snapshot + the log's tail, see
+:mod:`streamcache.cache.cold_start`); requests wait for it within their deadline budget and are
+answered ``503 restoring`` (Retry-After: 1) when it runs out first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+import orjson
+
+from streamcache import __version__
+from streamcache.adapters.oci_functions import invoke_detached  # light: the SDK is imported when called
+from streamcache.adapters.oci_secrets import with_secrets
+from streamcache.cache.cold_start import ColdStart
+from streamcache.cache.compaction_request import RequestCompaction
+from streamcache.cache.health import Health, HealthProblem, ProblemKind
+from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse, error_response
+from streamcache.cache.invoke_api import error_answer, handle_invoke
+from streamcache.cache.replica import Replica
+from streamcache.cache.service import CacheService, Limits
+from streamcache.core.errors import ConfigError, Restoring
+from streamcache.ports import SnapshotStore
+from streamcache.settings import Settings
+from streamcache.statuses import INTERNAL, ErrorCode, for_error
+
+log = logging.getLogger("streamcache.access")
+
+#: How long a request waits for the cold start when its caller gave no deadline (OCI's default
+#: function timeout is 30 s; the answer must leave before it).
+DEFAULT_WAIT_S = 25.0
+
+
+class CacheApp:
+    """One cache instance. ``handle`` never raises: every problem becomes an HTTP answer."""
+
+    def __init__(self, settings: Settings, store_factory: Callable[[], SnapshotStore] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        """``store_factory`` overrides the snapshot store the settings name (tests); ``clock`` is
+        the wall clock the snapshot's age is measured with (``None``: time.time at each call)."""
+        # The edge: settings become plain values here and go no further down.
+        self.instance_id, self.stream_id = settings.instance_id, settings.stream_id
+        self.replica = Replica(settings.open_log())
+        self.service = CacheService(self.replica, limits(settings), settings.event_source)
+        self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys)
+        if store_factory is None and settings.snapshot_url:
+            store_factory = settings.open_store  # opened in the restore thread
+        self.cold_start = ColdStart(self.replica, settings.stream_id, store_factory, clock=clock,
+                                    compact_after_records=settings.compact_after_records,
+                                    request_compaction=compaction_requester(settings))
+
+    def ensure_started(self, wait_s: float | None = None) -> None:
+        """Restore before the first answer (cold start), waiting at most ``wait_s`` seconds. Raises
+        :class:`Restoring`, or what the restore failed with (it is retried on the next request)."""
+        self.cold_start.ensure(DEFAULT_WAIT_S if wait_s is None else wait_s)
+
+    def _not_started(self, exc: BaseException):
+        """The problem to answer a request that the cold start holds up with."""
+        problem = for_error(exc, context="" if isinstance(exc, Restoring) else "starting")
+        if problem.code == ErrorCode.INTERNAL:  # a bug: the details go to the log, not to the client
+            log.error("cold start failed: %s: %s", type(exc).__name__, exc)
+        return problem
+
+    def handle(self, request: HttpRequest, wait_s: float | None = None) -> HttpResponse:
+        """Answer one HTTP request; ``wait_s`` is how long it may wait for the cold start. ``/health``
+        never waits: it starts the restore if none runs, and reports it (phase ``restoring``)."""
+        try:
+            self.ensure_started(0.0 if self.http.is_health(request) else wait_s)
+        except Exception as exc:
+            if isinstance(exc, Restoring) and self.http.is_health(request):
+                response = self.http.handle(request)  # /health answers while restoring: phase "restoring"
+            else:
+                problem = self._not_started(exc)
+                response = error_response(problem.status, problem.code, problem.message, problem.headers())
+        else:
+            response = self.http.handle(request)
+        # An answer to HEAD never has a body, whatever the route or the error.
+        return response._replace(body=b"") if request.method.upper() == "HEAD" else response
+
+    def invoke(self, body: bytes, request_id: str = "", wait_s: float | None = None) -> bytes:
+        """Answer a direct invoke (no API Gateway): a JSON operation in, a JSON answer out."""
+        try:
+            self.ensure_started(0.0 if _is_health_operation(body) else wait_s)
+        except Exception as exc:
+            if isinstance(exc, Restoring) and _is_health_operation(body):
+                answer: object = {"status": 200, "health": self.health_json()}
+            else:
+                answer = error_answer(self._not_started(exc))
+        else:
+            try:
+                answer = handle_invoke(self.service, body, self.health_json)
+            except Exception:  # a bug: a JSON 500 in the answer rather than the FDK's bare 502
+                log.exception("unhandled error in a direct invoke")
+                answer = error_answer(INTERNAL)
+        statuses = [a.get("status") for a in answer] if isinstance(answer, list) else answer.get("status")  # type: ignore[union-attr]
+        log.info("invoke", extra={"fields": {"request_id": request_id, "kind": "invoke", "status": statuses}})
+        return orjson.dumps(answer)
+
+    def health(self) -> Health:
+        """The instance's status: restoring, serving or degraded (``problems`` says why, and what an
+        operator should do)."""
+        replica, cold = self.replica, self.cold_start
+        done = cold.done
+        age = replica.seconds_since_catch_up()
+        # While restoring, nothing here may wait for the log: the restore thread is using it.
+        health = Health(
+            phase=cold.phase, problems=tuple(cold.problems()), cold_start=cold.numbers(),
+            instance=self.instance_id, version=__version__, stream=self.stream_id, keys=len(replica.table),
+            positions=replica.positions() if done else replica.table.next_offsets(),
+            lag_records=replica.lag_records() if done else cold.records_left(),
+            staleness_ms=None if age is None else round(age * 1000, 1),
+            staleness_bound_ms=self.service.limits.staleness_ms,
+            records_applied=replica.records_applied, records_skipped=replica.records_skipped,
+            log_watch=replica.watch.health(),
+        )
+        regression = replica.watch.health()
+        if regression["log_regressions"]:  # the stream lost records this instance had applied
+            last = regression["log_regression"]
+            health = health.with_problem(HealthProblem(ProblemKind.LOG_REGRESSION, last["message"],
+                                                       {"detected_at": last["detected_at"]}))
+        for loss in replica.tail_losses:  # a hot instance that fell behind the stream's retention
+            health = health.with_problem(HealthProblem(ProblemKind.DATA_LOSS, loss))
+        return health
+
+    def health_json(self) -> dict:
+        return self.health().to_json()
+
+
+def _is_health_operation(body: bytes) -> bool:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and str(doc.get("operation", "")).lower() == "health"
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(staleness_ms=settings.staleness_ms, max_value_bytes=settings.max_value_bytes,
+                  max_record_bytes=settings.max_record_bytes, max_ttl_seconds=settings.max_ttl_seconds,
+                  max_list_limit=settings.max_list_limit)
+
+
+def compaction_requester(settings: Settings) -> RequestCompaction | None:
+    """How this instance asks the compactor for a compaction after a long tail: a detached invoke
+    of the compactor function (plain values only; the SDK is imported when the request is sent, on
+    the request's own thread, so a short tail never pays for it). ``None`` when no compactor is configured."""
+    if not settings.compactor_function_id or settings.compact_after_records == 0:
+        return None
+    function_id, endpoint = settings.compactor_function_id, settings.compactor_invoke_endpoint
+    profile, config_file = settings.oci_profile or None, settings.oci_config_file or None
+    instance = settings.instance_id
+
+    def request(body: dict) -> str:
+        # The compactor tolerates the extra keys; they say in its log who asked and why.
+        return invoke_detached(function_id, endpoint, orjson.dumps({**body, "instance": instance}),
+                               profile=profile, config_file=config_file)
+
+    return request
+
+
+def misconfigured_response(error: ConfigError) -> HttpResponse:
+    """The answer to every request while the function's settings are invalid."""
+    problem = for_error(error)
+    return error_response(problem.status, problem.code, problem.message)
+
+
+def build_from_env(env=None) -> CacheApp:
+    # The Kafka auth token may live in an OCI Vault secret (STREAMCACHE_KAFKA_SASL_PASSWORD_SECRET_ID).
+    return CacheApp(Settings.from_env(with_secrets(os.environ if env is None else env)))

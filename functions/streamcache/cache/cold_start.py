@@ -1,0 +1,237 @@
+"""Cold start of a cache instance: newest valid snapshot + the log's tail, in a thread requests wait for.
+
+The first request starts the restore in a background thread and waits for it within its own deadline
+budget; so does every request after it until the restore is done. A request whose budget runs out
+first is answered ``503 {"error": "restoring"}`` with ``Retry-After: 1`` (``GET /health`` is answered
+instead, with ``phase: restoring`` and the progress). A restore that fails (stream or snapshot store
+unreachable) is reported to the requests waiting for it and retried by the next request.
+
+The restore: load the newest snapshot that verifies (older ones when the newest is corrupt), read the
+data-loss records beside it, capture the log's bounds, plan (:func:`~streamcache.core.restore.plan_restore`),
+replay the tail up to the captured end, install the table in the replica. Then the phase is
+``serving``, or ``degraded`` when writes may be missing:
+
+- tail truncated: retention dropped records no snapshot covers. The instance serves what there is
+  (the snapshot and everything the log still holds) and says which offsets are gone.
+- snapshot ahead of log: the stream was recreated (or the settings name the wrong one). The snapshot
+  is not loaded; the instance serves what the log holds.
+- a data-loss record exists (a compactor met a truncated tail earlier): the snapshot covers the gap,
+  the record says what was lost; degraded until an operator acknowledges it.
+
+Cold-start duration is measured from the start of the process (``/proc/self/stat`` against
+``/proc/uptime``; the import of this module where /proc is missing) to the end of the restore.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+import time
+from typing import Callable
+
+from streamcache.cache.compaction_request import CompactionTrigger, RequestCompaction
+from streamcache.cache.health import HealthProblem, Phase, ProblemKind
+from streamcache.cache.replica import Replica
+from streamcache.core.data_loss import DataLossRecord
+from streamcache.core.errors import Restoring
+from streamcache.core.records import Position
+from streamcache.core.restore import RestoreAction, RestorePlan, plan_restore
+from streamcache.core.table import Table
+from streamcache.replay.fold import CHUNK_RECORDS, gc_paused, replay
+from streamcache.replay.progress import Progress
+from streamcache.replay.catalog import LoadedSnapshot, Skipped, load_newest_valid, read_losses
+from streamcache.ports import SnapshotStore
+
+log = logging.getLogger("streamcache.restore")
+
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started, from /proc; ``None`` where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as stat:
+            text = stat.read()
+        with open("/proc/uptime") as uptime:
+            up = float(uptime.read().split()[0])
+        # Field 22 (starttime, clock ticks after boot); fields are counted after the ")" of comm.
+        start_ticks = int(text[text.rindex(")") + 2 :].split()[19])
+        return max(0.0, up - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_AGE_AT_IMPORT = process_age_s()
+#: time.monotonic() when the process started (or when this module was imported).
+PROCESS_STARTED = time.monotonic() - (_AGE_AT_IMPORT or 0.0)
+COLD_START_FROM = "process start" if _AGE_AT_IMPORT is not None else "module import"
+
+
+class _Attempt:
+    def __init__(self) -> None:
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+
+class ColdStart:
+    """Restores ``replica`` once; :meth:`ensure` is what every request calls first."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        stream: str,
+        store_factory: Callable[[], SnapshotStore] | None,
+        *,
+        clock: Callable[[], float] | None = None,
+        chunk_records: int = CHUNK_RECORDS,
+        process_started: float | None = None,
+        compact_after_records: int = 0,
+        request_compaction: RequestCompaction | None = None,
+    ) -> None:
+        """``request_compaction`` asks for a compaction when a restore replayed more than
+        ``compact_after_records`` records (0: never); see :mod:`streamcache.cache.compaction_request`."""
+        self.replica = replica
+        self.stream = stream
+        self._store_factory = store_factory
+        self._store: SnapshotStore | None = None
+        self._clock = clock  # wall clock for the snapshot's age; None: time.time at each call
+        self._chunk_records = chunk_records
+        self._process_started = PROCESS_STARTED if process_started is None else process_started
+        self._lock = threading.Lock()
+        self._attempt: _Attempt | None = None
+        self.phase = Phase.STARTING
+        self.progress: Progress | None = None
+        self.snapshot: LoadedSnapshot | None = None
+        self.skipped: list[Skipped] = []
+        self.plan: RestorePlan | None = None
+        self.losses: list[DataLossRecord] = []
+        self.records_replayed = 0
+        self.cold_start_ms: float | None = None
+        self.restore_ms: float | None = None
+        self.compaction = CompactionTrigger(compact_after_records, request_compaction)
+
+    @property
+    def done(self) -> bool:
+        return self.phase.restored
+
+    def ensure(self, wait_s: float) -> None:
+        """Return once the instance is restored. Starts the restore if none is running, waits at most
+        ``wait_s`` seconds, then raises :class:`Restoring`, or the error the restore failed with."""
+        if self.done:
+            return
+        with self._lock:
+            attempt = self._attempt
+            failed = None if attempt is None else attempt.error
+            if attempt is None or failed is not None:
+                attempt = self._attempt = _Attempt()
+                self.phase = Phase.RESTORING
+                threading.Thread(target=self._run, args=(attempt,), name="streamcache-restore", daemon=True).start()
+        attempt.finished.wait(max(0.0, wait_s))
+        if self.done:
+            return
+        if attempt.error is not None:
+            raise attempt.error
+        if failed is not None:  # the retry is still running: what stopped the last attempt says more
+            raise failed
+        raise Restoring(self.describe_progress())
+
+    def describe_progress(self) -> str:
+        return "restoring: " + (self.progress.describe() if self.progress is not None else "starting")
+
+    def _run(self, attempt: _Attempt) -> None:
+        try:
+            with gc_paused():  # see fold.gc_paused; the restore allocates millions of acyclic objects
+                self._restore()
+            # The restored table lives as long as the container: keep the collector from scanning it
+            # again and again (a full collection of 1M entries takes ~0.3 s, in some request).
+            gc.freeze()
+        except BaseException as exc:  # reported to the requests waiting; the next request retries
+            attempt.error = exc
+            log.error("cold start failed (the next request retries): %s: %s", type(exc).__name__, exc,
+                      extra={"fields": {"kind": "cold_start_failed"}})
+        finally:
+            attempt.finished.set()
+        if attempt.error is None:
+            # After the waiting requests are released: a long tail asks for a compaction on its own
+            # thread, once, and nothing waits for it.
+            self.compaction.after_restore(self.records_replayed)
+
+    def _restore(self) -> None:
+        started = time.monotonic()
+        self.progress = progress = Progress("restore")
+        loaded = None
+        if self._store_factory is not None:
+            if self._store is None:
+                self._store = self._store_factory()
+            result = load_newest_valid(self._store, self.stream, progress)
+            loaded, self.skipped = result.snapshot, result.skipped
+            self.losses = list(read_losses(self._store, result.catalog).values())
+        log_ = self.replica.log
+        began_at = self.replica.monotonic()  # before the bounds: writes acknowledged earlier are in them
+        bounds = log_.bounds()
+        plan = self.plan = plan_restore(loaded.header if loaded else None, bounds)
+        self.snapshot = loaded if plan.snapshot is not None else None
+        table = loaded.table if self.snapshot is not None else Table()
+        for partition, start in plan.start.items():
+            # Where replay starts is where this table stands, even where retention dropped what came
+            # before (reported below): later catch-ups must not ask the stream for offsets it lost.
+            if start > 0:
+                table.skip(Position(partition, start - 1))
+        progress.set_total(plan.records_to_replay)
+        progress.phase("replaying the log's tail")
+        stats = replay(table, log_, plan.start, plan.end, progress, self._chunk_records)
+        self.replica.install(table, plan.end, began_at, stats)
+        self.records_replayed = stats.read
+        if loaded is not None:
+            loaded.table = Table()  # the replica owns the table now; keep only the description
+        finished = time.monotonic()
+        self.restore_ms = (finished - started) * 1000
+        self.cold_start_ms = (finished - self._process_started) * 1000
+        degraded = plan.degraded or bool(self.losses)
+        self.phase = Phase.DEGRADED if degraded else Phase.SERVING
+        progress.finish(self.phase.value)
+        self._log_outcome(plan)
+
+    def _log_outcome(self, plan: RestorePlan) -> None:
+        fields = {"kind": "cold_start", "phase": self.phase.value, **self.numbers()}
+        if self.phase is Phase.DEGRADED:
+            for problem in self.problems():
+                log.error(problem.message, extra={"fields": {**fields, "problem": problem.kind.value}})
+        log.info("cold start: %s", plan.describe(), extra={"fields": fields})
+
+    def problems(self) -> list[HealthProblem]:
+        """What is wrong with the restored data, and what an operator should do (for /health, logs)."""
+        if not self.done:
+            return []
+        out = []
+        plan = self.plan
+        if plan is not None and plan.action is RestoreAction.STREAM_MISMATCH:
+            out.append(HealthProblem(ProblemKind.SNAPSHOT_AHEAD_OF_LOG, plan.describe()))
+        elif plan is not None and plan.action is RestoreAction.REPLAY_WITH_LOSS:
+            out.append(HealthProblem(ProblemKind.DATA_LOSS, plan.describe(), {"records_lost": plan.records_lost}))
+        for loss in self.losses:
+            out.append(HealthProblem(ProblemKind.DATA_LOSS_RECORDED, loss.describe(),
+                                     {"records_lost": loss.records_lost, "detected_at_ms": loss.detected_at_ms}))
+        return out
+
+    def records_left(self) -> int | None:
+        """Records still to replay while restoring (``None`` before the plan is made)."""
+        if self.plan is None:
+            return None
+        done = self.records_replayed if self.done else (self.progress.done if self.progress else 0)
+        return max(0, self.plan.records_to_replay - done)
+
+    def numbers(self) -> dict:
+        """The cold start's part of /health: the snapshot used, what was replayed, how long it took."""
+        now_ms = int((self._clock or time.time)() * 1000)
+        return {
+            "snapshot": None if self.snapshot is None else self.snapshot.describe(now_ms),
+            "snapshots_skipped": [s.to_json() for s in self.skipped],
+            "records_replayed": self.records_replayed if self.done else (self.progress.done if self.progress else 0),
+            "records_to_replay": None if self.plan is None else self.plan.records_to_replay,
+            "restore_ms": None if self.restore_ms is None else round(self.restore_ms, 1),
+            "cold_start_ms": None if self.cold_start_ms is None else round(self.cold_start_ms, 1),
+            "cold_start_from": COLD_START_FROM,
+            **self.compaction.numbers(),
+        }

@@ -1,0 +1,85 @@
+"""The ``/health`` of a cache instance as a typed value: its phase, what is wrong, and its numbers.
+
+Built by :meth:`streamcache.cache.app.CacheApp.health`; :meth:`Health.to_json` is the body of
+``GET /health`` and of the direct invoke ``{"operation": "health"}`` (the OpenAPI document's
+``Health`` schema). ``status`` and ``phase`` are the same value, kept both for health checkers that
+read either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """Where an instance is in its life."""
+
+    STARTING = "starting"  # no request has arrived yet; nothing loaded
+    RESTORING = "restoring"  # loading the newest snapshot and replaying the stream's tail
+    SERVING = "serving"  # restored; answers reflect every acknowledged write
+    DEGRADED = "degraded"  # serving, but acknowledged writes may be missing (``problems`` says why)
+
+    @property
+    def restored(self) -> bool:
+        return self in (Phase.SERVING, Phase.DEGRADED)
+
+
+class ProblemKind(StrEnum):
+    """Why an instance is degraded; each has a message that says what an operator should do."""
+
+    SNAPSHOT_AHEAD_OF_LOG = "snapshot_ahead_of_log"  # the stream was recreated, or settings name another
+    DATA_LOSS = "data_loss"  # retention dropped records no snapshot covers
+    DATA_LOSS_RECORDED = "data_loss_recorded"  # a compactor recorded such a loss earlier; not acknowledged
+    LOG_REGRESSION = "log_regression"  # the stream went backwards under a running instance
+
+
+@dataclass(frozen=True)
+class HealthProblem:
+    kind: ProblemKind
+    message: str
+    details: dict = field(default_factory=dict)  # records_lost, detected_at_ms, … as the kind has them
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind.value, **self.details, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Health:
+    phase: Phase
+    problems: tuple[HealthProblem, ...]
+    cold_start: dict  # the cold start's numbers: snapshot used, records replayed, durations
+    instance: str
+    version: str
+    stream: str
+    keys: int
+    positions: dict[int, int]
+    lag_records: int | None
+    staleness_ms: float | None
+    staleness_bound_ms: int
+    records_applied: int
+    records_skipped: int
+    log_watch: dict  # log_regressions, log_regression
+
+    def with_problem(self, problem: HealthProblem) -> "Health":
+        """This health with one more problem: an instance with a problem is degraded."""
+        return replace(self, phase=Phase.DEGRADED, problems=(*self.problems, problem))
+
+    def to_json(self) -> dict:
+        return {
+            "status": self.phase.value,
+            "phase": self.phase.value,
+            **self.cold_start,
+            "problems": [p.to_json() for p in self.problems],
+            "instance": self.instance,
+            "version": self.version,
+            "stream": self.stream,
+            "keys": self.keys,
+            "positions": {str(p): o for p, o in self.positions.items()},
+            "lag_records": self.lag_records,
+            "staleness_ms": self.staleness_ms,
+            "staleness_bound_ms": self.staleness_bound_ms,
+            "records_applied": self.records_applied,
+            "records_skipped": self.records_skipped,
+            **self.log_watch,
+        }

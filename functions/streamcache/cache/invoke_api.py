@@ -1,0 +1,194 @@
+"""The JSON operations API for direct invokes (``fn invoke``, the OCI Functions invoke API, other functions).
+
+Without API Gateway in front there is no HTTP method, path or status: the platform answers 200 to
+every invoke. So the request body is a JSON operation and the answer carries its own status::
+
+    {"operation": "put", "key": "k", "value": {"any": "JSON"}, "ttl": 60}
+      -> {"status": 201, "key": "k", "version": "1-7", "expires_at": "..."}
+    {"operation": "GET", "key": "k"}
+      -> {"status": 200, "key": "k", "value": {"any": "JSON"}, "content_type": "application/json", ...}
+    {"operations": [op, op, ...]}  -> [answer, answer, ...]   (run in order)
+
+Operation names are case-insensitive. Statuses and error codes are the HTTP API's. Values: a JSON
+value is stored as ``application/json`` and comes back as JSON; with ``"content_type"`` naming a
+non-JSON type, a string ``value`` is stored as that text; ``"value_base64"`` stores bytes. On the way
+out, a non-JSON value is ``value`` (UTF-8 text) or ``value_base64`` (anything else); a get with
+``"value_encoding": "base64"`` always answers ``value_base64``, the stored bytes exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Callable
+
+import orjson
+
+from streamcache.cache.service import CacheService, parse_consistency
+from streamcache.core import records
+from streamcache.core.errors import InvalidKey, InvalidRequest, LogUnavailable
+from streamcache.core.records import Precondition, parse_precondition
+from streamcache.core.table import Entry, Outcome, OutcomeKind
+from streamcache.statuses import Problem, for_error, for_outcome, not_found
+
+MAX_BATCH = 100
+OPERATIONS = ("get", "put", "delete", "list", "health")
+
+
+class OperationError(InvalidRequest):
+    code = "invalid_operation"
+
+
+def handle_invoke(service: CacheService, body: bytes, health: Callable[[], dict]) -> object:
+    """Answer one invoke body: a JSON operation, or ``{"operations": [...]}`` (a list of answers)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _error(400, "invalid_json", f"the body is not valid JSON: {exc}")
+    if isinstance(doc, dict) and "operations" in doc:
+        ops = doc["operations"]
+        if not isinstance(ops, list) or not 1 <= len(ops) <= MAX_BATCH:
+            return _error(400, "invalid_batch", f"operations must be a list of 1 to {MAX_BATCH} operations")
+        return [_answer(service, op, health) for op in ops]
+    return _answer(service, doc, health)
+
+
+def _answer(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
+    try:
+        return _run(service, op, health)
+    except (InvalidRequest, LogUnavailable) as exc:  # other errors: the caller's JSON 500
+        return error_answer(for_error(exc))
+
+
+def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
+    if not isinstance(op, dict) or not isinstance(op.get("operation"), str):
+        raise OperationError('expected {"operation": "get|put|delete|list|health", ...}')
+    name = op["operation"].lower()
+    if name not in OPERATIONS:
+        raise OperationError(f"unknown operation {op['operation']!r}; use one of {', '.join(OPERATIONS)}")
+    if name == "health":
+        return {"status": 200, "health": health()}
+    strong = _consistency(op)
+    if name == "list":
+        limit = op.get("limit", 100)
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise InvalidRequest("limit must be a whole number")
+        cursor = _str(op, "cursor", "") or None
+        page = service.list(_str(op, "prefix", ""), limit, cursor, strong)
+        keys = [{"key": i.key, "version": str(i.entry.version), "size": len(i.entry.value),
+                 "expires_at": _time(i.entry.expires_at_ms)} for i in page.items]
+        return {"status": 200, "keys": keys, "cursor": page.cursor}
+    key = op.get("key")
+    if not isinstance(key, str):
+        raise InvalidKey("key must be a string")
+    if name == "get":
+        encoding = _value_encoding(op)
+        result = service.get(key, strong=strong)
+        if result.entry is None:
+            return error_answer(not_found(key))
+        value = _value_fields(result.entry, encoding)
+        answer = {"status": 200, "key": key, **value, "version": str(result.entry.version),
+                  "expires_at": _time(result.entry.expires_at_ms)}
+        if result.stale:
+            answer["stale"] = True
+        return answer
+    precondition = _precondition(op)
+    if name == "delete":
+        return _outcome(service.delete(key, precondition), precondition)
+    value, content_type = _value_in(op)
+    ttl = op.get("ttl")
+    return _outcome(service.put(key, value, content_type, ttl, precondition), precondition)
+
+
+def _value_in(op: dict) -> tuple[bytes, str]:
+    if "value_base64" in op:
+        try:
+            value = base64.b64decode(_str(op, "value_base64", ""), validate=True)
+        except binascii.Error:
+            raise OperationError("value_base64 is not valid base64") from None
+        return value, _str(op, "content_type", records.DEFAULT_CONTENT_TYPE)
+    if "value" not in op:
+        raise OperationError("put needs value (any JSON) or value_base64")
+    content_type = _str(op, "content_type", "application/json")
+    if not records.is_json_type(content_type) and isinstance(op["value"], str):
+        return op["value"].encode("utf-8"), content_type
+    try:
+        return orjson.dumps(op["value"]), "application/json"
+    except TypeError:  # nested deeper than JSON can be written back (254 levels)
+        raise OperationError("value is nested too deeply (at most 254 levels)") from None
+
+
+def _value_encoding(op: dict) -> str | None:
+    encoding = op.get("value_encoding")
+    if encoding not in (None, "base64"):
+        raise OperationError('value_encoding must be "base64" (or absent)')
+    return encoding
+
+
+def _value_fields(entry: Entry, encoding: str | None = None) -> dict:
+    out: dict = {"content_type": entry.content_type}
+    if encoding == "base64":
+        # The exact bytes whatever the type: the client library asks for this on every get.
+        out["value_base64"] = base64.b64encode(entry.value).decode("ascii")
+        return out
+    if records.is_json_type(entry.content_type):
+        try:
+            out["value"] = orjson.loads(entry.value)
+            orjson.dumps([{"value": out["value"]}])  # as deep as it sits in a batch answer: writable?
+            return out
+        except (orjson.JSONDecodeError, TypeError):
+            out.pop("value", None)
+    else:
+        try:
+            out["value"] = entry.value.decode("utf-8")
+            return out
+        except UnicodeDecodeError:
+            pass
+    out["value_base64"] = base64.b64encode(entry.value).decode("ascii")
+    return out
+
+
+def _outcome(outcome: Outcome, precondition: Precondition | None = None) -> dict:
+    status, problem = for_outcome(outcome, precondition)
+    if problem is not None:
+        answer = error_answer(problem)
+        if outcome.kind is OutcomeKind.PRECONDITION_FAILED:
+            answer.update(key=outcome.key, current_version=None if outcome.version is None else str(outcome.version))
+        return answer
+    if outcome.kind is OutcomeKind.DELETED:
+        return {"status": status, "key": outcome.key}
+    return {"status": status, "key": outcome.key, "version": str(outcome.version),
+            "expires_at": _time(outcome.expires_at_ms)}
+
+
+def _precondition(op: dict) -> Precondition | None:
+    return parse_precondition(op.get("if_match"), op.get("if_none_match"))
+
+
+def _consistency(op: dict) -> bool:
+    return parse_consistency(op.get("consistency"))
+
+
+def _str(op: dict, name: str, default: str) -> str:
+    value = op.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise OperationError(f"{name} must be a string")
+    return value
+
+
+def _time(ms: int | None) -> str | None:
+    return None if ms is None else records.format_time(ms)
+
+
+def _error(status: int, code: str, message: str) -> dict:
+    return {"status": status, "error": code, "message": message}
+
+
+def error_answer(problem: Problem) -> dict:
+    """A problem as a direct invoke answers it: the status in the body, Retry-After as ``retry_after``."""
+    answer = _error(problem.status, problem.code, problem.message)
+    if problem.retry_after is not None:
+        answer["retry_after"] = problem.retry_after
+    return answer

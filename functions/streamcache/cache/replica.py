@@ -1,0 +1,192 @@
+"""One instance's replica of the table, kept up to date by reading the mutation log.
+
+The replica is the only owner of "how far this instance has applied": the table's per-partition
+next offsets. It moves forward in three ways only:
+
+- :meth:`Replica.catch_up`: every partition, to the log end as of the call (bounded-staleness and
+  strong reads);
+- :meth:`Replica.apply_own`: this instance's own write. When everything before the record's offset in
+  its partition is applied already, the record this instance holds is applied directly, with no
+  read; otherwise (someone else's records lie in between) :meth:`Replica.apply_through` reads the
+  partition through that position. Either way the write's outcome is the outcome of applying that
+  very record in log order (read-your-writes);
+- :meth:`Replica.install`: once, at cold start, the table a restore built (a snapshot plus the
+  replayed tail; see :mod:`streamcache.cache.cold_start`);
+- nothing else. Catching up happens inside requests (OCI may freeze a container between
+  invocations); only the cold start runs in a thread, which requests wait for.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from streamcache.core.errors import LogTruncated, RecordError
+from streamcache.core.records import Position, decode
+from streamcache.core.table import Outcome, Table
+from streamcache.replay.fold import FoldStats, apply_records
+from streamcache.cache.log_watch import LogWatch
+from streamcache.ports import MutationLog
+
+log = logging.getLogger("streamcache.cache.replica")
+
+
+class Replica:
+    """A table plus the position it has applied. Thread-safe; operations are serialised."""
+
+    def __init__(self, mutation_log: MutationLog, monotonic: Callable[[], float] | None = None) -> None:
+        self.table = Table()
+        self._log = mutation_log
+        # None: time.monotonic, looked up at each call so that freezegun can control it in tests.
+        self._monotonic = monotonic or (lambda: time.monotonic())
+        self._lock = threading.RLock()
+        self._last_catch_up: float | None = None
+        self.records_applied = 0
+        self.records_skipped = 0
+        self.catch_ups = 0  # full catch-ups so far: tells a caller whether one ran during its request
+        # Per partition, the largest log end this instance knows of (the end a restore captured, what
+        # catch-ups and its own writes reached): lag is measured against it without asking the broker.
+        self.known_end: dict[int, int] = {}
+        self.watch = LogWatch()  # notices a log that went backwards (recreated, or a broker that lost it)
+        self.tail_losses: list[str] = []  # records retention dropped before this instance applied them
+        # Own writes applied from the record held (no read) and by reading the log back (see apply_own).
+        self.own_direct = 0
+        self.own_read_back = 0
+
+    @property
+    def log(self) -> MutationLog:
+        return self._log
+
+    def positions(self) -> dict[int, int]:
+        """Next offset to apply, for every partition of the log."""
+        applied = self.table.next_offsets()
+        return {p: applied.get(p, 0) for p in range(self._log.partitions)}
+
+    def monotonic(self) -> float:
+        """This replica's clock (the one staleness is measured with)."""
+        return self._monotonic()
+
+    def lag_records(self) -> int:
+        """Records known to exist beyond what this replica applied (as of its last look at the log)."""
+        positions = self.table.next_offsets()
+        return sum(max(0, end - positions.get(p, 0)) for p, end in self.known_end.items())
+
+    def install(self, table: Table, end: dict[int, int], began_at: float, stats: FoldStats) -> None:
+        """Replace the table with the one a restore built up to ``end`` (the log end captured at
+        ``began_at``, this replica's clock): it counts as a full catch-up that began then."""
+        with self._lock:
+            self.table = table
+            self.known_end = dict(end)
+            self._last_catch_up = began_at
+            self.catch_ups += 1
+            self.records_applied += stats.applied
+            self.records_skipped += stats.skipped
+
+    def seconds_since_catch_up(self) -> float | None:
+        """Monotonic seconds since the last full catch-up began, ``None`` if there was none yet."""
+        if self._last_catch_up is None:
+            return None
+        return self._monotonic() - self._last_catch_up
+
+    def catch_up(self) -> int:
+        """Apply every record up to the log end as of now. Returns how many records were applied."""
+        with self._lock:
+            started = self._monotonic()
+            if self.watch.due() and self.watch.check(self.positions(), self._log.bounds()):
+                self._start_over()
+            count = self._apply_all(self._read(self.positions()))
+            self._last_catch_up = started
+            self.catch_ups += 1
+            return count
+
+    def catch_up_if_older_than(self, max_age_s: float) -> bool:
+        """Catch up unless the last full catch-up began less than ``max_age_s`` ago."""
+        age = self.seconds_since_catch_up()
+        if age is not None and age < max_age_s:
+            return False
+        self.catch_up()
+        return True
+
+    def apply_own(self, position: Position, record: bytes, request_id: str) -> Outcome:
+        """The outcome of this instance's own append of ``record`` (the encoded bytes) at ``position``.
+
+        The fast path is only taken when this replica's next offset in the partition is exactly
+        ``position.offset``: then no record, ours or anyone's, lies between what was applied and
+        ours, so applying it now is applying it in log order. The bytes are decoded as every other
+        replica decodes them from the log, so all of them compute the same outcome. Anything else
+        (foreign records in between, an offset already passed, a record that does not decode) reads
+        the log, where :meth:`apply_through` also notices a log that went backwards."""
+        with self._lock:
+            partition = position.partition
+            state_next = self.table.next_offsets().get(partition, 0)
+            if state_next == position.offset:
+                try:
+                    mutation = decode(record)
+                except RecordError:
+                    mutation = None  # every replica skips it; apply_through reports it
+                if mutation is not None and mutation.request_id == request_id:
+                    outcome = self.table.apply(position, mutation)
+                    if outcome is not None:
+                        self.records_applied += 1
+                        self.own_direct += 1
+                        if position.offset + 1 > self.known_end.get(partition, 0):
+                            self.known_end[partition] = position.offset + 1
+                        return outcome
+            self.own_read_back += 1
+            return self.apply_through(position, request_id)
+
+    def apply_through(self, position: Position, request_id: str) -> Outcome:
+        """Apply ``position``'s partition up to and including ``position`` and return the outcome of
+        the request ``request_id`` that was appended there (the first outcome, if it was a retry)."""
+        with self._lock:
+            partition = position.partition
+            start = {partition: self.positions()[partition]}
+            if start[partition] <= position.offset:
+                self._apply_all(self._read(start, {partition: position.offset + 1}))
+            outcome = self.table.outcome_for(partition, request_id)
+            if outcome is None and self.watch.check_own_write(position, start[partition]):
+                self._start_over()
+                self._apply_all(self._log.read({partition: 0}, {partition: position.offset + 1}))
+                outcome = self.table.outcome_for(partition, request_id)
+            if outcome is None:
+                raise RecordError(f"the record at {position} was not read back as request {request_id}")
+            return outcome
+
+    def _read(self, start: dict[int, int], end: dict[int, int] | None = None):
+        """Read the log; if retention already dropped records this instance never applied, say so
+        loudly, go on from the oldest record still held, and remember the loss for /health."""
+        try:
+            return self._log.read(start, end)
+        except LogTruncated:
+            first = self._log.bounds().first
+            for partition, offset in start.items():
+                if offset < first.get(partition, 0):
+                    lost = first[partition] - offset
+                    problem = (f"partition {partition}: the stream's retention dropped offsets {offset} to "
+                               f"{first[partition] - 1} ({lost} records) before this instance applied them; "
+                               "those writes are lost here. Compact more often than the retention.")
+                    self.tail_losses.append(problem)
+                    log.error(problem, extra={"fields": {"event": "data_loss", "partition": partition, "records": lost}})
+                    self.table.skip(Position(partition, first[partition] - 1))
+                    start[partition] = first[partition]
+            return self._log.read(start, end)
+
+    def _start_over(self) -> None:
+        """The log went backwards (see log_watch): what was applied describes records that are gone.
+        Forget it all; reads replay the log from its start."""
+        self.table = Table()
+        self.known_end = {}
+        self._last_catch_up = None
+        self._log.close()  # the adapter's cached view of the log (high watermarks) is of the old log
+
+    def _apply_all(self, records) -> int:
+        stats = apply_records(self.table, records)
+        self.records_applied += stats.applied
+        self.records_skipped += stats.skipped
+        known = self.known_end
+        for p, offset in self.table.next_offsets().items():
+            if offset > known.get(p, 0):
+                known[p] = offset
+        return stats.applied

@@ -1,0 +1,236 @@
+"""The cache operations, independent of how a request arrived (API Gateway HTTP or a direct invoke).
+
+Write path: validate, encode one record, append it (acks=all), apply this instance's replica through
+that record, and report the outcome of applying it: the same outcome every replica computes. An
+append whose answer was lost is looked for on the stream; if its outcome stays unknown the write
+raises :class:`~streamcache.core.errors.OutcomeUnknown` (503 ``outcome_unknown``), never a guess.
+
+Read path: catch up with the log first if the last catch-up is older than the staleness bound (or
+always, for ``strong`` reads), then answer from memory. If the log cannot be reached, a default read
+is answered from memory and flagged ``stale``; a strong read raises
+:class:`~streamcache.core.errors.LogUnavailable`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Callable
+
+from streamcache.core import records
+from streamcache.core.errors import (InvalidConsistency, InvalidRequest, InvalidTTL, LogUnavailable, OutcomeUnknown,
+                                     ValueTooLarge)
+from streamcache.core.records import Delete, Precondition, PreconditionKind, Put
+from streamcache.core.table import Entry, Outcome, OutcomeKind
+from streamcache.cache.replica import Replica
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the service accepts and how stale a default read may be (the settings' defaults)."""
+
+    #: A read catches up with the log first when its last catch-up is older than this.
+    staleness_ms: int = 1000
+    max_value_bytes: int = 716_800
+    max_record_bytes: int = 1_000_000
+    max_ttl_seconds: int = 315_360_000
+    max_list_limit: int = 1000
+
+
+class Consistency(StrEnum):
+    DEFAULT = "default"  # bounded staleness (a miss is checked against the stream)
+    STRONG = "strong"  # catch up with the stream first: linearizable
+
+
+def parse_consistency(level: object) -> bool:
+    """True for a strong read; the same check for the query string and the invoke field."""
+    if level is None:
+        return False
+    try:
+        return Consistency(level) is Consistency.STRONG
+    except ValueError:
+        raise InvalidConsistency("consistency must be 'default' or 'strong'") from None
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    entry: Entry | None
+    now_ms: int
+    stale: bool = False
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key: str
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class ListPage:
+    items: list[KeyInfo]
+    cursor: str | None
+    now_ms: int
+    stale: bool = False
+
+
+class InvalidCursor(InvalidRequest):
+    code = "invalid_cursor"
+
+
+class InvalidLimit(InvalidRequest):
+    code = "invalid_limit"
+
+
+class CacheService:
+    """Get, put, delete and list against one replica and its mutation log."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        limits: Limits = Limits(),
+        event_source: str = records.DEFAULT_SOURCE,
+        clock: Callable[[], float] | None = None,
+        new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.replica = replica
+        self.limits = limits
+        self.event_source = event_source
+        self._clock = clock  # None: time.time, looked up at each call so that freezegun can stop it
+        self._new_request_id = new_request_id
+
+    def now_ms(self) -> int:
+        return int((self._clock or time.time)() * 1000)
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def _fresh(self, strong: bool, force: bool = False) -> bool:
+        """Catch up as the consistency level asks. Returns True when the answer may be stale."""
+        try:
+            if strong or force:
+                self.replica.catch_up()
+            else:
+                self.replica.catch_up_if_older_than(self.limits.staleness_ms / 1000)
+        except LogUnavailable:
+            if strong:
+                raise
+            return True
+        return False
+
+    def get(self, key: str, strong: bool = False) -> ReadResult:
+        records.validate_key(key)
+        caught_up = self.replica.catch_ups
+        stale = self._fresh(strong)
+        now = self.now_ms()
+        entry = self.replica.table.get(key, now)
+        if entry is None and not stale and self.replica.catch_ups == caught_up:
+            # A miss is checked against the stream before it is answered: a key written a moment
+            # ago through another instance is found, not reported absent for up to the bound.
+            stale = self._fresh(strong=False, force=True)
+            now = self.now_ms()
+            entry = self.replica.table.get(key, now)
+        return ReadResult(entry, now, stale)
+
+    def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False) -> ListPage:
+        if not 1 <= limit <= self.limits.max_list_limit:
+            raise InvalidLimit(f"limit must be between 1 and {self.limits.max_list_limit}")
+        start_after = _decode_cursor(cursor) if cursor else None
+        stale = self._fresh(strong)
+        now = self.now_ms()
+        items: list[KeyInfo] = []
+        next_cursor = None
+        for key, entry in self.replica.table.scan(prefix, start_after, now):
+            if len(items) == limit:
+                next_cursor = _encode_cursor(items[-1].key)
+                break
+            items.append(KeyInfo(key, entry))
+        return ListPage(items, next_cursor, now, stale)
+
+    # ---- writes -------------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        value: bytes,
+        content_type: str = records.DEFAULT_CONTENT_TYPE,
+        ttl_seconds: float | None = None,
+        precondition: Precondition | None = None,
+    ) -> Outcome:
+        records.validate_key(key)
+        if len(value) > self.limits.max_value_bytes:
+            raise ValueTooLarge(f"the value is {len(value)} bytes; the limit is {self.limits.max_value_bytes}")
+        now = self.now_ms()
+        expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
+        mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
+        return self._write(mutation)
+
+    def delete(self, key: str, precondition: Precondition | None = None) -> Outcome:
+        records.validate_key(key)
+        return self._write(Delete(key, self._new_request_id(), self.now_ms(), precondition))
+
+    def ttl_ms(self, ttl_seconds: float) -> int:
+        """Validate a TTL in seconds and return it in whole milliseconds."""
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
+            raise InvalidTTL("ttl must be a number of seconds")
+        if not 0 < ttl_seconds <= self.limits.max_ttl_seconds or ttl_seconds != ttl_seconds:
+            raise InvalidTTL(f"ttl must be more than 0 and at most {self.limits.max_ttl_seconds} seconds")
+        return max(1, round(ttl_seconds * 1000))
+
+    def _write(self, mutation: Put | Delete) -> Outcome:
+        pre = mutation.precondition
+        if pre is not None and pre.kind is PreconditionKind.MATCH and pre.version is None:
+            # If-Match with a tag we never issued fails whatever the key holds: answer the 412 from a
+            # linearizable read, with the key's current version, and write nothing.
+            entry = self.get(mutation.key, strong=True).entry
+            return Outcome(OutcomeKind.PRECONDITION_FAILED, mutation.key, entry and entry.version,
+                           entry and entry.expires_at_ms)
+        encoded = records.encode(mutation, self.event_source, self.limits.max_record_bytes)
+        try:
+            position = self.replica.log.append(mutation.key, encoded)
+        except OutcomeUnknown as unknown:
+            return self._settle(mutation, unknown)
+        try:
+            return self.replica.apply_own(position, encoded, mutation.request_id)
+        except LogUnavailable as exc:
+            # The record is on the stream; only its outcome (created or replaced, 412 or not) is
+            # unknown here. Never "stream_unavailable": that promises nothing happened.
+            raise OutcomeUnknown(f"the record landed at {position}, but its outcome could not be read "
+                                 f"back: {exc}", position) from exc
+
+    def _settle(self, mutation: Put | Delete, unknown: OutcomeUnknown) -> Outcome:
+        """An append whose answer was lost: look for the record on the stream. Found, its outcome
+        in log order is the answer (it landed); not found, the outcome stays unknown (it may not
+        have landed, or still be on its way), and so does the answer: never a guess."""
+        try:
+            self.replica.catch_up()
+        except LogUnavailable:
+            raise unknown from None
+        partition = self.replica.log.partition_for(mutation.key)
+        outcome = self.replica.table.outcome_for(partition, mutation.request_id)
+        if outcome is None:
+            raise unknown
+        return outcome
+
+
+def parse_ttl(raw: str) -> float:
+    """Parse a TTL given as text (query string, CLI) into seconds."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidTTL(f"ttl must be a number of seconds, not {raw!r}") from None
+    return value
+
+
+def _encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise InvalidCursor("the cursor is not one this API returned") from None

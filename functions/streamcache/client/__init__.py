@@ -1,0 +1,17 @@
+"""The client side of streamcache, never staged into a function image.
+
+- :class:`Client` (:mod:`.cache_client`): the typed client of a running cache, over HTTP
+  (:mod:`.http`) or the OCI Functions invoke API (:mod:`.invoke`); results and errors in :mod:`.models`.
+- :mod:`.subscribe`: the change feed, read straight from the stream with a Kafka consumer.
+"""
+
+from streamcache.client.cache_client import Client, Op
+from streamcache.client.models import (BadRequest, CacheError, Item, KeyInfo, NotFound, OutcomeUnknown,
+                                       PreconditionFailed, ServerError, Transport, TransportError, UnansweredWrite,
+                                       Unavailable, Unreachable, ValueTooLarge, WriteResult)
+
+__all__ = [
+    "Client", "Op", "Transport", "TransportError", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
+    "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "ServerError",
+    "OutcomeUnknown", "UnansweredWrite",
+]

@@ -1,0 +1,330 @@
+"""A typed Python client of the cache, over HTTP (API Gateway, ``streamcache dev``) or a direct invoke.
+
+    import streamcache
+    cache = streamcache.Client("http://127.0.0.1:8080")          # or $STREAMCACHE_URL
+    cache.put("user/1", b'{"name": "Ada"}', ttl=60, content_type="application/json")
+    item = cache.get("user/1")             # Item(value=b'...', version="2-15", expires_at=datetime)
+    for info in cache.list(prefix="user/"):  # follows the cursors page by page
+        ...
+
+    # From another function (or anywhere with OCI credentials): the OCI Functions invoke API.
+    cache = streamcache.Client.for_function(FUNCTION_OCID, INVOKE_ENDPOINT)
+
+Both transports speak one small interface: an operation of the direct-invoke JSON API
+(:mod:`streamcache.cache.invoke_api`) in, its answer out, with the value as raw bytes both ways. This module
+turns answers into typed results and errors, and retries: idempotent calls (get, list, an
+unconditional put or delete) on 503 or 429 (waiting at least the server's Retry-After) and on
+connection errors, with exponential backoff and full jitter. Conditional writes are never retried:
+whether a lost attempt ran is unknown, and repeating it could fail its own precondition. A write whose
+outcome is unknown (503 ``outcome_unknown``, a 504, or sent without an answer) is not retried either
+and raises :class:`OutcomeUnknown` (:class:`UnansweredWrite`): read the key with
+``consistency="strong"`` to learn what happened.
+
+A client reads its own writes: instances catch up with the stream within the staleness bound, so a
+default get that lands on an instance behind this client's last write of the key (an older version,
+or none) is asked again with strong consistency. Other clients' writes follow the bound.
+
+Values are bytes, kept exact over both transports. ``import streamcache`` stays cheap: the ``oci``
+SDK is imported only when an invoke transport is built.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator
+
+from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Item,
+                                       KeyInfo, NotFound, OutcomeUnknown, PreconditionFailed, ServerError,
+                                       UnansweredWrite, Unavailable, Unreachable, ValueTooLarge, WriteResult, error_for)
+
+__all__ = ["Client", "Op", "Transport", "TransportError", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
+           "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "ServerError",
+           "OutcomeUnknown", "UnansweredWrite"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_TIMEOUT_S = 10.0
+MAX_BATCH = 100  # the function's limit on one {"operations": [...]} invoke
+MAX_OWN_WRITES = 1024  # keys whose last own write the client remembers, to read it back
+
+
+# ---- transports ---------------------------------------------------------------------------------
+
+
+class Op:
+    """Operations for :meth:`Client.batch`: ``Op.put("k", b"v")``, ``Op.get("k")``, ``Op.delete("k")``."""
+
+    @staticmethod
+    def get(key: str, consistency: str | None = None) -> dict:
+        return _drop_none({"operation": "get", "key": key, "consistency": consistency})
+
+    @staticmethod
+    def put(key: str, value: bytes | str, ttl: float | None = None, if_match: str | None = None,
+            if_none_match: bool = False, content_type: str | None = None) -> dict:
+        if isinstance(value, str):
+            value, content_type = value.encode("utf-8"), content_type or "text/plain; charset=utf-8"
+        elif not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"value must be bytes or str, not {type(value).__name__}")
+        return _drop_none({"operation": "put", "key": key, "value": bytes(value), "ttl": ttl,
+                           "content_type": content_type or "application/octet-stream",
+                           "if_match": _unquoted(if_match), "if_none_match": "*" if if_none_match else None})
+
+    @staticmethod
+    def delete(key: str, if_match: str | None = None) -> dict:
+        return _drop_none({"operation": "delete", "key": key, "if_match": _unquoted(if_match)})
+
+    @staticmethod
+    def list(prefix: str = "", limit: int = 100, cursor: str | None = None, consistency: str | None = None) -> dict:
+        return _drop_none({"operation": "list", "prefix": prefix, "limit": limit, "cursor": cursor,
+                           "consistency": consistency})
+
+
+def idempotent(op: dict) -> bool:
+    """Safe to send twice: reads, and writes without a precondition (the second leaves the same state)."""
+    return op["operation"] in ("get", "list", "health") or ("if_match" not in op and "if_none_match" not in op)
+
+
+# ---- the client ---------------------------------------------------------------------------------
+
+
+class Client:
+    """The cache's client. Thread-safe; ``close()`` (or ``with``) releases its connections.
+
+    ``url``: the cache's HTTP URL (default ``$STREAMCACHE_URL`` or http://127.0.0.1:8080); without a
+    path the routes are under ``/cache``, with one (an API Gateway deployment) the path is the route.
+    ``api_key`` is sent as ``Authorization: Bearer`` over HTTP (direct invokes are authorized by OCI
+    IAM instead). ``retries`` extra attempts for idempotent calls, waiting ``backoff * 2**n`` at most
+    (full jitter, capped by ``max_backoff``) or the server's Retry-After if longer; a Retry-After over
+    ``max_backoff`` ends the retries. ``timeout`` bounds each attempt."""
+
+    def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 retries: int = 3, backoff: float = 0.1, max_backoff: float = 5.0,
+                 transport: Transport | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        if transport is None:
+            from streamcache.client.http import HttpTransport
+
+            transport = HttpTransport(url or os.environ.get("STREAMCACHE_URL") or DEFAULT_URL, timeout, api_key)
+        elif url is not None:
+            raise ValueError("give url or transport, not both")
+        if retries < 0 or backoff < 0 or max_backoff < 0:
+            raise ValueError("retries, backoff and max_backoff must not be negative")
+        self.transport = transport
+        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+        self._sleep = sleep
+        self._own_writes: OrderedDict[str, str | None] = OrderedDict()
+        self._own_lock = threading.Lock()
+
+    @classmethod
+    def for_function(cls, function_id: str, endpoint: str, *, config: dict | None = None,
+                     profile: str | None = None, config_file: str | None = None, signer: object | None = None,
+                     timeout: float = DEFAULT_TIMEOUT_S, **options) -> "Client":
+        """A client that invokes the cache function directly (``FunctionsInvokeClient``).
+
+        ``endpoint`` is the function's invoke endpoint (``oci fn function get`` shows it as
+        ``invoke-endpoint``; ``streamcache dev`` prints its own). Credentials: ``signer`` (+ ``config``)
+        if given; else ``config``; else Resource Principals when ``OCI_RESOURCE_PRINCIPAL_VERSION`` is
+        set (inside OCI Functions); else ``profile`` of ``config_file`` (``~/.oci/config``, DEFAULT)."""
+        from streamcache.client.invoke import InvokeTransport
+
+        transport = InvokeTransport(function_id, endpoint, config=config, profile=profile, config_file=config_file,
+                                    signer=signer, timeout=timeout)
+        return cls(transport=transport, **options)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- operations ---------------------------------------------------------------------------
+
+    def get(self, key: str, consistency: str | None = None) -> Item:
+        """The key's value; raises :class:`NotFound`. ``consistency="strong"`` catches up first.
+
+        A default read may come from an instance that has not seen this client's own last write of
+        the key yet (instances catch up within the staleness bound): then it is asked again, strong."""
+        op = Op.get(key, consistency)
+        answer = self._call(op)
+        if consistency is None and self._behind_own_write(key, answer):
+            answer = self._call(Op.get(key, "strong"))
+        return _result(op, answer)  # type: ignore[return-value]
+
+    def put(self, key: str, value: bytes | str, ttl: float | None = None, if_match: str | None = None,
+            if_none_match: bool = False, content_type: str | None = None) -> WriteResult:
+        """Store ``value`` (a str is stored as UTF-8 text). ``ttl`` in seconds; ``if_match`` a version
+        (or ``"*"``: only if the key has a value); ``if_none_match=True``: only if it has none. A
+        failed precondition raises :class:`PreconditionFailed` with the current version."""
+        op = Op.put(key, value, ttl, if_match, if_none_match, content_type)
+        written = _result(op, self._call(op))
+        self._remember(key, written.version)  # type: ignore[union-attr]
+        return written  # type: ignore[return-value]
+
+    def delete(self, key: str, if_match: str | None = None) -> bool:
+        """Remove the key. True if it had a value, False if it had none (so a retried delete is quiet)."""
+        op = Op.delete(key, if_match)
+        deleted = _result(op, self._call(op))
+        self._remember(key, None)
+        return deleted  # type: ignore[return-value]
+
+    def list(self, prefix: str = "", page_size: int = 100, consistency: str | None = None) -> Iterator[KeyInfo]:
+        """Every key under ``prefix`` in key order, fetched ``page_size`` at a time as you iterate."""
+        cursor = None
+        while True:
+            op = Op.list(prefix, page_size, cursor, consistency)
+            page = self._call(op)
+            for info in _result(op, page):  # type: ignore[union-attr]
+                yield info
+            cursor = page.get("cursor")
+            if not cursor:
+                return
+
+    def health(self) -> dict:
+        """The answering instance's status (``/health``)."""
+        op = {"operation": "health"}
+        return _result(op, self._call(op))  # type: ignore[return-value]
+
+    def batch(self, ops: Iterable[dict]) -> list:
+        """Run :class:`Op` operations in order. Over a direct invoke, each 100 travel in one call (an
+        idempotent batch is retried whole); over HTTP they run one by one. Answers a list of
+        results (Item, WriteResult, True/False for a delete, a list of KeyInfo): a failed operation is
+        its :class:`CacheError`, returned, not raised (later operations still ran)."""
+        ops = list(ops)
+        send_batch = getattr(self.transport, "send_batch", None)
+        answers: list[dict] = []
+        if send_batch is None:
+            answers = [self._attempts(lambda op=op: self.transport.send(op), idempotent(op),
+                                      op.get("operation") in ("put", "delete")) for op in ops]
+        else:
+            for start in range(0, len(ops), MAX_BATCH):
+                chunk = ops[start:start + MAX_BATCH]
+                got = self._attempts(lambda chunk=chunk: send_batch(chunk), all(map(idempotent, chunk)),
+                                     any(op.get("operation") in ("put", "delete") for op in chunk))
+                if isinstance(got, dict):  # the whole call failed (the platform, or an invalid batch)
+                    raise error_for(got)
+                answers.extend(got)
+        results = [_batch_result(op, answer) for op, answer in zip(ops, answers)]
+        for op, result in zip(ops, results):
+            if isinstance(result, WriteResult):
+                self._remember(op["key"], result.version)
+            elif op["operation"] == "delete" and isinstance(result, bool):
+                self._remember(op["key"], None)
+        return results
+
+    # ---- read your own writes -----------------------------------------------------------------
+
+    def _remember(self, key: str, version: str | None) -> None:
+        """The version this client last wrote (None: deleted), for the last MAX_OWN_WRITES keys."""
+        with self._own_lock:
+            self._own_writes[key] = version
+            self._own_writes.move_to_end(key)
+            if len(self._own_writes) > MAX_OWN_WRITES:
+                self._own_writes.popitem(last=False)
+
+    def _behind_own_write(self, key: str, answer: dict) -> bool:
+        with self._own_lock:
+            if key not in self._own_writes:
+                return False
+            own = self._own_writes[key]
+        status = answer.get("status")
+        if own is None:
+            return status == 200  # we deleted it, yet a value came back
+        if status == 404:
+            return True
+        return status == 200 and _older(str(answer.get("version")), own)
+
+    # ---- retries ------------------------------------------------------------------------------
+
+    def _call(self, op: dict) -> dict:
+        return self._attempts(lambda: self.transport.send(op), idempotent(op), op["operation"] in ("put", "delete"))
+
+    def _attempts(self, send: Callable[[], object], may_retry: bool, writes: bool = False):
+        attempt = 0
+        while True:
+            try:
+                answer = send()
+            except TransportError as exc:
+                if not may_retry or attempt >= self.retries:
+                    if writes and exc.sent:  # it may have run: say so, as a 503 outcome_unknown does
+                        raise UnansweredWrite(0, "outcome_unknown", f"no answer to a write that was sent: {exc}") from exc
+                    raise Unreachable(0, "unreachable", str(exc)) from exc
+                retry_after = None
+            else:
+                status = answer.get("status") if isinstance(answer, dict) else None
+                if status not in RETRYABLE_STATUSES or not may_retry or attempt >= self.retries:
+                    return answer
+                if answer.get("error") == "outcome_unknown":
+                    return answer  # it may have run: the caller must learn what happened first
+                retry_after = answer.get("retry_after")
+                if retry_after is not None and retry_after > self.max_backoff:
+                    return answer  # longer than we are willing to wait: the caller decides
+            self._sleep(self._delay(attempt, retry_after))
+            attempt += 1
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        jittered = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** attempt))
+        return max(jittered, retry_after or 0.0)
+
+
+# ---- answers to results -------------------------------------------------------------------------
+
+
+def _result(op: dict, answer: dict) -> object:
+    """The typed result of a success answer to ``op``; raises the typed error of any other answer."""
+    status, name = answer.get("status"), op["operation"]
+    if status not in (200, 201, 204):
+        if name == "delete" and status == 404 and answer.get("error") == "not_found":
+            return False
+        raise error_for(answer, writes=name in ("put", "delete"))
+    try:
+        if name == "get":
+            return Item(answer["key"], bytes(answer["value"]), answer["content_type"], answer["version"],
+                        _when(answer.get("expires_at")), bool(answer.get("stale")))
+        if name == "put":
+            return WriteResult(answer["key"], answer["version"], _when(answer.get("expires_at")), status == 201)
+        if name == "list":
+            return [KeyInfo(k["key"], k["version"], k["size"], _when(k.get("expires_at"))) for k in answer["keys"]]
+        if name == "health":
+            return dict(answer["health"])
+        return status == 204  # a delete
+    except (KeyError, TypeError, ValueError) as exc:
+        message = f"the answer does not have the expected shape: {exc}"
+        raise CacheError(int(status or 0), "invalid_answer", message) from exc
+
+
+def _batch_result(op: dict, answer: dict) -> object:
+    try:
+        return _result(op, answer)
+    except CacheError as exc:
+        return exc
+
+
+def _older(version: str, than: str) -> bool:
+    """Whether ``version`` was written before ``than`` (one key lives on one partition)."""
+    try:
+        (partition, offset), (own_partition, own_offset) = (map(int, v.split("-")) for v in (version, than))
+    except ValueError:
+        return False
+    return partition == own_partition and offset < own_offset
+
+
+def _when(value: object) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    moment = datetime.fromisoformat(str(value))
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _unquoted(version: str | None) -> str | None:
+    """Versions are accepted as the ETag too (``"2-15"`` with quotes)."""
+    return None if version is None else version.strip().removeprefix("W/").strip('"')
+
+
+def _drop_none(op: dict) -> dict:
+    return {name: value for name, value in op.items() if value is not None}
