@@ -188,8 +188,11 @@ def test_the_compactor_connection_cut_mid_fold(proxied, tmp_path):
     socket_dir = tempfile.mkdtemp(prefix="sc-n-", dir="/tmp")
     fresh = start_instance("fresh", socket_dir, stack.function_config())
     try:
-        health = orjson.loads(fresh.client.http_call("GET", "/health").body)
-        assert health["snapshot"]["name"] in answers[-1]["object"], health
+        # /health does not wait for the cold start: wait for it to serve, then see what it loaded.
+        health = wait_for(lambda: (h := orjson.loads(fresh.client.http_call("GET", "/health").body))["status"]
+                          == "serving" and h, timeout_s=30, what="the fresh instance to restore")
+        newest = answers[-1]["object"].rsplit("/", 1)[-1]
+        assert newest in orjson.dumps(health).decode(), health  # restored from the snapshot written last
         _verdict(load, keys, [fresh, *stack.instances])
     finally:
         fresh.stop()
