@@ -30,6 +30,7 @@ from .common import Samples, key_name, ratio, summarize, timed_loop, value_for
 from .context import BenchContext, Skipped
 from .datasets import CONTENT_TYPE, load_redis, load_topic
 from .redis_server import RedisServer
+from .write_floor import append_alone, targets
 
 WORKER = Path(__file__).resolve().parent / "load_worker.py"
 HANDLER_GET_FACTOR = 10  # the in-handler GET is ~100x cheaper than a round trip: more samples, same time
@@ -42,21 +43,33 @@ def measure_warm(ctx: BenchContext) -> dict:
     mode = ctx.mode
     topic, url = ctx.new_topic("warm")
     load_topic(ctx.broker.bootstrap, topic, ctx.partitions, ((key_name(i), value_for(i)) for i in range(mode.warm_keys)))
-    ours = {"handler": in_handler(ctx, url)}
-    ctx.say(f"warm: in the handler GET p50 {ours['handler']['get'].get('p50_ms')} ms")
+    floor_topic, _ = ctx.new_topic("floor")
+    floor = {}  # the append alone, measured just before each path's PUTs (issue 13's targets)
+
+    def beside(path: str) -> None:
+        floor[path] = append_alone(ctx.broker.bootstrap, floor_topic, mode.put_requests, mode.path_budget_s)
+
+    ours = {"handler": in_handler(ctx, url, lambda: beside("handler")), "append_alone": floor}
+    ctx.say(f"warm: in the handler GET p50 {ours['handler']['get'].get('p50_ms')} ms, PUT p50 "
+            f"{ours['handler']['put'].get('p50_ms')} ms, append alone {floor['handler'].get('p50_ms')} ms")
     stack = DevStack(port=0, instances=2, log_url=url)
     try:
         stack.start()
-        ours["fdk_socket"] = through_socket(ctx, stack)
-        ctx.say(f"warm: FDK socket GET p50 {ours['fdk_socket']['get'].get('p50_ms')} ms")
-        ours["gateway"] = through_gateway(ctx, stack.url)
-        ctx.say(f"warm: gateway GET p50 {ours['gateway']['get'].get('p50_ms')} ms")
+        ours["fdk_socket"] = through_socket(ctx, stack, lambda: beside("fdk_socket"))
+        ctx.say(f"warm: FDK socket GET p50 {ours['fdk_socket']['get'].get('p50_ms')} ms, PUT p50 "
+                f"{ours['fdk_socket']['put'].get('p50_ms')} ms, append alone {floor['fdk_socket'].get('p50_ms')} ms")
+        ours["gateway"] = through_gateway(ctx, stack.url, lambda: beside("gateway"))
+        ctx.say(f"warm: gateway GET p50 {ours['gateway']['get'].get('p50_ms')} ms, PUT p50 "
+                f"{ours['gateway']['put'].get('p50_ms')} ms, append alone {floor['gateway'].get('p50_ms')} ms")
         ours["gateway_concurrent"] = concurrent(ctx, stack.url)
         ctx.say(f"warm: gateway, {mode.concurrent_clients} clients, GET "
                 f"{ours['gateway_concurrent']['get'].get('rps')} req/s")
         ours["cold_start_ms_of_dev_instances"] = {name: round(ms, 1) for name, ms in stack.cold_starts_ms.items()}
     finally:
         stack.stop()
+    with DevStack(port=0, instances=1, log_url=url) as single:  # no foreign records between one's writes
+        ours["gateway_one_instance"] = through_gateway(ctx, single.url)
+    ours["targets"] = targets(ours)
     result = {"streamcache": ours, "settings": {"instances": 2, "partitions": ctx.partitions, "value_bytes": 100,
                                                 "keys": mode.warm_keys, "staleness_ms": Settings.staleness_ms}}
     try:
@@ -70,7 +83,7 @@ def measure_warm(ctx: BenchContext) -> dict:
     return result
 
 
-def in_handler(ctx: BenchContext, url: str) -> dict:
+def in_handler(ctx: BenchContext, url: str, before_put=lambda: None) -> dict:
     mode = ctx.mode
     app = CacheApp(Settings.from_env({"STREAMCACHE_LOG_URL": url, "STREAMCACHE_INSTANCE_ID": "bench-handler"}))
     try:
@@ -78,6 +91,7 @@ def in_handler(ctx: BenchContext, url: str) -> dict:
         get = _loop_get(lambda path: app.handle(HttpRequest("GET", path, {}, b"")).status, mode.warm_keys,
                         mode.get_requests * HANDLER_GET_FACTOR, mode.path_budget_s)
         headers = {"content-type": CONTENT_TYPE}
+        before_put()
         put = _loop_put(lambda path, body: app.handle(HttpRequest("PUT", path, headers, body)).status,
                         mode.warm_keys, mode.put_requests, mode.path_budget_s)
     finally:
@@ -85,18 +99,19 @@ def in_handler(ctx: BenchContext, url: str) -> dict:
     return {"get": get, "put": put}
 
 
-def through_socket(ctx: BenchContext, stack: DevStack) -> dict:
+def through_socket(ctx: BenchContext, stack: DevStack, before_put=lambda: None) -> dict:
     mode = ctx.mode
     client = stack.instances[0].client
     get = _loop_get(lambda path: client.http_call("GET", path).status, mode.warm_keys, mode.get_requests,
                     mode.path_budget_s)
     headers = {"Content-Type": CONTENT_TYPE}
+    before_put()
     put = _loop_put(lambda path, body: client.http_call("PUT", path, body, headers).status, mode.warm_keys,
                     mode.put_requests, mode.path_budget_s)
     return {"get": get, "put": put}
 
 
-def through_gateway(ctx: BenchContext, base_url: str) -> dict:
+def through_gateway(ctx: BenchContext, base_url: str, before_put=lambda: None) -> dict:
     mode = ctx.mode
     host, port = base_url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -110,6 +125,7 @@ def through_gateway(ctx: BenchContext, base_url: str) -> dict:
     try:
         get = _loop_get(lambda path: call("GET", path), mode.warm_keys, mode.get_requests, mode.path_budget_s)
         headers = {"Content-Type": CONTENT_TYPE}
+        before_put()
         put = _loop_put(lambda path, body: call("PUT", path, body, headers), mode.warm_keys, mode.put_requests,
                         mode.path_budget_s)
     finally:

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from . import write_floor
+
 LATENCY_PATHS = (
     ("handler", "in the handler (`CacheApp.handle`, in-process)"),
     ("fdk_socket", "FDK unix socket (Fn protocol, `FnClient`)"),
@@ -43,6 +45,7 @@ def markdown(results: dict) -> str:
     measurements = results["measurements"]
     if "warm" in measurements:
         lines += _warm(measurements["warm"])
+        lines += write_floor.markdown(measurements["warm"].get("streamcache", {}))
     if "durability" in measurements:
         lines += _durability(measurements["durability"])
     if "scaling" in measurements:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-from streamcache.core.errors import (ConfigError, InvalidRequest, LogUnavailable, Restoring, StreamcacheError)
+from streamcache.core.errors import (ConfigError, InvalidRequest, LogUnavailable, OutcomeUnknown, Restoring,
+                                     StreamcacheError)
 from streamcache.core.records import Precondition, PreconditionKind
 from streamcache.core.table import Outcome, OutcomeKind
 from streamcache.ports import SnapshotStoreUnavailable
@@ -29,6 +30,7 @@ class ErrorCode(StrEnum):
     PRECONDITION_FAILED = "precondition_failed"
     RESTORING = "restoring"
     STREAM_UNAVAILABLE = "stream_unavailable"
+    OUTCOME_UNKNOWN = "outcome_unknown"
     SNAPSHOT_STORE_UNAVAILABLE = "snapshot_store_unavailable"
     MISCONFIGURED = "misconfigured"
     INTERNAL = "internal"
@@ -50,6 +52,11 @@ class Problem(NamedTuple):
 #: prefix, retryable). The message is the prefix followed by the error's own text.
 ERRORS: tuple[tuple[type[BaseException], int, ErrorCode, str, bool], ...] = (
     (Restoring, 503, ErrorCode.RESTORING, "the instance is restoring its data; retry shortly", True),
+    # 503, not 504: the FDK turns a handler's 504 into the platform's "function timed out" (its
+    # socket status), and the answer's body and code would be lost on the way. A subclass of
+    # LogUnavailable, so listed first: "stream_unavailable" promises that nothing was written.
+    (OutcomeUnknown, 503, ErrorCode.OUTCOME_UNKNOWN, "the write may or may not have been applied; read the key "
+     "with consistency=strong to learn what happened before retrying", True),
     (LogUnavailable, 503, ErrorCode.STREAM_UNAVAILABLE, "the stream cannot be reached", True),
     (SnapshotStoreUnavailable, 503, ErrorCode.SNAPSHOT_STORE_UNAVAILABLE, "the snapshot store cannot be used", True),
     (ConfigError, 500, ErrorCode.MISCONFIGURED, "", False),

@@ -36,10 +36,11 @@ class LocalBroker:
     host: str
     port: int
     process: subprocess.Popen = field(repr=False)
+    advertised_port: int | None = None  # where clients are told to connect (a proxy), if not ``port``
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.advertised_port or self.port}"
 
     def log_url(self, topic: str) -> str:
         return f"kafka://{self.bootstrap}/{topic}"
@@ -74,15 +75,18 @@ class LocalBroker:
         self.stop()
 
 
-def start_broker(host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 10.0) -> LocalBroker:
-    """Start Tansu on ``host:port`` (a free port if ``None``) and return once it accepts connections."""
+def start_broker(host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 10.0,
+                 advertise_port: int | None = None) -> LocalBroker:
+    """Start Tansu on ``host:port`` (a free port if ``None``) and return once it accepts connections.
+    ``advertise_port``: tell clients to connect there instead (a proxy in front of the broker)."""
     attempts = 3 if port is None else 1
     last_error = ""
     for _ in range(attempts):
         chosen = port or free_port(host)
         url = f"tcp://{host}:{chosen}"
+        advertised = url if advertise_port is None else f"tcp://{host}:{advertise_port}"
         process = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"],
+            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised, "--silent"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -98,7 +102,7 @@ def start_broker(host: str = "127.0.0.1", port: int | None = None, timeout_s: fl
                 with socket.create_connection((host, chosen), timeout=0.2):
                     if process.stderr:
                         process.stderr.close()
-                    return LocalBroker(host, chosen, process)
+                    return LocalBroker(host, chosen, process, advertise_port)
             except OSError:
                 time.sleep(0.01)  # polling a port that is about to open; bounded by the deadline
         else:

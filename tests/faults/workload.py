@@ -7,8 +7,11 @@ is recorded:
 
 - a definite answer (2xx, 404, 412) is the operation's output;
 - the gateway's own 503 ``busy`` never reached a function: the operation did not happen;
-- a function's 503 ``stream_unavailable`` on a write, a 502/504 or a broken connection: the append
-  may have landed, so the write is *indeterminate*; a read without an answer constrains nothing;
+- a function's 503 ``stream_unavailable``: the record never left the instance, so the write did not
+  happen (the checker holds the function to that promise: a write that did land would show);
+- a 503 ``outcome_unknown``, a 502/504 (the gateway's ``function_timeout``) or a broken
+  connection: the append may have landed, so the write is *indeterminate*; a read without an answer
+  constrains nothing;
 - anything else (a 500, a 4xx we did not expect) is kept in ``Workload.unexpected`` for the test
   to fail on.
 """
@@ -78,6 +81,7 @@ class Workload:
     seed: int = 0
     history: History = field(default_factory=History)
     statuses: Counter = field(default_factory=Counter)  # (kind, status or "no answer") -> count
+    codes: Counter = field(default_factory=Counter)  # (kind, status, error code) of error answers
     unexpected: list[str] = field(default_factory=list)
     acknowledged: list[tuple[str, str]] = field(default_factory=list)  # (key, value) of acked writes
     attempted: list[tuple[str, str]] = field(default_factory=list)  # (key, value) of every write sent
@@ -94,6 +98,9 @@ class Workload:
         try:
             if during is not None:
                 during(self)
+        except BaseException:
+            self.stop.set()  # the fault failed: stop the clients now rather than after timeout_s
+            raise
         finally:
             deadline = time.monotonic() + timeout_s
             for thread in threads:
@@ -164,10 +171,12 @@ class Workload:
                 last_version[key] = None
             return
         code = _error_code(answer)
-        if status == 503 and code == "busy":
-            self.history.drop(op)  # the gateway refused it: no function saw it
+        with self._lock:
+            self.codes[(kind, status, code)] += 1
+        if status == 503 and code in ("busy", "stream_unavailable"):
+            self.history.drop(op)  # refused before anything was written (see the module's docstring)
             return
-        if status in (502, 504) or code == "stream_unavailable":
+        if status in (502, 504) or (status == 503 and code == "outcome_unknown"):
             self._indeterminate(op, kind, key, value)
             return
         self.history.drop(op)

@@ -12,6 +12,9 @@ the next one and reorder records of a key.
 Consumer: manual assignment of every partition, no consumer group (each instance needs the whole
 stream; groups would split it), positions kept across calls so a catch-up only fetches the tail.
 
+A failed ``append`` stops its producer and tells "not sent" (LogUnavailable, safe to retry) from
+"sent, answer lost" (OutcomeUnknown): see :mod:`.kafka_outcome`.
+
 The log end. On Kafka and OCI Streaming, ListOffsets(latest) is exact. On Tansu it answers the base
 offset of the last *batch* plus one, which is short when that batch holds several records. A fetch
 response's high watermark is right on both, so a read to "the end" goes to
@@ -30,7 +33,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.partitioner.default import murmur2
 
-from streamcache.core.errors import LogTruncated, LogUnavailable
+from streamcache.adapters.kafka_outcome import abandon, find_batch, may_have_landed
+from streamcache.core.errors import LogTruncated, LogUnavailable, OutcomeUnknown
 from streamcache.core.records import Position
 from streamcache.ports import LogBounds, LogRecord
 
@@ -136,10 +140,26 @@ class KafkaLog:
     def append(self, key: str, value: bytes) -> Position:
         partition = self.partition_for(key)
         producer = self._get_producer()
-        with map_kafka_errors(f"appending to {self.topic}"):
+        with map_kafka_errors(f"appending to {self.topic}"):  # send() itself failing: nothing left
             future = producer.send(self.topic, key=key.encode("utf-8"), value=value, partition=partition)
+        batch = find_batch(producer, future)
+        try:
             metadata = future.get(timeout=self._timeout_ms / 1000)
+        except (kafka_errors.KafkaError, OSError) as exc:
+            raise self._append_failed(producer, batch, exc) from exc
         return Position(metadata.partition, metadata.offset)
+
+    def _append_failed(self, producer: KafkaProducer, batch, exc: BaseException) -> LogUnavailable:
+        """Stop the producer (its retries must not land the record after the caller was answered),
+        then say whether the record may have landed: OutcomeUnknown if its produce request left,
+        LogUnavailable if it never did. See kafka_outcome."""
+        if self._producer is producer:
+            self._producer = None  # the next append connects a fresh one
+        stopped = abandon(producer)
+        what = f"appending to {self.topic}: {type(exc).__name__}: {exc}"
+        if stopped and not may_have_landed(batch):
+            return LogUnavailable(f"{what} (the record was not sent)")
+        return OutcomeUnknown(f"{what}; the record was sent and may or may not have landed")
 
     def append_many(self, items: Sequence[tuple[str, bytes]]) -> list[Position]:
         if not items:

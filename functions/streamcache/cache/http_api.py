@@ -16,7 +16,9 @@ With ``?key=``, a parameter the same method on ``P/{key}`` does not take is refu
 ignored. Unknown fields of a JSON body are refused too, by name.
 
 Every error is a JSON body ``{"error": CODE, "message": ...}``; client mistakes are 4xx and change
-nothing, an unreachable stream is 503 with Retry-After.
+nothing, an unreachable stream is 503 ``stream_unavailable`` with Retry-After (a write so answered did
+not happen), and a write whose append may or may not have landed is 503 ``outcome_unknown`` with
+Retry-After (docs/unknown-outcomes.md).
 """
 
 from __future__ import annotations

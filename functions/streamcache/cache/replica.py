@@ -5,8 +5,11 @@ next offsets. It moves forward in three ways only:
 
 - :meth:`Replica.catch_up`: every partition, to the log end as of the call (bounded-staleness and
   strong reads);
-- :meth:`Replica.apply_through`: one partition, through the position of this instance's own write
-  (read-your-writes; the write's outcome is the outcome of applying that very record);
+- :meth:`Replica.apply_own`: this instance's own write. When everything before the record's offset in
+  its partition is applied already, the record this instance holds is applied directly, with no
+  read; otherwise (someone else's records lie in between) :meth:`Replica.apply_through` reads the
+  partition through that position. Either way the write's outcome is the outcome of applying that
+  very record in log order (read-your-writes);
 - :meth:`Replica.install`: once, at cold start, the table a restore built (a snapshot plus the
   replayed tail; see :mod:`streamcache.cache.cold_start`);
 - nothing else. Catching up happens inside requests (OCI may freeze a container between
@@ -21,7 +24,7 @@ import time
 from typing import Callable
 
 from streamcache.core.errors import LogTruncated, RecordError
-from streamcache.core.records import Position
+from streamcache.core.records import Position, decode
 from streamcache.core.table import Outcome, Table
 from streamcache.replay.fold import FoldStats, apply_records
 from streamcache.cache.log_watch import LogWatch
@@ -48,6 +51,9 @@ class Replica:
         self.known_end: dict[int, int] = {}
         self.watch = LogWatch()  # notices a log that went backwards (recreated, or a broker that lost it)
         self.tail_losses: list[str] = []  # records retention dropped before this instance applied them
+        # Own writes applied from the record held (no read) and by reading the log back (see apply_own).
+        self.own_direct = 0
+        self.own_read_back = 0
 
     @property
     def log(self) -> MutationLog:
@@ -102,6 +108,34 @@ class Replica:
             return False
         self.catch_up()
         return True
+
+    def apply_own(self, position: Position, record: bytes, request_id: str) -> Outcome:
+        """The outcome of this instance's own append of ``record`` (the encoded bytes) at ``position``.
+
+        The fast path is only taken when this replica's next offset in the partition is exactly
+        ``position.offset``: then no record, ours or anyone's, lies between what was applied and
+        ours, so applying it now is applying it in log order. The bytes are decoded as every other
+        replica decodes them from the log, so all of them compute the same outcome. Anything else
+        (foreign records in between, an offset already passed, a record that does not decode) reads
+        the log, where :meth:`apply_through` also notices a log that went backwards."""
+        with self._lock:
+            partition = position.partition
+            state_next = self.table.next_offsets().get(partition, 0)
+            if state_next == position.offset:
+                try:
+                    mutation = decode(record)
+                except RecordError:
+                    mutation = None  # every replica skips it; apply_through reports it
+                if mutation is not None and mutation.request_id == request_id:
+                    outcome = self.table.apply(position, mutation)
+                    if outcome is not None:
+                        self.records_applied += 1
+                        self.own_direct += 1
+                        if position.offset + 1 > self.known_end.get(partition, 0):
+                            self.known_end[partition] = position.offset + 1
+                        return outcome
+            self.own_read_back += 1
+            return self.apply_through(position, request_id)
 
     def apply_through(self, position: Position, request_id: str) -> Outcome:
         """Apply ``position``'s partition up to and including ``position`` and return the outcome of

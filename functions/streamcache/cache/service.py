@@ -1,7 +1,9 @@
 """The cache operations, independent of how a request arrived (API Gateway HTTP or a direct invoke).
 
 Write path: validate, encode one record, append it (acks=all), apply this instance's replica through
-that record, and report the outcome of applying it: the same outcome every replica computes.
+that record, and report the outcome of applying it: the same outcome every replica computes. An
+append whose answer was lost is looked for on the stream; if its outcome stays unknown the write
+raises :class:`~streamcache.core.errors.OutcomeUnknown` (503 ``outcome_unknown``), never a guess.
 
 Read path: catch up with the log first if the last catch-up is older than the staleness bound (or
 always, for ``strong`` reads), then answer from memory. If the log cannot be reached, a default read
@@ -20,7 +22,8 @@ from enum import StrEnum
 from typing import Callable
 
 from streamcache.core import records
-from streamcache.core.errors import InvalidConsistency, InvalidRequest, InvalidTTL, LogUnavailable, ValueTooLarge
+from streamcache.core.errors import (InvalidConsistency, InvalidRequest, InvalidTTL, LogUnavailable, OutcomeUnknown,
+                                     ValueTooLarge)
 from streamcache.core.records import Delete, Precondition, PreconditionKind, Put
 from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.cache.replica import Replica
@@ -185,8 +188,31 @@ class CacheService:
             return Outcome(OutcomeKind.PRECONDITION_FAILED, mutation.key, entry and entry.version,
                            entry and entry.expires_at_ms)
         encoded = records.encode(mutation, self.event_source, self.limits.max_record_bytes)
-        position = self.replica.log.append(mutation.key, encoded)
-        return self.replica.apply_through(position, mutation.request_id)
+        try:
+            position = self.replica.log.append(mutation.key, encoded)
+        except OutcomeUnknown as unknown:
+            return self._settle(mutation, unknown)
+        try:
+            return self.replica.apply_own(position, encoded, mutation.request_id)
+        except LogUnavailable as exc:
+            # The record is on the stream; only its outcome (created or replaced, 412 or not) is
+            # unknown here. Never "stream_unavailable": that promises nothing happened.
+            raise OutcomeUnknown(f"the record landed at {position}, but its outcome could not be read "
+                                 f"back: {exc}", position) from exc
+
+    def _settle(self, mutation: Put | Delete, unknown: OutcomeUnknown) -> Outcome:
+        """An append whose answer was lost: look for the record on the stream. Found, its outcome
+        in log order is the answer (it landed); not found, the outcome stays unknown (it may not
+        have landed, or still be on its way), and so does the answer: never a guess."""
+        try:
+            self.replica.catch_up()
+        except LogUnavailable:
+            raise unknown from None
+        partition = self.replica.log.partition_for(mutation.key)
+        outcome = self.replica.table.outcome_for(partition, mutation.request_id)
+        if outcome is None:
+            raise unknown
+        return outcome
 
 
 def parse_ttl(raw: str) -> float:

@@ -15,7 +15,10 @@ Both transports speak one small interface: an operation of the direct-invoke JSO
 turns answers into typed results and errors, and retries: idempotent calls (get, list, an
 unconditional put or delete) on 503 or 429 (waiting at least the server's Retry-After) and on
 connection errors, with exponential backoff and full jitter. Conditional writes are never retried:
-whether a lost attempt ran is unknown, and repeating it could fail its own precondition.
+whether a lost attempt ran is unknown, and repeating it could fail its own precondition. A write whose
+outcome is unknown (503 ``outcome_unknown``, a 504, or sent without an answer) is not retried either
+and raises :class:`OutcomeUnknown` (:class:`UnansweredWrite`): read the key with
+``consistency="strong"`` to learn what happened.
 
 A client reads its own writes: instances catch up with the stream within the staleness bound, so a
 default get that lands on an instance behind this client's last write of the key (an older version,
@@ -35,11 +38,13 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
-from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Item, KeyInfo, NotFound, PreconditionFailed,
-                           ServerError, Unavailable, Unreachable, ValueTooLarge, WriteResult, error_for)
+from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Item,
+                                       KeyInfo, NotFound, OutcomeUnknown, PreconditionFailed, ServerError,
+                                       UnansweredWrite, Unavailable, Unreachable, ValueTooLarge, WriteResult, error_for)
 
 __all__ = ["Client", "Op", "Transport", "TransportError", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
-           "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "ServerError"]
+           "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "ServerError",
+           "OutcomeUnknown", "UnansweredWrite"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_S = 10.0
@@ -194,11 +199,13 @@ class Client:
         send_batch = getattr(self.transport, "send_batch", None)
         answers: list[dict] = []
         if send_batch is None:
-            answers = [self._attempts(lambda op=op: self.transport.send(op), idempotent(op)) for op in ops]
+            answers = [self._attempts(lambda op=op: self.transport.send(op), idempotent(op),
+                                      op.get("operation") in ("put", "delete")) for op in ops]
         else:
             for start in range(0, len(ops), MAX_BATCH):
                 chunk = ops[start:start + MAX_BATCH]
-                got = self._attempts(lambda chunk=chunk: send_batch(chunk), all(map(idempotent, chunk)))
+                got = self._attempts(lambda chunk=chunk: send_batch(chunk), all(map(idempotent, chunk)),
+                                     any(op.get("operation") in ("put", "delete") for op in chunk))
                 if isinstance(got, dict):  # the whole call failed (the platform, or an invalid batch)
                     raise error_for(got)
                 answers.extend(got)
@@ -235,21 +242,25 @@ class Client:
     # ---- retries ------------------------------------------------------------------------------
 
     def _call(self, op: dict) -> dict:
-        return self._attempts(lambda: self.transport.send(op), idempotent(op))
+        return self._attempts(lambda: self.transport.send(op), idempotent(op), op["operation"] in ("put", "delete"))
 
-    def _attempts(self, send: Callable[[], object], may_retry: bool):
+    def _attempts(self, send: Callable[[], object], may_retry: bool, writes: bool = False):
         attempt = 0
         while True:
             try:
                 answer = send()
             except TransportError as exc:
                 if not may_retry or attempt >= self.retries:
+                    if writes and exc.sent:  # it may have run: say so, as a 503 outcome_unknown does
+                        raise UnansweredWrite(0, "outcome_unknown", f"no answer to a write that was sent: {exc}") from exc
                     raise Unreachable(0, "unreachable", str(exc)) from exc
                 retry_after = None
             else:
                 status = answer.get("status") if isinstance(answer, dict) else None
                 if status not in RETRYABLE_STATUSES or not may_retry or attempt >= self.retries:
                     return answer
+                if answer.get("error") == "outcome_unknown":
+                    return answer  # it may have run: the caller must learn what happened first
                 retry_after = answer.get("retry_after")
                 if retry_after is not None and retry_after > self.max_backoff:
                     return answer  # longer than we are willing to wait: the caller decides
@@ -270,7 +281,7 @@ def _result(op: dict, answer: dict) -> object:
     if status not in (200, 201, 204):
         if name == "delete" and status == 404 and answer.get("error") == "not_found":
             return False
-        raise error_for(answer)
+        raise error_for(answer, writes=name in ("put", "delete"))
     try:
         if name == "get":
             return Item(answer["key"], bytes(answer["value"]), answer["content_type"], answer["version"],

@@ -97,6 +97,12 @@ class HttpTransport:
     def _exchange(self, method: str, path: str, body: bytes | None,
                   headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         conn = self._checkout()
+        if conn.sock is None:
+            try:
+                conn.connect()
+            except (OSError, http.client.HTTPException) as exc:  # refused, unresolvable: nothing was sent
+                conn.close()
+                raise TransportError(f"{method} {self.url}: {type(exc).__name__}: {exc}", sent=False) from exc
         try:
             conn.request(method, path, body=body, headers={**self._headers, **headers})
             response = conn.getresponse()

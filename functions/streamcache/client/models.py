@@ -3,7 +3,9 @@
 Errors carry the HTTP status (0 when nothing answered), the API's error code and its message, and
 map one to one from the statuses both transports answer: 404 ``not_found`` :class:`NotFound`, 412
 :class:`PreconditionFailed`, 503/429 :class:`Unavailable`, 413 :class:`ValueTooLarge`, other 4xx
-:class:`BadRequest`, other 5xx :class:`ServerError`; no answer at all :class:`Unreachable`.
+:class:`BadRequest`, other 5xx :class:`ServerError`; no answer at all :class:`Unreachable`. A write
+whose outcome is unknown raises :class:`OutcomeUnknown`: 503 ``outcome_unknown``, a 504 (a timeout on
+the way), or :class:`UnansweredWrite` for a write that was sent and got no answer.
 """
 
 from __future__ import annotations
@@ -99,13 +101,27 @@ class ServerError(CacheError):
     """A 5xx other than 503: the function failed or timed out."""
 
 
-def error_for(answer: dict) -> CacheError:
-    """The typed error for a non-success answer of either transport."""
+class OutcomeUnknown(Unavailable):
+    """A write may or may not have been applied: its record was sent to the stream and the answer was
+    lost (503 ``outcome_unknown``; or a 504, a timeout on the way). Never retried by the client: read
+    the key with ``consistency="strong"`` and decide (a conditional write may have won, or not). See
+    docs/unknown-outcomes.md."""
+
+
+class UnansweredWrite(Unreachable, OutcomeUnknown):
+    """A write sent to the cache that got no answer at all (``status`` 0): it may have run. Both an
+    :class:`Unreachable` and an :class:`OutcomeUnknown`."""
+
+
+def error_for(answer: dict, writes: bool = False) -> CacheError:
+    """The typed error for a non-success answer of either transport (``writes``: to a put or delete)."""
     status = int(answer.get("status") or 0)
     code = str(answer.get("error") or f"http_{status}")
     message = str(answer.get("message") or "")
     if status == 404 and code == "not_found":
         return NotFound(status, code, message)
+    if code == "outcome_unknown" or (status == 504 and writes):
+        return OutcomeUnknown(status, code, message, answer.get("retry_after"))
     if status == 412:
         return PreconditionFailed(status, code, message, answer.get("current_version"))
     if status in RETRYABLE_STATUSES:
@@ -121,7 +137,12 @@ def error_for(answer: dict) -> CacheError:
 
 
 class TransportError(Exception):
-    """The request got no answer (connection refused or reset, timeout)."""
+    """The request got no answer (connection refused or reset, timeout). ``sent`` is False only when
+    the request certainly never left (the connection could not be made)."""
+
+    def __init__(self, message: str, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class Transport(Protocol):

@@ -10,6 +10,8 @@
     │   └── ValueTooLarge         the value (or its encoded record) exceeds the limit
     ├── RecordError               a stream record that cannot be decoded (a foreign or corrupt record)
     ├── LogUnavailable            the stream cannot be reached now; retry later (maps to 503)
+    │   └── OutcomeUnknown        an append may or may not have landed; re-read to learn (maps to 503
+    │                             ``outcome_unknown``, never retried by the client)
     ├── LogTruncated              the records asked for are gone (retention); not transient
     ├── Restoring                 the instance is still loading its table (maps to 503)
     └── ConfigError               settings are missing or invalid; lists every problem at once
@@ -60,6 +62,17 @@ class RecordError(StreamcacheError):
 
 class LogUnavailable(StreamcacheError):
     """The mutation log cannot be reached (broker down, timeout). Safe to retry later."""
+
+
+class OutcomeUnknown(LogUnavailable):
+    """An append may or may not have landed: the record left this process and the broker's answer
+    never came (a connection cut, a timeout), or it landed at ``position`` but its outcome could not
+    be read back. Maps to 503 ``outcome_unknown``; see docs/unknown-outcomes.md. A subclass of
+    :class:`LogUnavailable` so that callers that retry (records carry request ids) still do."""
+
+    def __init__(self, message: str, position: object | None = None) -> None:
+        super().__init__(message)
+        self.position = position  # the record's Position when it is known to have landed
 
 
 class LogTruncated(StreamcacheError):

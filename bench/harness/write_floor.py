@@ -1,0 +1,91 @@
+"""The write path at the stream's floor (issue 13): every PUT path measured right after the stream
+append alone, in the same run, and the issue's targets checked against those neighbours.
+
+- ``append alone``: :meth:`KafkaLog.append` (acks=all) in this process: the floor a PUT stands on;
+- targets: PUT p50 in the handler <= 1.2x the append; through the FDK socket <= the append + the
+  GET's FDK overhead (FDK GET p50 - handler GET p50) + 0.3 ms; through the gateway <= 2.5x the
+  append; PUT req/s with 4 clients and 2 instances >= 2x the 196 req/s measured before the issue.
+
+Also the gateway with a single instance behind it: with two instances taking turns, nearly every
+write finds the other's records before its own and reads them back (as it must: they decide its
+outcome); with one, the write is applied straight from the record it holds.
+"""
+
+from __future__ import annotations
+
+from streamcache.adapters.kafka_log import KafkaLog
+from streamcache.core import records
+from streamcache.core.records import Put
+
+from .common import key_name, summarize, timed_loop, value_for
+from .datasets import CONTENT_TYPE
+
+#: PUT req/s through the gateway, 4 clients, 2 instances, before issue 13 (bench/results, full mode).
+BEFORE_CONCURRENT_PUT_RPS = 196.0
+APPEND_WARMUP = 5
+
+
+def append_alone(bootstrap: str, topic: str, count: int, budget_s: float) -> dict:
+    """p50 of the stream append alone (acks=all), 100-byte values, as a PUT path's neighbour."""
+    log = KafkaLog(bootstrap, topic)
+    try:
+        encoded = [records.encode(Put(key_name(i), value_for(i), CONTENT_TYPE, f"floor-{i}", 0)) for i in range(64)]
+        return summarize(timed_loop(lambda i: log.append(key_name(i % 64), encoded[i % 64]), count, budget_s,
+                                    warmup=APPEND_WARMUP))
+    finally:
+        log.close()
+
+
+def targets(ours: dict) -> list[dict]:
+    """Each target: the path, its PUT p50, the append alone beside it, the limit, and whether it held."""
+    floor = ours.get("append_alone", {})
+    out = []
+
+    def p50(section: dict | None) -> float | None:
+        return None if not section else section.get("p50_ms")
+
+    handler_put, handler_get = p50(ours.get("handler", {}).get("put")), p50(ours.get("handler", {}).get("get"))
+    fdk_put, fdk_get = p50(ours.get("fdk_socket", {}).get("put")), p50(ours.get("fdk_socket", {}).get("get"))
+    gateway_put = p50(ours.get("gateway", {}).get("put"))
+
+    def add(path: str, put: float | None, append: float | None, limit: float | None, rule: str) -> None:
+        met = None if put is None or limit is None else put <= limit
+        out.append({"path": path, "put_p50_ms": put, "append_p50_ms": append, "limit_ms": limit, "rule": rule,
+                    "x_append": None if not put or not append else round(put / append, 2), "met": met})
+
+    a = p50(floor.get("handler"))
+    add("handler", handler_put, a, None if a is None else round(1.2 * a, 4), "<= 1.2x the append")
+    a = p50(floor.get("fdk_socket"))
+    overhead = None if fdk_get is None or handler_get is None else fdk_get - handler_get
+    add("fdk_socket", fdk_put, a, None if a is None or overhead is None else round(a + overhead + 0.3, 4),
+        f"<= append + GET's FDK overhead ({'-' if overhead is None else f'{overhead:.3f}'} ms) + 0.3 ms")
+    a = p50(floor.get("gateway"))
+    add("gateway", gateway_put, a, None if a is None else round(2.5 * a, 4), "<= 2.5x the append")
+    single = ours.get("gateway_one_instance", {}).get("put")
+    if single:
+        add("gateway, 1 instance", p50(single), a, None if a is None else round(2.5 * a, 4),
+            "(for comparison) <= 2.5x the append")
+    conc = ours.get("gateway_concurrent", {}).get("put", {}).get("rps")
+    out.append({"path": "gateway, 4 clients, 2 instances", "put_rps": conc, "rule": f">= 2x {BEFORE_CONCURRENT_PUT_RPS:.0f} req/s",
+                "limit_rps": 2 * BEFORE_CONCURRENT_PUT_RPS, "met": None if conc is None else conc >= 2 * BEFORE_CONCURRENT_PUT_RPS})
+    return out
+
+
+def markdown(ours: dict) -> list[str]:
+    rows = ours.get("targets")
+    if not rows:
+        return []
+    out = ["### The write path at the stream's floor (issue 13's targets, each PUT beside the append alone measured just before it)",
+           "", "| PUT path | PUT p50 | append alone p50 | PUT / append | target | met |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+        if "put_rps" in row:
+            out.append(f"| {row['path']} | {row['put_rps'] or '-'} req/s | | | {row['rule']} | {met} |")
+            continue
+        out.append(f"| {row['path']} | {_ms(row['put_p50_ms'])} | {_ms(row['append_p50_ms'])} | "
+                   f"{row['x_append'] or '-'}x | {row['rule']} (limit {_ms(row['limit_ms'])}) | {met} |")
+    return out + [""]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} ms"
