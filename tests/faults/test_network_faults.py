@@ -126,7 +126,7 @@ def test_a_partition_black_holes_the_stream_for_a_while(proxied):
         wait_for(lambda: workload.done() >= 30, timeout_s=30, what="requests before the partition")
         proxy.blackhole(True)
         during = workload.done()
-        failed = lambda: sum(n for (_, s), n in workload.statuses.items() if s == 503)  # noqa: E731
+        failed = lambda: sum(n for (_, s), n in workload.statuses.items() if s == 503)
         wait_for(lambda: workload.done() >= during + 4 and failed() >= 4, timeout_s=30,
                  what="answers while the stream is black-holed")
         proxy.blackhole(False)
