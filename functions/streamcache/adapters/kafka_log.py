@@ -43,6 +43,10 @@ from streamcache.ports import LogBounds, LogRecord
 #: request carries at most 1 MiB, OCI Streaming's limit).
 #: The longest a read waits for offsets the log end promised before answering "unavailable".
 READ_DEADLINE_S = 10.0
+#: Every record is a CloudEvent in the Kafka binding's structured mode, and says so (CloudEvents
+#: Kafka protocol binding, 3.2): readers that pick the mode from the headers take it as structured.
+#: Our own readers decode the value alone, so records from other writers, with or without it, read alike.
+STRUCTURED = [("content-type", b"application/cloudevents+json")]
 BULK_LINGER_MS = 5
 BULK_BATCH_BYTES = 256 * 1024
 
@@ -141,7 +145,8 @@ class KafkaLog:
         partition = self.partition_for(key)
         producer = self._get_producer()
         with map_kafka_errors(f"appending to {self.topic}"):  # send() itself failing: nothing left
-            future = producer.send(self.topic, key=key.encode("utf-8"), value=value, partition=partition)
+            future = producer.send(self.topic, key=key.encode("utf-8"), value=value, partition=partition,
+                                   headers=STRUCTURED)
         batch = find_batch(producer, future)
         try:
             metadata = future.get(timeout=self._timeout_ms / 1000)
@@ -171,7 +176,8 @@ class KafkaLog:
             for key, value in items:
                 raw_key = key.encode("utf-8")
                 partition = (murmur2(raw_key) & 0x7FFFFFFF) % count  # partition_for, without its lookups
-                futures.append(producer.send(self.topic, key=raw_key, value=value, partition=partition))
+                futures.append(producer.send(self.topic, key=raw_key, value=value, partition=partition,
+                                             headers=STRUCTURED))
             # Acks come back in order per partition: each wait is bounded by the append timeout, so a
             # large bulk may take as long as it needs while it progresses, and a stall fails fast.
             positions = []
