@@ -61,7 +61,8 @@ def test_a_get_asking_for_base64_answers_the_exact_bytes_whatever_the_type(app):
 def test_replace_delete_and_not_found(app):
     assert call(app, {"operation": "put", "key": "k", "value": 1})["status"] == 201
     assert call(app, {"operation": "put", "key": "k", "value": 2})["status"] == 200
-    assert call(app, {"operation": "delete", "key": "k"}) == {"status": 204, "key": "k"}
+    deleted = call(app, {"operation": "delete", "key": "k"})
+    assert deleted == {"status": 204, "key": "k", "position": deleted["position"]}  # the session position
     assert call(app, {"operation": "delete", "key": "k"})["status"] == 404
     missing = call(app, {"operation": "get", "key": "k"})
     assert missing["status"] == 404 and missing["error"] == "not_found"

@@ -33,7 +33,7 @@ import orjson
 
 from streamcache.auth import ApiKey, ApiKeys
 from streamcache.cache.invoke_api import handle_invoke
-from streamcache.cache.service import CacheService, ListPage, parse_consistency, parse_ttl
+from streamcache.cache.service import CacheService, ListPage, parse_consistency, parse_positions, parse_ttl
 from streamcache.core import records
 from streamcache.core.records import Precondition, parse_precondition
 from streamcache.core.table import Entry, Outcome, OutcomeKind
@@ -45,8 +45,10 @@ JSON = "application/json"
 #: The fields of a POST/PUT JSON body on the collection.
 BODY_FIELDS = frozenset({"key", "value", "ttl"})
 #: What ``/cache?key=K`` accepts per method: the parameters of the same method on ``/cache/{key}``.
-KEY_QUERY = {"GET": {"key", "consistency"}, "HEAD": {"key", "consistency"}, "PUT": {"key", "ttl"},
+KEY_QUERY = {"GET": {"key", "consistency", "after"}, "HEAD": {"key", "consistency", "after"}, "PUT": {"key", "ttl"},
              "DELETE": {"key"}}
+#: A write's answer carries the session position; a read that sends it back sees the write.
+POSITION_HEADER, AFTER_HEADER = "Streamcache-Position", "streamcache-after"
 
 
 class HttpRequest(NamedTuple):
@@ -135,7 +137,7 @@ class HttpApi:
             _allow(method, ("GET", "HEAD", "POST", "PUT", "DELETE"))
             if key is None:
                 if method in ("GET", "HEAD"):
-                    return self._list(query, method)
+                    return self._list(request, query, method)
                 if method in ("POST", "PUT"):  # a JSON body: {"key", "value"} or {"operation": ...}
                     return self._post(request, fields, method)
                 raise HttpError(400, "invalid_query", "DELETE on the collection needs ?key=K (or use /cache/{key})")
@@ -165,7 +167,7 @@ class HttpApi:
     # ---- handlers -----------------------------------------------------------------------------
 
     def _get(self, key: str, request: HttpRequest, query: dict, method: str) -> HttpResponse:
-        result = self.service.get(key, strong=_strong(query))
+        result = self.service.get(key, strong=_strong(query), after=_after(request, query))
         entry = result.entry
         if entry is None:
             return problem_response(not_found(key))
@@ -178,12 +180,13 @@ class HttpApi:
         headers["Content-Type"] = entry.content_type
         return HttpResponse(200, headers, b"" if method == "HEAD" else entry.value)
 
-    def _list(self, query: dict, method: str) -> HttpResponse:
+    def _list(self, request: HttpRequest, query: dict, method: str) -> HttpResponse:
         try:
             limit = int(query.get("limit", "100"))
         except ValueError:
             raise HttpError(400, "invalid_limit", "limit must be a whole number") from None
-        page = self.service.list(query.get("prefix", ""), limit, query.get("cursor"), _strong(query))
+        page = self.service.list(query.get("prefix", ""), limit, query.get("cursor"), _strong(query),
+                                 _after(request, query))
         return json_response(200, _page_body(page), {"Streamcache-Stale": "true"} if page.stale else None)
 
     def _post(self, request: HttpRequest, fields: dict, method: str) -> HttpResponse:
@@ -216,16 +219,18 @@ class HttpApi:
     def _write_answer(self, outcome: Outcome, fields: dict, precondition: Precondition | None = None) -> HttpResponse:
         fields.update(outcome=outcome.kind.value, position=str(outcome.version) if outcome.version else None)
         status, problem = for_outcome(outcome, precondition)
+        position = self.service.position_after_write(outcome.key)
+        session = {POSITION_HEADER: str(position)} if position is not None else {}
         if outcome.kind is OutcomeKind.PRECONDITION_FAILED and problem is not None:
             current = None if outcome.version is None else str(outcome.version)
             body = {"error": problem.code, "message": problem.message, "key": outcome.key, "current_version": current}
-            return json_response(status, body, {"ETag": f'"{current}"'} if current else {})
+            return json_response(status, body, {**session, **({"ETag": f'"{current}"'} if current else {})})
         if problem is not None:
-            return problem_response(problem)
+            return error_response(problem.status, problem.code, problem.message, {**problem.headers(), **session})
         if outcome.kind is OutcomeKind.DELETED:
-            return HttpResponse(status, {}, b"")
+            return HttpResponse(status, session, b"")
         body = {"key": outcome.key, "version": str(outcome.version), "expires_at": _time_or_none(outcome.expires_at_ms)}
-        return json_response(status, body, {"ETag": f'"{outcome.version}"'})
+        return json_response(status, body, {"ETag": f'"{outcome.version}"', **session})
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -259,6 +264,18 @@ def _not_allowed(method: str, allowed: tuple[str, ...]) -> HttpError:
 def _allow(method: str, allowed: tuple[str, ...]) -> None:
     if method not in allowed:
         raise _not_allowed(method, allowed)
+
+
+def _after(request: HttpRequest, query: dict) -> dict[int, int] | None:
+    """The session positions a read must see: ``Streamcache-After`` and/or ``?after=`` (merged)."""
+    raw = [v for v in (request.headers.get(AFTER_HEADER), query.get("after")) if v is not None]
+    if not raw:
+        return None
+    merged: dict[int, int] = {}
+    for positions in map(parse_positions, raw):
+        for p, o in positions.items():
+            merged[p] = max(o, merged.get(p, -1))
+    return merged
 
 
 def _strong(query: dict) -> bool:

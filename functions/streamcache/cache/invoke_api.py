@@ -24,7 +24,7 @@ from typing import Callable
 
 import orjson
 
-from streamcache.cache.service import CacheService, parse_consistency
+from streamcache.cache.service import CacheService, parse_consistency, parse_positions
 from streamcache.core import records
 from streamcache.core.errors import InvalidKey, InvalidRequest, LogUnavailable
 from streamcache.core.records import Precondition, parse_precondition
@@ -74,7 +74,7 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
         if not isinstance(limit, int) or isinstance(limit, bool):
             raise InvalidRequest("limit must be a whole number")
         cursor = _str(op, "cursor", "") or None
-        page = service.list(_str(op, "prefix", ""), limit, cursor, strong)
+        page = service.list(_str(op, "prefix", ""), limit, cursor, strong, _after(op))
         keys = [{"key": i.key, "version": str(i.entry.version), "size": len(i.entry.value),
                  "expires_at": _time(i.entry.expires_at_ms)} for i in page.items]
         return {"status": 200, "keys": keys, "cursor": page.cursor}
@@ -83,7 +83,7 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
         raise InvalidKey("key must be a string")
     if name == "get":
         encoding = _value_encoding(op)
-        result = service.get(key, strong=strong)
+        result = service.get(key, strong=strong, after=_after(op))
         if result.entry is None:
             return error_answer(not_found(key))
         value = _value_fields(result.entry, encoding)
@@ -94,10 +94,14 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
         return answer
     precondition = _precondition(op)
     if name == "delete":
-        return _outcome(service.delete(key, precondition), precondition)
-    value, content_type = _value_in(op)
-    ttl = op.get("ttl")
-    return _outcome(service.put(key, value, content_type, ttl, precondition), precondition)
+        answer = _outcome(service.delete(key, precondition), precondition)
+    else:
+        value, content_type = _value_in(op)
+        answer = _outcome(service.put(key, value, content_type, op.get("ttl"), precondition), precondition)
+    position = service.position_after_write(key)  # the session position: "after" on a read sees this write
+    if position is not None:
+        answer["position"] = str(position)
+    return answer
 
 
 def _value_in(op: dict) -> tuple[bytes, str]:
@@ -163,6 +167,11 @@ def _outcome(outcome: Outcome, precondition: Precondition | None = None) -> dict
 
 def _precondition(op: dict) -> Precondition | None:
     return parse_precondition(op.get("if_match"), op.get("if_none_match"))
+
+
+def _after(op: dict) -> dict[int, int] | None:
+    raw = _str(op, "after", "")
+    return parse_positions(raw) if raw else None
 
 
 def _consistency(op: dict) -> bool:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
-from streamcache.core.errors import LogTruncated, RecordError
+from streamcache.core.errors import LogTruncated, PositionNotReached, RecordError
 from streamcache.core.records import Position, decode
 from streamcache.core.table import Outcome, Table
 from streamcache.replay.fold import FoldStats, apply_records
@@ -100,6 +100,26 @@ class Replica:
             self._last_catch_up = started
             self.catch_ups += 1
             return count
+
+    def apply_past(self, after: Mapping[int, int]) -> None:
+        """Make sure every position in ``after`` (partition -> offset) is applied: read the partitions
+        that are behind, to the log end, and nothing when none is (a session's read-your-writes).
+        Raises :class:`PositionNotReached` for a position beyond the log's end, or in a partition the
+        log does not have."""
+        with self._lock:
+            applied = self.positions()
+            behind = {p: applied[p] for p, offset in after.items() if p in applied and applied[p] <= offset}
+            if behind:
+                self._apply_all(self._read(behind))
+                applied = self.positions()
+            missing = {p: o for p, o in after.items() if p not in applied or applied[p] <= o}
+            if missing:
+                ends = ", ".join(f"partition {p} ends at {applied[p] - 1}" if applied.get(p) else
+                                 f"partition {p} holds nothing" if p in applied else f"there is no partition {p}"
+                                 for p in sorted(missing))
+                wanted = ",".join(f"{p}-{o}" for p, o in sorted(missing.items()))
+                raise PositionNotReached(f"position {wanted} lies beyond the stream's end ({ends}): not a position "
+                                         "of this stream (recreated?), or one no write of it was answered with")
 
     def catch_up_if_older_than(self, max_age_s: float) -> bool:
         """Catch up unless the last full catch-up began less than ``max_age_s`` ago."""

@@ -19,12 +19,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable
+from typing import Callable, Mapping
 
 from streamcache.core import records
-from streamcache.core.errors import (InvalidConsistency, InvalidRequest, InvalidTTL, LogUnavailable, OutcomeUnknown,
-                                     ValueTooLarge)
-from streamcache.core.records import Delete, Precondition, PreconditionKind, Put
+from streamcache.core.errors import (InvalidConsistency, InvalidPosition, InvalidRequest, InvalidTTL, LogUnavailable,
+                                     OutcomeUnknown, ValueTooLarge)
+from streamcache.core.records import Delete, Position, Precondition, PreconditionKind, Put
 from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.cache.replica import Replica
 
@@ -120,8 +120,12 @@ class CacheService:
             return True
         return False
 
-    def get(self, key: str, strong: bool = False) -> ReadResult:
+    def get(self, key: str, strong: bool = False, after: Mapping[int, int] | None = None) -> ReadResult:
+        """The key's entry. ``after`` (a session's positions, see :func:`parse_positions`): answer
+        only once those are applied here, so a client reads its own writes on any instance."""
         records.validate_key(key)
+        if after:
+            self.replica.apply_past(after)
         caught_up = self.replica.catch_ups
         stale = self._fresh(strong)
         now = self.now_ms()
@@ -134,10 +138,13 @@ class CacheService:
             entry = self.replica.table.get(key, now)
         return ReadResult(entry, now, stale)
 
-    def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False) -> ListPage:
+    def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False,
+             after: Mapping[int, int] | None = None) -> ListPage:
         if not 1 <= limit <= self.limits.max_list_limit:
             raise InvalidLimit(f"limit must be between 1 and {self.limits.max_list_limit}")
         start_after = _decode_cursor(cursor) if cursor else None
+        if after:
+            self.replica.apply_past(after)
         stale = self._fresh(strong)
         now = self.now_ms()
         items: list[KeyInfo] = []
@@ -170,6 +177,14 @@ class CacheService:
     def delete(self, key: str, precondition: Precondition | None = None) -> Outcome:
         records.validate_key(key)
         return self._write(Delete(key, self._new_request_id(), self.now_ms(), precondition))
+
+    def position_after_write(self, key: str) -> Position | None:
+        """The session position to answer a write of ``key`` with: the last record this instance has
+        applied in the key's partition, which is the write's own record or a later one. A read that
+        carries it (``Streamcache-After``) sees the write, on whichever instance it lands."""
+        partition = self.replica.log.partition_for(key)
+        applied = self.replica.positions().get(partition, 0)
+        return Position(partition, applied - 1) if applied > 0 else None
 
     def ttl_ms(self, ttl_seconds: float) -> int:
         """Validate a TTL in seconds and return it in whole milliseconds."""
@@ -213,6 +228,23 @@ class CacheService:
         if outcome is None:
             raise unknown
         return outcome
+
+
+def parse_positions(raw: str) -> dict[int, int]:
+    """A session's positions, ``P-O[,P-O...]`` (what writes answer in ``Streamcache-Position``):
+    partition -> the offset that must be applied. The same partition twice keeps the larger."""
+    positions: dict[int, int] = {}
+    for part in raw.split(","):
+        p, sep, o = part.strip().partition("-")
+        if not sep or not (p.isascii() and p.isdigit() and o.isascii() and o.isdigit()):
+            raise InvalidPosition(f"not a position list: {raw[:100]!r} (expected P-O[,P-O...], as "
+                                  "Streamcache-Position answers)")
+        positions[int(p)] = max(int(o), positions.get(int(p), -1))
+    return positions
+
+
+def format_positions(positions: Mapping[int, int]) -> str:
+    return ",".join(f"{p}-{o}" for p, o in sorted(positions.items()))
 
 
 def parse_ttl(raw: str) -> float:

@@ -7,6 +7,7 @@
     │   ├── InvalidVersion        an If-Match value that is not a version we issued
     │   ├── InvalidPrecondition   preconditions that cannot be combined or are not supported
     │   ├── InvalidConsistency    a consistency level other than default or strong
+    │   ├── InvalidPosition       a session position that is malformed, or (PositionNotReached) beyond the log
     │   └── ValueTooLarge         the value (or its encoded record) exceeds the limit
     ├── RecordError               a stream record that cannot be decoded (a foreign or corrupt record)
     ├── LogUnavailable            the stream cannot be reached now; retry later (maps to 503)
@@ -49,6 +50,18 @@ class InvalidPrecondition(InvalidRequest):
 
 class InvalidConsistency(InvalidRequest):
     code = "invalid_consistency"
+
+
+class InvalidPosition(InvalidRequest):
+    """A session position (``P-O[,P-O...]``) that is malformed."""
+
+    code = "invalid_position"
+
+
+class PositionNotReached(InvalidPosition):
+    """A session position beyond the stream's end: no write of this stream was answered with it."""
+
+    code = "position_not_reached"
 
 
 class ValueTooLarge(InvalidRequest):
