@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Callable
 from .core.data_loss import DataLossRecord, decode_loss, is_loss_name
 from .core.snapshot import (
     HEADER_PROBE_BYTES,
-    PREAMBLE,
-    TRAILER,
     SnapshotCorrupt,
     SnapshotHeader,
     UnsupportedSnapshotVersion,
     decode_header,
     decode_snapshot,
     newest_first,
+    parse_name,
     stream_prefix,
 )
 from .core.table import Table
 from .progress import Progress
+from .snapshot_image import load_image
 from .snapshot_store import SnapshotNotFound, SnapshotStore
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def load_newest_valid(
             if progress is not None:
                 progress.phase(f"verifying and loading {len(data):,} bytes")
             try:
-                snapshot = decode_snapshot(data)
+                snapshot = load_image(data, name)
             except UnsupportedSnapshotVersion as exc:
                 bad[name] = Skipped(name, "unsupported_version", str(exc))
             except SnapshotCorrupt as exc:
@@ -173,8 +173,8 @@ def _race_lost(stream: str) -> Exception:
 
 
 def read_header(store: SnapshotStore, name: str) -> tuple[SnapshotHeader, int]:
-    """The header of snapshot ``name`` and the object's size, reading only its first bytes where the
-    store can stream (a listing must not download every snapshot whole). Raises SnapshotError for an
+    """The header of snapshot ``name`` and the object's size (from the name), reading only the image's
+    first pages where the store can stream (a listing must not download every snapshot whole). Raises SnapshotError for an
     object whose header does not verify, SnapshotNotFound if it is gone."""
     opener = getattr(store, "open_stream", None)
     if opener is None:
@@ -195,10 +195,14 @@ def read_header(store: SnapshotStore, name: str) -> tuple[SnapshotHeader, int]:
     except SnapshotCorrupt:
         if len(data) < HEADER_PROBE_BYTES:
             raise  # that was the whole object
-        data = store.get(name)  # a header longer than the probe (thousands of partitions)
+        data = store.get(name)  # a header beyond the probe (thousands of partitions, or format 1)
         header = decode_header(data)
-    size = PREAMBLE.size + PREAMBLE.unpack_from(data)[3] + header.body_bytes + TRAILER.size
-    return header, size
+    checksum = parse_name(name).checksum
+    if checksum is not None:
+        return header, checksum.size_bytes
+    if len(data) < HEADER_PROBE_BYTES:
+        return header, len(data)
+    return header, len(store.get(name))  # format 1 (being converted): its size is not in the name
 
 
 def read_losses(store: SnapshotStore, catalog: Catalog) -> dict[str, DataLossRecord]:

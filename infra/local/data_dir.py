@@ -132,7 +132,7 @@ def find_restore_source(data_dir: Path, topic: str, warn: Callable[[str], None])
     for stream in earlier_runs(data_dir, topic):
         for name in newest_first(names, stream):
             try:
-                snapshot = decode_snapshot(store.get(name))
+                snapshot = decode_snapshot(store.get(name), name)
             except (SnapshotError, SnapshotStoreError) as exc:
                 warn(f"skipping snapshot {name}: {exc}")
                 continue

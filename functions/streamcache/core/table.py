@@ -352,9 +352,11 @@ class Table:
         """Write the per-partition numbers kept in Python into the ``partitions`` table and drop
         request rows past the window, so the database alone holds the whole state."""
         self.sweep_requests()
-        self.db.executemany(
-            "INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?)",
-            [(p, s.next_offset, s.clock_ms, s.used_bytes) for p, s in sorted(self._partitions.items())])
+        rows = [(p, s.next_offset, s.clock_ms, s.used_bytes) for p, s in sorted(self._partitions.items())]
+        if self.db.execute("SELECT * FROM partitions ORDER BY partition").fetchall() != rows:
+            # Only when changed: an unchanged table keeps its bytes (and its image's checksum).
+            self.db.execute("DELETE FROM partitions")
+            self.db.executemany("INSERT INTO partitions VALUES (?, ?, ?, ?)", rows)
 
     def export_state(self) -> tuple[dict[str, Entry], dict[int, "PartitionExport"]]:
         """Everything that decides future reads and outcomes, as plain values (for tests and the
