@@ -79,7 +79,7 @@ def replay(
     while cursor:
         upto = {p: min(c + per_partition, end[p]) for p, c in cursor.items()}
         records = mutation_log.read(dict(cursor), upto)
-        with gc_paused():
+        with gc_paused(), table.batch():
             stats.add(apply_records(table, records))
         del records
         cursor = {p: u for p, u in upto.items() if u < end[p]}

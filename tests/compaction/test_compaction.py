@@ -15,7 +15,7 @@ from streamcache.adapters.memory_store import MemoryStore
 from streamcache.compaction import REFUSED, UNCHANGED, WRITTEN, compact
 from streamcache.core.data_loss import decode_loss, is_loss_name
 from streamcache.core.records import IF_ABSENT, IF_EXISTS, if_match
-from streamcache.core.snapshot import decode_snapshot, encode_snapshot, format_name, newest_first, parse_name, stream_prefix
+from streamcache.core.snapshot import checksum, decode_snapshot, encode_snapshot, format_name, newest_first, parse_name, stream_prefix
 from streamcache.core.table import DEDUP_WINDOW_MS, Table
 from streamcache.snapshot_catalog import load_newest_valid
 from support.hooked_store import HookedStore, Killed
@@ -194,7 +194,8 @@ def test_a_snapshot_of_another_stream_under_this_name_is_skipped(log, store):
     real = compact(log, store, STREAM, keep=3).object
     impostor_table = Table()
     data = encode_snapshot(impostor_table, "someone-else")
-    name = f"{stream_prefix(STREAM)}{parse_name(real).offsets_total + 1:016x}-{0:016x}-impostor.snap"
+    sums = checksum(data)
+    name = f"{stream_prefix(STREAM)}{parse_name(real).offsets_total + 1:016x}-{0:016x}-impostor-{sums.size_bytes:012x}-{sums.crc32:08x}.db"
     store.put_new(name, data)
     loaded = load_newest_valid(store, STREAM)
     assert loaded.snapshot.name == real and [s.reason for s in loaded.skipped] == ["other_stream"]
@@ -330,7 +331,7 @@ def test_killed_between_the_data_loss_record_and_the_snapshot_the_loss_stays_rec
         log.truncate_before(p, end[p] - 2)
 
     def kill_snapshot_write(name, data):
-        if name.endswith(".snap"):
+        if name.endswith(".db"):
             raise Killed("after the data-loss record")
 
     with pytest.raises(Killed):

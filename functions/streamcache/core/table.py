@@ -23,6 +23,7 @@ an UPDATE per record would cost more than the rest of ``apply``.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from enum import Enum
 from functools import partial
 from hashlib import blake2b
@@ -83,7 +84,12 @@ _new_position = partial(tuple.__new__, Position)
 _KINDS = [OutcomeKind(k) for k in schema.KIND_CODES]
 _CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _CREATED, _REPLACED = _CODES[OutcomeKind.CREATED], _CODES[OutcomeKind.REPLACED]
-_MASK = (1 << 64) - 1
+_LOOKUP = (
+    "SELECT r.kind, r.key, r.version_partition, r.version_offset, r.expires_at_ms, e.version_partition, "
+    "e.version_offset, e.expires_at_ms, length(CAST(e.key AS BLOB)) + length(e.value) "
+    "FROM (SELECT ?1 AS id, ?3 AS key) q LEFT JOIN requests r ON r.id = q.id AND r.seen_ms >= ?2 "
+    "LEFT JOIN entries e ON e.key = q.key"
+)
 
 
 def request_hash(partition: int, request_id: str) -> int:
@@ -160,12 +166,12 @@ class Table:
             self._purge(partition, state)
 
         rid = request_hash(partition, mutation.request_id)
-        row = self.db.execute(
-            "SELECT kind, key, version_partition, version_offset, expires_at_ms FROM requests "
-            "WHERE id = ? AND seen_ms >= ?", (rid, state.clock_ms - DEDUP_WINDOW_MS)).fetchone()
-        if row is not None:
-            return self._stored_outcome(partition, row)
-        outcome = self._decide(position, mutation, state)
+        # One statement finds both the remembered request and the key's entry (one round trip
+        # through the sqlite3 module instead of two: a fifth of the apply time).
+        row = self.db.execute(_LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key)).fetchone()
+        if row[0] is not None:
+            return self._stored_outcome(partition, row[:5])
+        outcome = self._decide(position, mutation, state, None if row[5] is None else row[5:])
         version = outcome[2]
         self.db.execute(
             "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -201,12 +207,11 @@ class Table:
         state = self._partitions.setdefault(position.partition, PartitionState())
         state.next_offset = max(state.next_offset, position.offset + 1)
 
-    def _decide(self, position: Position, mutation: Mutation, state: PartitionState) -> Outcome:
+    def _decide(self, position: Position, mutation: Mutation, state: PartitionState, current: tuple | None) -> Outcome:
+        """Decide a new request; ``current`` is the key's (version partition, offset, expiry, key +
+        value bytes), or ``None``."""
         key = mutation.key
         db = self.db
-        current = db.execute(
-            "SELECT version_partition, version_offset, expires_at_ms, length(CAST(key AS BLOB)) + length(value) "
-            "FROM entries WHERE key = ?", (key,)).fetchone()
         pre = mutation.precondition
         if pre is not None:
             ok = (
@@ -371,6 +376,20 @@ class Table:
             requests = [(row[0], row[1], self._stored_outcome(p, row[2:])) for row in rows]
             partitions[p] = PartitionExport(s.next_offset, s.clock_ms, requests)
         return entries, partitions
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Apply many records in one SQLite transaction (an eighth faster in memory, and a file-backed
+        table writes its pages once per batch instead of once per record). There is no rollback:
+        the table has no journal, and whatever was applied stays applied."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
