@@ -402,3 +402,24 @@ def test_a_header_is_read_from_the_first_bytes_of_a_snapshot(log, store, tmp_pat
         get = staticmethod(store.get)
 
     assert read_header(GetOnly(), names[id(store)])[1] == len(store.get(names[id(store)]))
+
+
+# ---- snapshots of the earlier format (.snap) ------------------------------------------------------
+
+
+def test_a_format_1_snapshot_is_converted_by_the_next_compaction(log, store):
+    from streamcache.core.snapshot_legacy import LegacyPartition, encode_legacy
+
+    fill(log, 50, keys=10)
+    truth = full_replay(log)
+    partitions = {p: LegacyPartition(o, truth.clock_ms(p), []) for p, o in truth.next_offsets().items()}
+    legacy = encode_legacy(dict(truth.items()), partitions, STREAM)
+    name = f"{stream_prefix(STREAM)}{sum(truth.next_offsets().values()):016x}-{0:016x}-old.snap"
+    store.put_new(name, legacy)
+
+    summary = compact(log, store, STREAM, keep=3)  # nothing new in the log, but the base is format 1
+
+    assert summary.outcome == WRITTEN and summary.base_snapshot == name and summary.records_folded == 0
+    assert summary.object.endswith(".db") and snapshots(store) == [summary.object, name]
+    assert dict(restored(store, log).items()) == dict(truth.items())
+    assert compact(log, store, STREAM, keep=3).outcome == UNCHANGED  # converted once
