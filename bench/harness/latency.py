@@ -43,7 +43,8 @@ def measure_warm(ctx: BenchContext) -> dict:
     topic, url = ctx.new_topic("warm")
     load_topic(ctx.broker.bootstrap, topic, ctx.partitions, ((key_name(i), value_for(i)) for i in range(mode.warm_keys)))
     ours = {"handler": in_handler(ctx, url)}
-    ctx.say(f"warm: in the handler GET p50 {ours['handler']['get'].get('p50_ms')} ms")
+    ctx.say(f"warm: in the handler GET p50 {ours['handler']['get'].get('p50_ms')} ms, list of "
+            f"{ours['handler']['list']['keys_per_page']} keys p50 {ours['handler']['list'].get('p50_ms')} ms")
     stack = DevStack(port=0, instances=2, log_url=url)
     try:
         stack.start()
@@ -77,12 +78,17 @@ def in_handler(ctx: BenchContext, url: str) -> dict:
         app.handle(HttpRequest("GET", "/health", {}, b""))  # the cold start: replay the topic
         get = _loop_get(lambda path: app.handle(HttpRequest("GET", path, {}, b"")).status, mode.warm_keys,
                         mode.get_requests * HANDLER_GET_FACTOR, mode.path_budget_s)
+        # A page of up to 100 keys by prefix (user:0000000 matches user:000000000 .. user:000000099).
+        listing = summarize(timed_loop(
+            lambda _: app.handle(HttpRequest("GET", "/cache?prefix=user:0000000&limit=100", {}, b"")).status,
+            mode.get_requests, mode.path_budget_s, WARMUP, ok=lambda s: s == 200))
+        listing["keys_per_page"] = min(100, mode.warm_keys)
         headers = {"content-type": CONTENT_TYPE}
         put = _loop_put(lambda path, body: app.handle(HttpRequest("PUT", path, headers, body)).status,
                         mode.warm_keys, mode.put_requests, mode.path_budget_s)
     finally:
         app.replica.log.close()
-    return {"get": get, "put": put}
+    return {"get": get, "put": put, "list": listing}
 
 
 def through_socket(ctx: BenchContext, stack: DevStack) -> dict:

@@ -86,6 +86,10 @@ def _warm(warm: dict) -> list[str]:
         out.append(f"| {label} | {ms(g.get('p50_ms'))} | {ms(g.get('p99_ms'))} | {rate(g.get('rps'))} | "
                    f"{ms(p.get('p50_ms'))} | {ms(p.get('p99_ms'))} | {rate(p.get('rps'))} | "
                    f"{times(rg.get('p50_x'))} / {times(rp.get('p50_x'))} |")
+    listing = ours.get("handler", {}).get("list")
+    if listing:
+        out.append(f"| in the handler: list by prefix, a page of {listing['keys_per_page']} keys | "
+                   f"{ms(listing.get('p50_ms'))} | {ms(listing.get('p99_ms'))} | {rate(listing.get('rps'))} |||||")
     conc = ours.get("gateway_concurrent")
     if conc:
         g, p = conc["get"], conc["put"]
