@@ -177,13 +177,20 @@ def _snapshots(snapshot: dict, scaling: dict, compaction: dict) -> list[str]:
         out.append(f"Snapshots not measured: {_skipped(snapshot)}")
     else:
         redis_sizes = scaling.get("redis", {}) if isinstance(scaling.get("redis"), dict) else {}
-        out += ["| keys | raw (keys + values) | snapshot | snapshot / raw | Redis RDB | write | load |",
-                "|---|---|---|---|---|---|---|"]
+        out += ["| keys | raw (keys + values) | snapshot (image) | snapshot / raw | Redis RDB | write | "
+                "verify + open: in memory / mmap file | B/key held: in memory / mmap file (RSS + file) | "
+                "random GET while pages load: memory / file |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for keys, s in snapshot.items():
             rdb = redis_sizes.get(keys, {}).get("rdb_bytes")
+            ways = s.get("load_ways") or {}
+            mem, fil = ways.get("memory", {}), ways.get("file", {})
             out.append(f"| {int(keys):,} | {s['raw_bytes'] / 1e6:.1f} MB | {s['snapshot_bytes'] / 1e6:.1f} MB | "
                        f"{s['size_vs_raw']:.2f} | {'-' if rdb is None else f'{rdb / 1e6:.1f} MB'} | "
-                       f"{s['write_mb_s']} MB/s | {s['load_keys_s']:,} keys/s |")
+                       f"{s['write_mb_s']} MB/s | {_seconds(mem.get('verify_and_open_s'))} / "
+                       f"{_seconds(fil.get('verify_and_open_s'))} | {_num(mem.get('held_per_key_bytes'))} / "
+                       f"{_num(fil.get('held_per_key_bytes'))} | {mem.get('random_get_us', '-')} / "
+                       f"{fil.get('random_get_us', '-')} µs |")
     out.append("")
     if _skipped(compaction):
         return out + [f"Compaction: {_skipped(compaction)}", ""]
