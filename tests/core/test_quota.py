@@ -103,7 +103,12 @@ def test_every_replica_decides_the_same_whatever_it_loaded_and_interleaved(ops, 
     def outcomes(table, records):
         return {pos: table.apply(pos, m) for pos, m in records}
 
-    first = outcomes(Table(quota), interleaved)
+    counted = Table(quota)
+    assert len(counted) == 0  # from here on the count is kept by apply, not scanned
+    first = outcomes(counted, interleaved)
+    assert len(counted) == counted.db.execute("SELECT count(*) FROM entries").fetchone()[0]
+    assert counted.used_bytes() == counted.db.execute(
+        f"SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(value) + {ENTRY_OVERHEAD_BYTES}), 0) FROM entries").fetchone()[0]
     second = outcomes(Table(quota), streams[1] + streams[0])
     prefix_table = Table(quota)
     outcomes(prefix_table, interleaved[:cut])
