@@ -8,7 +8,8 @@ unreachable) is reported to the requests waiting for it and retried by the next 
 
 The restore: load the newest snapshot that verifies (older ones when the newest is corrupt), read the
 data-loss records beside it, capture the log's bounds, plan (:func:`~streamcache.core.restore.plan_restore`),
-replay the tail up to the captured end, install the table in the replica. Then the phase is
+replay the tail up to the captured end, install the table in the replica. In the plain case the
+tail is read while the image loads (:mod:`streamcache.restore_prefetch`). Then the phase is
 ``serving``, or ``degraded`` when writes may be missing:
 
 - tail truncated: retention dropped records no snapshot covers. The instance serves what there is
@@ -35,9 +36,10 @@ from .core.data_loss import DataLossRecord
 from .core.records import Position
 from .core.restore import RestoreAction, RestorePlan, plan_restore
 from .core.table import Table
-from .fold import CHUNK_RECORDS, gc_paused, replay
+from .fold import CHUNK_RECORDS, apply_records, gc_paused, replay
 from .progress import Progress
 from .replica import Replica
+from .restore_prefetch import load_with_tail
 from .snapshot_catalog import LoadedSnapshot, Skipped, load_newest_valid, read_losses
 from .snapshot_store import SnapshotStore
 
@@ -150,17 +152,25 @@ class ColdStart:
     def _restore(self) -> None:
         started = time.monotonic()
         self.progress = progress = Progress("restore")
-        loaded = None
+        loaded = fast = None
+        log_ = self.replica.log
         if self._store_factory is not None:
             if self._store is None:
                 self._store = self._store_factory()
-            result = load_newest_valid(self._store, self.stream, progress)
-            loaded, self.skipped = result.snapshot, result.skipped
-            self.losses = list(read_losses(self._store, result.catalog).values())
-        log_ = self.replica.log
-        began_at = self.replica.monotonic()  # before the bounds: writes acknowledged earlier are in them
-        bounds = log_.bounds()
-        plan = self.plan = plan_restore(loaded.header if loaded else None, bounds)
+            progress.phase("loading the newest snapshot and reading the log's tail")
+            fast = load_with_tail(self._store, self.stream, log_, self.replica.monotonic)
+            if fast is None:  # not the plain case: the ordinary path, with every fallback
+                result = load_newest_valid(self._store, self.stream, progress)
+                loaded, self.skipped, catalog = result.snapshot, result.skipped, result.catalog
+            else:
+                loaded, self.skipped, catalog = fast.loaded, [], fast.catalog
+            self.losses = list(read_losses(self._store, catalog).values())
+        if fast is None:
+            began_at = self.replica.monotonic()  # before the bounds: writes acknowledged earlier are in them
+            plan = plan_restore(loaded.header if loaded else None, log_.bounds())
+        else:
+            began_at, plan = fast.began_at, fast.plan
+        self.plan = plan
         self.snapshot = loaded if plan.snapshot is not None else None
         table = loaded.table if self.snapshot is not None else Table()
         for partition, start in plan.start.items():
@@ -170,7 +180,12 @@ class ColdStart:
                 table.skip(Position(partition, start - 1))
         progress.set_total(plan.records_to_replay)
         progress.phase("replaying the log's tail")
-        stats = replay(table, log_, plan.start, plan.end, progress, self._chunk_records)
+        if fast is None:
+            stats = replay(table, log_, plan.start, plan.end, progress, self._chunk_records)
+        else:
+            with table.batch():
+                stats = apply_records(table, fast.records)
+            fast.records.clear()
         self.replica.install(table, plan.end, began_at, stats)
         self.records_replayed = stats.read
         if loaded is not None:

@@ -1,0 +1,48 @@
+"""The cold start's fast path (restore_prefetch.py): the tail read while the image loads is exactly
+the tail the ordinary path replays, and anything but the plain case is left to the ordinary path."""
+
+from __future__ import annotations
+
+import time
+
+from streamcache.adapters.memory_log import MemoryLog
+from streamcache.adapters.memory_store import MemoryStore
+from streamcache.compaction import compact
+from streamcache.fold import apply_records
+from streamcache.restore_prefetch import load_with_tail
+from support.log_history import START_MS, fill, full_replay
+
+STREAM = "orders"
+
+
+def test_the_plain_case_loads_the_newest_image_with_exactly_its_tail():
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 60, keys=20)
+    written = compact(log, store, STREAM, keep=3).object
+    fill(log, 25, keys=20, ts_ms=START_MS + 5_000, prefix="late-")
+
+    fast = load_with_tail(store, STREAM, log, time.monotonic)
+
+    assert fast is not None and fast.loaded.name == written and len(fast.records) == 25
+    assert fast.plan.start == fast.loaded.header.next_offsets and fast.plan.end == log.bounds().next
+    table = fast.loaded.table
+    apply_records(table, fast.records)
+    assert table.export_state() == full_replay(log).export_state()
+
+
+def test_no_snapshot_or_a_damaged_newest_one_is_left_to_the_ordinary_path():
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 10)
+    assert load_with_tail(store, STREAM, log, time.monotonic) is None  # nothing to load
+    newest = compact(log, store, STREAM, keep=3).object
+    intact = store.get(newest)
+    store.delete(newest)
+    store.put_new(newest, intact[:-1] + bytes([intact[-1] ^ 1]))  # the header still reads, the CRC fails
+    assert load_with_tail(store, STREAM, log, time.monotonic) is None
+
+
+def test_a_snapshot_ahead_of_the_log_is_left_to_the_ordinary_path():
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 10)
+    compact(log, store, STREAM, keep=3)
+    assert load_with_tail(store, STREAM, MemoryLog(3), time.monotonic) is None  # a recreated stream
