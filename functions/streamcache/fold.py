@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from .core.errors import RecordError
-from .core.records import decode
+from .core.records import Mutation, Position, decode
 from .core.snapshot import gc_paused  # noqa: F401  (re-exported: compaction and restore use it)
 from .core.table import Table
 from .ports import LogRecord, MutationLog
@@ -57,6 +57,38 @@ def apply_records(table: Table, records: Iterable[LogRecord]) -> FoldStats:
                 log.warning("skipped record at %s: %s", record.position, exc)
             continue
         if apply(record.position, mutation) is not None:
+            applied += 1
+    if skipped > MAX_SKIP_WARNINGS:
+        log.warning("skipped %d records that are not streamcache records (first %d logged)", skipped, MAX_SKIP_WARNINGS)
+    return FoldStats(read, applied, skipped)
+
+
+def decode_records(records: Iterable[LogRecord]) -> list[tuple[Position, Mutation | RecordError]]:
+    """Each record's position and its mutation (or why it is not ours), for :func:`apply_decoded`:
+    lets a thread decode while another does something else (the cold start's fast path)."""
+    out: list[tuple[Position, Mutation | RecordError]] = []
+    append, decode_value = out.append, decode
+    for record in records:
+        try:
+            append((record.position, decode_value(record.value)))
+        except RecordError as exc:
+            append((record.position, exc))
+    return out
+
+
+def apply_decoded(table: Table, decoded: Iterable[tuple[Position, Mutation | RecordError]]) -> FoldStats:
+    """:func:`apply_records` for records :func:`decode_records` decoded already."""
+    apply, skip = table.apply, table.skip
+    read = applied = skipped = 0
+    for position, mutation in decoded:
+        read += 1
+        if isinstance(mutation, RecordError):
+            skip(position)
+            skipped += 1
+            if skipped <= MAX_SKIP_WARNINGS:
+                log.warning("skipped record at %s: %s", position, mutation)
+            continue
+        if apply(position, mutation) is not None:
             applied += 1
     if skipped > MAX_SKIP_WARNINGS:
         log.warning("skipped %d records that are not streamcache records (first %d logged)", skipped, MAX_SKIP_WARNINGS)

@@ -25,7 +25,10 @@ from typing import Callable
 from .core.restore import RestorePlan, plan_restore
 from .core.snapshot import SnapshotError
 from .core.table import Table
-from .ports import LogRecord, MutationLog
+from .core.errors import RecordError
+from .core.records import Mutation, Position
+from .fold import decode_records
+from .ports import MutationLog
 from .snapshot_catalog import Catalog, LoadedSnapshot, list_catalog, read_header
 from .snapshot_image import load_image
 from .snapshot_store import SnapshotNotFound, SnapshotStore
@@ -39,13 +42,13 @@ PREFETCH_MAX_RECORDS = 200_000
 
 @dataclass
 class FastRestore:
-    """A snapshot loaded with its tail already read (records not yet applied)."""
+    """A snapshot loaded with its tail already read and decoded (not yet applied)."""
 
     loaded: LoadedSnapshot
     catalog: Catalog
     plan: RestorePlan
     began_at: float
-    records: list[LogRecord]
+    records: list[tuple[Position, Mutation | RecordError]]  # decoded (fold.decode_records)
 
 
 def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
@@ -64,15 +67,15 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
     plan = plan_restore(header, bounds)
     if plan.snapshot is None or plan.degraded or plan.records_to_replay > PREFETCH_MAX_RECORDS:
         return None
-    records: list[LogRecord] = []
+    records: list[tuple[Position, Mutation | RecordError]] = []
     failed: list[BaseException] = []
 
     start = {p: s for p, s in plan.start.items() if p in plan.end and s < plan.end[p]}
 
     def read_tail() -> None:
         try:
-            if start:
-                records.extend(mutation_log.read(start, plan.end))
+            if start:  # decoded here too: the image's load leaves this thread the GIL most of the time
+                records.extend(decode_records(mutation_log.read(start, plan.end)))
         except BaseException as exc:  # reported to the caller, which takes the ordinary path
             failed.append(exc)
 

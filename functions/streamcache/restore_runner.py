@@ -36,7 +36,7 @@ from .core.data_loss import DataLossRecord
 from .core.records import Position
 from .core.restore import RestoreAction, RestorePlan, plan_restore
 from .core.table import Table
-from .fold import CHUNK_RECORDS, apply_records, gc_paused, replay
+from .fold import CHUNK_RECORDS, apply_decoded, gc_paused, replay
 from .progress import Progress
 from .replica import Replica
 from .restore_prefetch import load_with_tail
@@ -184,7 +184,7 @@ class ColdStart:
             stats = replay(table, log_, plan.start, plan.end, progress, self._chunk_records)
         else:
             with table.batch():
-                stats = apply_records(table, fast.records)
+                stats = apply_decoded(table, fast.records)
             fast.records.clear()
         self.replica.install(table, plan.end, began_at, stats)
         self.records_replayed = stats.read

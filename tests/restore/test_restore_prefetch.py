@@ -8,9 +8,9 @@ import time
 from streamcache.adapters.memory_log import MemoryLog
 from streamcache.adapters.memory_store import MemoryStore
 from streamcache.compaction import compact
-from streamcache.fold import apply_records
+from streamcache.fold import apply_decoded
 from streamcache.restore_prefetch import load_with_tail
-from support.log_history import START_MS, fill, full_replay
+from support.log_history import START_MS, fill, foreign, full_replay
 
 STREAM = "orders"
 
@@ -19,14 +19,16 @@ def test_the_plain_case_loads_the_newest_image_with_exactly_its_tail():
     log, store = MemoryLog(3), MemoryStore()
     fill(log, 60, keys=20)
     written = compact(log, store, STREAM, keep=3).object
-    fill(log, 25, keys=20, ts_ms=START_MS + 5_000, prefix="late-")
+    fill(log, 24, keys=20, ts_ms=START_MS + 5_000, prefix="late-")
+    foreign(log, "late-3")  # not ours: skipped alike on both paths
 
     fast = load_with_tail(store, STREAM, log, time.monotonic)
 
     assert fast is not None and fast.loaded.name == written and len(fast.records) == 25
     assert fast.plan.start == fast.loaded.header.next_offsets and fast.plan.end == log.bounds().next
     table = fast.loaded.table
-    apply_records(table, fast.records)
+    stats = apply_decoded(table, fast.records)
+    assert (stats.read, stats.skipped) == (25, 1)
     assert table.export_state() == full_replay(log).export_state()
 
 
