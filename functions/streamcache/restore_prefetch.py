@@ -89,11 +89,10 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
         del data
     except (SnapshotError, SnapshotNotFound) as exc:
         log.info("fast restore not possible (%s); taking the ordinary path", exc)
-        reader.join()
         return None
     finally:
         load_ms = (time.perf_counter() - started) * 1000
-    reader.join()
+        reader.join()  # always: the log must not be read by two threads (a retry would start another)
     if failed or snapshot.header != header:
         snapshot.table.close()
         if failed:

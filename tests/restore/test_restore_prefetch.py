@@ -48,3 +48,35 @@ def test_a_snapshot_ahead_of_the_log_is_left_to_the_ordinary_path():
     fill(log, 10)
     compact(log, store, STREAM, keep=3)
     assert load_with_tail(store, STREAM, MemoryLog(3), time.monotonic) is None  # a recreated stream
+
+
+def test_a_store_failing_mid_load_leaves_no_reader_behind():
+    import threading
+
+    import pytest
+
+    from streamcache.snapshot_store import SnapshotStoreUnavailable
+    from support.hooked_store import HookedStore
+
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 10)
+    compact(log, store, STREAM, keep=3)
+    fill(log, 5, ts_ms=START_MS + 1_000, prefix="late-")
+
+    released = threading.Event()
+
+    class SlowLog:  # the tail read is still going on when the store fails
+        def __getattr__(self, name):
+            return getattr(log, name)
+
+        def read(self, *args):
+            released.wait(10)
+            return log.read(*args)
+
+    def unavailable(name):
+        released.set()
+        raise SnapshotStoreUnavailable("the store went away")
+
+    with pytest.raises(SnapshotStoreUnavailable):
+        load_with_tail(HookedStore(store, get=unavailable), STREAM, SlowLog(), time.monotonic)
+    assert not [t for t in threading.enumerate() if t.name == "streamcache-tail"]
