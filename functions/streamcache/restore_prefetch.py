@@ -24,7 +24,6 @@ from typing import Callable
 
 from .core.restore import RestorePlan, plan_restore
 from .core.snapshot import SnapshotError
-from .core.table import Table
 from .core.errors import RecordError
 from .core.records import Mutation, Position
 from .fold import decode_records

@@ -25,7 +25,6 @@ from .core.snapshot import (
     SnapshotHeader,
     UnsupportedSnapshotVersion,
     decode_header,
-    decode_snapshot,
     newest_first,
     parse_name,
     stream_prefix,

@@ -70,6 +70,22 @@ CREATE VIEW entries_readable AS
     FROM entries e JOIN content_types c ON c.id = e.content_type;
 """
 
+# Statements of Table.apply. An upsert, not INSERT OR REPLACE: replacing a value by one of the same
+# size then overwrites the B-tree cell in place instead of deleting and re-inserting it.
+UPSERT_ENTRY = (
+    "INSERT INTO entries VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO UPDATE SET value = ?2, "
+    "content_type = ?3, version_partition = ?4, version_offset = ?5, expires_at_ms = ?6"
+)
+# One statement finds both the remembered request and the key's entry: each trip through the sqlite3
+# module costs about 1 µs of Python before SQLite does anything.
+LOOKUP = (
+    "SELECT r.kind, r.key, r.version_partition, r.version_offset, r.expires_at_ms, e.version_partition, "
+    "e.version_offset, e.expires_at_ms, length(CAST(e.key AS BLOB)) + length(e.value) "
+    "FROM (SELECT ?1 AS id, ?3 AS key) q LEFT JOIN requests r ON r.id = q.id AND r.seen_ms >= ?2 "
+    "LEFT JOIN entries e ON e.key = q.key"
+)
+
+
 #: Outcome kinds as stored in ``requests.kind``. Append only: the numbers are the format.
 KIND_CODES = ("created", "replaced", "deleted", "not_found", "precondition_failed", "quota_exceeded")
 

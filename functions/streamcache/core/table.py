@@ -84,18 +84,7 @@ _new_position = partial(tuple.__new__, Position)
 _KINDS = [OutcomeKind(k) for k in schema.KIND_CODES]
 _CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _CREATED, _REPLACED = _CODES[OutcomeKind.CREATED], _CODES[OutcomeKind.REPLACED]
-# An upsert, not INSERT OR REPLACE: replacing a value by one of the same size then overwrites the
-# B-tree cell in place instead of deleting and re-inserting it (a fifth faster on a 1M-entry table).
-_UPSERT_ENTRY = (
-    "INSERT INTO entries VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO UPDATE SET value = ?2, "
-    "content_type = ?3, version_partition = ?4, version_offset = ?5, expires_at_ms = ?6"
-)
-_LOOKUP = (
-    "SELECT r.kind, r.key, r.version_partition, r.version_offset, r.expires_at_ms, e.version_partition, "
-    "e.version_offset, e.expires_at_ms, length(CAST(e.key AS BLOB)) + length(e.value) "
-    "FROM (SELECT ?1 AS id, ?3 AS key) q LEFT JOIN requests r ON r.id = q.id AND r.seen_ms >= ?2 "
-    "LEFT JOIN entries e ON e.key = q.key"
-)
+
 
 
 def request_hash(partition: int, request_id: str) -> int:
@@ -173,9 +162,8 @@ class Table:
             self._purge(partition, state)
 
         rid = request_hash(partition, mutation.request_id)
-        # One statement finds both the remembered request and the key's entry (one round trip
-        # through the sqlite3 module instead of two: a fifth of the apply time).
-        row = self.db.execute(_LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key)).fetchone()
+        # One statement finds both the remembered request and the key's entry (schema.LOOKUP).
+        row = self.db.execute(schema.LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key)).fetchone()
         if row[0] is not None:
             return self._stored_outcome(partition, row[:5])
         outcome = self._decide(position, mutation, state, None if row[5] is None else row[5:])
@@ -243,7 +231,7 @@ class Table:
             type_id = self._types.get(mutation.content_type)
             if type_id is None:
                 type_id = self._add_type(mutation.content_type)
-            db.execute(_UPSERT_ENTRY,
+            db.execute(schema.UPSERT_ENTRY,
                        (key, value, type_id, partition, position.offset, expires))
             if current is not None:
                 self._account(current[0], -(current[3] + ENTRY_OVERHEAD_BYTES))
