@@ -13,8 +13,10 @@ Why this shape:
   instead of ~24).
 - ``entries_expiry`` is a partial index: only entries with an expiry are in it, so a cache without
   TTLs pays nothing for purging.
-- ``requests`` (the de-duplication window) is a rowid table whose rowid is a 64-bit hash of
-  (partition, request id): one row costs ~40 bytes, and ~1M of them follow a bulk load.
+- ``requests`` (the de-duplication window) is keyed by (partition, 64-bit hash of the request id):
+  one row costs ~40 bytes, and ~1M of them follow a bulk load. The partition is part of the key so
+  that a hash collision can only ever involve one partition's requests, which every replica applies
+  in the same order (a collision across partitions would depend on the interleaving).
 - Positions, log times and accounted bytes per partition live in ``partitions``; ``meta`` holds what
   describes the image as a whole (stream, as-of time, counts). Both are small.
 """
@@ -55,15 +57,16 @@ CREATE TABLE entries (
 ) WITHOUT ROWID;
 CREATE INDEX entries_expiry ON entries (version_partition, expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 CREATE TABLE requests (
-    id             INTEGER PRIMARY KEY,
+    id             INTEGER NOT NULL,
     partition      INTEGER NOT NULL,
     seen_ms        INTEGER NOT NULL,
     kind           INTEGER NOT NULL,
     key            TEXT NOT NULL,
     version_partition INTEGER,
     version_offset INTEGER,
-    expires_at_ms  INTEGER
-);
+    expires_at_ms  INTEGER,
+    PRIMARY KEY (partition, id)
+) WITHOUT ROWID;
 CREATE VIEW entries_readable AS
     SELECT e.key, e.value, c.name AS content_type,
            e.version_partition || '-' || e.version_offset AS version, e.expires_at_ms
@@ -81,7 +84,7 @@ UPSERT_ENTRY = (
 LOOKUP = (
     "SELECT r.kind, r.key, r.version_partition, r.version_offset, r.expires_at_ms, e.version_partition, "
     "e.version_offset, e.expires_at_ms, length(CAST(e.key AS BLOB)) + length(e.value) "
-    "FROM (SELECT ?1 AS id, ?3 AS key) q LEFT JOIN requests r ON r.id = q.id AND r.seen_ms >= ?2 "
+    "FROM (SELECT ?1 AS id, ?3 AS key) q LEFT JOIN requests r ON r.partition = ?4 AND r.id = q.id AND r.seen_ms >= ?2 "
     "LEFT JOIN entries e ON e.key = q.key"
 )
 

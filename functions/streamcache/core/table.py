@@ -163,7 +163,7 @@ class Table:
 
         rid = request_hash(partition, mutation.request_id)
         # One statement finds both the remembered request and the key's entry (schema.LOOKUP).
-        row = self.db.execute(schema.LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key)).fetchone()
+        row = self.db.execute(schema.LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key, partition)).fetchone()
         if row[0] is not None:
             return self._stored_outcome(partition, row[:5])
         outcome = self._decide(position, mutation, state, None if row[5] is None else row[5:])
@@ -185,8 +185,8 @@ class Table:
             return None
         row = self.db.execute(
             "SELECT kind, key, version_partition, version_offset, expires_at_ms FROM requests "
-            "WHERE id = ? AND seen_ms >= ?",
-            (request_hash(partition, request_id), state.clock_ms - DEDUP_WINDOW_MS)).fetchone()
+            "WHERE partition = ? AND id = ? AND seen_ms >= ?",
+            (partition, request_hash(partition, request_id), state.clock_ms - DEDUP_WINDOW_MS)).fetchone()
         return None if row is None else self._stored_outcome(partition, row)
 
     def _stored_outcome(self, partition: int, row: tuple) -> Outcome:
