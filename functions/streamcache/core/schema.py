@@ -65,6 +65,8 @@ CREATE TABLE requests (
     version_partition INTEGER,
     version_offset INTEGER,
     expires_at_ms  INTEGER,
+    quota_used     INTEGER,
+    quota_needed   INTEGER,
     PRIMARY KEY (partition, id)
 ) WITHOUT ROWID;
 CREATE VIEW entries_readable AS
@@ -83,7 +85,7 @@ UPSERT_ENTRY = (
 # module costs about 1 µs of Python before SQLite does anything.
 LOOKUP = (
     "SELECT r.kind, r.key, r.version_partition, r.version_offset, r.expires_at_ms, e.version_partition, "
-    "e.version_offset, e.expires_at_ms, length(CAST(e.key AS BLOB)) + length(e.value) "
+    "e.version_offset, e.expires_at_ms, length(CAST(e.key AS BLOB)) + length(e.value), r.quota_used, r.quota_needed "
     "FROM (SELECT ?1 AS id, ?3 AS key) q LEFT JOIN requests r ON r.partition = ?4 AND r.id = q.id AND r.seen_ms >= ?2 "
     "LEFT JOIN entries e ON e.key = q.key"
 )

@@ -352,7 +352,7 @@ def _to_table(entries: dict[str, Entry], partitions: dict[int, LegacyPartition])
         (key, e.value, types[e.content_type], e.version.partition, e.version.offset, e.expires_at_ms)
         for key, e in sorted(entries.items())))
     codes = {kind: i for i, kind in enumerate(_STORED_KINDS)}
-    db.executemany("INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
+    db.executemany("INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)", (
         (request_hash(p, request_id), p, seen_ms, codes[o.kind], o.key,
          None if o.version is None or o.version.partition == p else o.version.partition,
          None if o.version is None else o.version.offset, o.expires_at_ms)

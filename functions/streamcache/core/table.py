@@ -165,14 +165,15 @@ class Table:
         # One statement finds both the remembered request and the key's entry (schema.LOOKUP).
         row = self.db.execute(schema.LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key, partition)).fetchone()
         if row[0] is not None:
-            return self._stored_outcome(partition, row[:5])
-        outcome = self._decide(position, mutation, state, None if row[5] is None else row[5:])
+            return self._stored_outcome(partition, row[:5] + row[9:])
+        outcome = self._decide(position, mutation, state, None if row[5] is None else row[5:9])
         version = outcome[2]
         self.db.execute(
-            "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rid, partition, state.clock_ms, _CODES[outcome[0]], outcome[1],
              None if version is None or version[0] == partition else version[0],
-             None if version is None else version[1], outcome[3]))
+             None if version is None else version[1], outcome[3],
+             *((None, None) if outcome[4] is None else (outcome[4].used_bytes, outcome[4].needed_bytes))))
         self._inserts_since_sweep += 1
         if self._inserts_since_sweep >= self._sweep_after:
             self.sweep_requests()
@@ -184,17 +185,18 @@ class Table:
         if state is None:
             return None
         row = self.db.execute(
-            "SELECT kind, key, version_partition, version_offset, expires_at_ms FROM requests "
-            "WHERE partition = ? AND id = ? AND seen_ms >= ?",
+            "SELECT kind, key, version_partition, version_offset, expires_at_ms, quota_used, quota_needed "
+            "FROM requests WHERE partition = ? AND id = ? AND seen_ms >= ?",
             (partition, request_hash(partition, request_id), state.clock_ms - DEDUP_WINDOW_MS)).fetchone()
         return None if row is None else self._stored_outcome(partition, row)
 
     def _stored_outcome(self, partition: int, row: tuple) -> Outcome:
-        code, key, vpart, voff, expires = row
+        code, key, vpart, voff, expires, used, needed = row
         version = None if voff is None else _new_position((partition if vpart is None else vpart, voff))
         kind = _KINDS[code]
-        # A refused put reports how full the partition is now (deterministic: the same in log order).
-        quota = self.quota_state(partition) if kind is OutcomeKind.QUOTA_EXCEEDED else None
+        quota = None
+        if kind is OutcomeKind.QUOTA_EXCEEDED:  # as full as it was when refused; the limit is a setting
+            quota = QuotaState(used, None if self.quota is None else self.quota.partition_limit(partition), needed)
         return _new_outcome((kind, key, version, expires, quota))
 
     def skip(self, position: Position) -> None:
@@ -374,7 +376,8 @@ class Table:
         partitions = {}
         for p, s in sorted(self._partitions.items()):
             rows = self.db.execute(
-                "SELECT seen_ms, id, kind, key, version_partition, version_offset, expires_at_ms FROM requests "
+                "SELECT seen_ms, id, kind, key, version_partition, version_offset, expires_at_ms, quota_used, "
+                "quota_needed FROM requests "
                 "WHERE partition = ? AND seen_ms >= ? ORDER BY seen_ms, id", (p, s.clock_ms - DEDUP_WINDOW_MS))
             requests = [(row[0], row[1], self._stored_outcome(p, row[2:])) for row in rows]
             partitions[p] = PartitionExport(s.next_offset, s.clock_ms, requests)
