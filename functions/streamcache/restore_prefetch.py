@@ -7,7 +7,7 @@ reads them first (a 64 KiB ranged read), captures the log's bounds, and reads th
 while the image downloads and loads. Measured at 1M keys and a 10k-record tail: the two overlap
 for most of the image's ~0.15 s.
 
-Only the plain case takes this path: the newest snapshot verifies, its header is the one read
+Only the plain case takes this path: a big enough image (:data:`FAST_MIN_BYTES`), the newest snapshot verifies, its header is the one read
 ahead, and the plan needs no special handling (no data loss, the snapshot not ahead of the log).
 Anything else returns ``None`` and the cold start takes its ordinary path from the beginning, so the
 fallbacks (older snapshots, data-loss reports) stay where they are. Bounds are captured after the
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .core.restore import RestorePlan, plan_restore
-from .core.snapshot import SnapshotError
+from .core.snapshot import SnapshotError, parse_name
 from .core.errors import RecordError
 from .core.records import Mutation, Position
 from .fold import decode_records
@@ -34,6 +34,10 @@ from .snapshot_store import SnapshotNotFound, SnapshotStore
 
 log = logging.getLogger("streamcache.restore")
 
+#: Images smaller than this (the size is in the name) take the ordinary path: reading the header
+#: ahead costs one more request to the object store (tens of ms on OCI), more than overlapping the
+#: load of a small image saves (a 19 MB image loads in ~15 ms).
+FAST_MIN_BYTES = 16 << 20
 #: Tails longer than this are not read ahead: they would sit in memory whole (the ordinary path
 #: reads in chunks), and the image's load time is small next to replaying them anyway.
 PREFETCH_MAX_RECORDS = 200_000
@@ -57,6 +61,9 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
     if not catalog.snapshots:
         return None
     name = catalog.snapshots[0]
+    checksum = parse_name(name).checksum
+    if checksum is None or checksum.size_bytes < FAST_MIN_BYTES:
+        return None
     try:
         header, _ = read_header(store, name)
     except (SnapshotError, SnapshotNotFound):

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from streamcache.adapters.memory_log import MemoryLog
 from streamcache.adapters.memory_store import MemoryStore
 from streamcache.compaction import compact
 from streamcache.fold import apply_decoded
+from streamcache import restore_prefetch
 from streamcache.restore_prefetch import load_with_tail
 from support.log_history import START_MS, fill, foreign, full_replay
 
 STREAM = "orders"
+
+
+@pytest.fixture(autouse=True)
+def any_size(monkeypatch):
+    """These images are small: take the fast path whatever their size."""
+    monkeypatch.setattr(restore_prefetch, "FAST_MIN_BYTES", 0)
 
 
 def test_the_plain_case_loads_the_newest_image_with_exactly_its_tail():
@@ -80,3 +89,35 @@ def test_a_store_failing_mid_load_leaves_no_reader_behind():
     with pytest.raises(SnapshotStoreUnavailable):
         load_with_tail(HookedStore(store, get=unavailable), STREAM, SlowLog(), time.monotonic)
     assert not [t for t in threading.enumerate() if t.name == "streamcache-tail"]
+
+
+def test_a_cold_start_on_the_fast_path_equals_a_full_replay(monkeypatch):
+    import uuid
+
+    from streamcache.app import CacheApp
+    from streamcache.settings import Settings
+
+    name = f"fast-{uuid.uuid4().hex}"
+    log, store = MemoryLog.named(name, 3), MemoryStore.named(name)
+    try:
+        fill(log, 40, keys=15)
+        compact(log, store, name, keep=3)
+        fill(log, 12, keys=15, ts_ms=START_MS + 5_000, prefix="late-")
+        app = CacheApp(Settings.from_env({"STREAMCACHE_LOG_URL": f"memory://{name}",
+                                          "STREAMCACHE_SNAPSHOT_URL": f"memory://{name}"}))
+        taken = []
+        real = restore_prefetch.load_with_tail
+
+        def spy(*args):
+            taken.append(real(*args))
+            return taken[-1]
+
+        monkeypatch.setattr("streamcache.restore_runner.load_with_tail", spy)
+        app.ensure_started()
+        assert taken and taken[0] is not None  # the fast path it was
+        assert app.cold_start.records_replayed == 12 and app.cold_start.phase == "serving"
+        assert app.replica.table.export_state() == full_replay(log).export_state()
+        assert app.replica.positions() == log.bounds().next
+    finally:
+        MemoryLog.forget(name)
+        MemoryStore.forget(name)
