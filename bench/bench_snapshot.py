@@ -1,4 +1,4 @@
-"""Snapshot write and load throughput, and snapshot size against the raw data.
+"""Snapshot (SQLite image) write and load throughput, and snapshot size against the raw data.
 
     .venv/bin/python bench/bench_snapshot.py                 # 100k keys
     .venv/bin/python bench/bench_snapshot.py --million       # 100k and 1M keys (~1 minute)
@@ -7,7 +7,8 @@
 
 The table is filled by applying put records directly (timestamps spread at ``--writes-per-second``,
 so the dedup window holds a realistic number of request ids). Each codec figure is the best of
-``--repeat`` runs. "raw" is the bytes of keys plus values; "MB/s" counts snapshot bytes.
+``--repeat`` runs. "raw" is the bytes of keys plus values; "MB/s" counts snapshot bytes. "load" is
+verify (CRC-32 from the name) + deserialize, or verify + write under /tmp + open memory-mapped.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import time
 from pathlib import Path
 
 from streamcache.core.records import Position, Put
-from streamcache.core.snapshot import decode_snapshot, encode_snapshot, format_name
+from streamcache.core.snapshot import checksum, decode_header, encode_snapshot, format_name
 from streamcache.core.table import Table
+from streamcache.replay.snapshot_image import load_image
 
 
 def build_table(keys: int, value_bytes: int, values: str, partitions: int, writes_per_second: int) -> Table:
@@ -66,32 +68,30 @@ def bench(keys: int, args: argparse.Namespace) -> None:
           f"(built in {time.perf_counter() - started:.1f} s; raw data {raw / 1e6:.1f} MB)")
     print(f"  {'variant':<22}{'size MB':>9}{'vs raw':>8}{'write s':>9}{'MB/s':>7}{'load s':>8}{'MB/s':>7}"
           f"{'keys/s':>11}")
-    for compress in (False, True):
-        write_s, data = best_of(args.repeat, lambda: encode_snapshot(table, "bench", compress_values=compress))
-        load_s, snapshot = best_of(args.repeat, lambda: decode_snapshot(data))
-        mb = len(data) / 1e6
-        label = "values zlib-1" if compress else "values raw (default)"
+    write_s, data = best_of(args.repeat, lambda: encode_snapshot(table, "bench"))
+    name = format_name(decode_header(data), "bench", checksum(data))
+    mb = len(data) / 1e6
+    for label, threshold in (("deserialized (default)", None), ("mmap file under /tmp", 0)):
+        load_s, snapshot = best_of(args.repeat, lambda: load_image(data, name, file_min_bytes=threshold))
         print(f"  {label:<22}{mb:>9.1f}{len(data) / raw:>8.2f}{write_s:>9.2f}{mb / write_s:>7.0f}"
               f"{load_s:>8.2f}{mb / load_s:>7.0f}{keys / load_s:>11,.0f}")
-        if not compress:
-            requests = snapshot.header.requests
-            default_data = data
+        requests = snapshot.header.requests
+        snapshot.table.close()
         del snapshot
     print(f"  request ids remembered in the snapshot: {requests:,}")
     del table
     gc.collect()
     before = rss_bytes()
-    loaded = decode_snapshot(default_data)
+    loaded = load_image(data, name, file_min_bytes=None)
     print(f"  resident memory of a loaded table: {(rss_bytes() - before) / keys:.0f} bytes/key")
     if args.stores:
-        bench_stores(default_data, decode_snapshot(default_data).header)
+        bench_stores(data, name)
     del loaded
 
 
-def bench_stores(data: bytes, header) -> None:
+def bench_stores(data: bytes, name: str) -> None:
     from streamcache.adapters.directory_store import DirectoryStore
 
-    name = format_name(header, "bench")
     with tempfile.TemporaryDirectory() as folder:
         store = DirectoryStore(folder)
         put_s, _ = best_of(1, lambda: store.put_new(name, data))

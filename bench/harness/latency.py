@@ -51,7 +51,8 @@ def measure_warm(ctx: BenchContext) -> dict:
 
     ours = {"handler": in_handler(ctx, url, lambda: beside("handler")), "append_alone": floor}
     ctx.say(f"warm: in the handler GET p50 {ours['handler']['get'].get('p50_ms')} ms, PUT p50 "
-            f"{ours['handler']['put'].get('p50_ms')} ms, append alone {floor['handler'].get('p50_ms')} ms")
+            f"{ours['handler']['put'].get('p50_ms')} ms, append alone {floor['handler'].get('p50_ms')} ms, list of "
+            f"{ours['handler']['list']['keys_per_page']} keys p50 {ours['handler']['list'].get('p50_ms')} ms")
     stack = DevStack(port=0, instances=2, log_url=url)
     try:
         stack.start()
@@ -87,16 +88,21 @@ def in_handler(ctx: BenchContext, url: str, before_put=lambda: None) -> dict:
     mode = ctx.mode
     app = CacheApp(Settings.from_env({"STREAMCACHE_LOG_URL": url, "STREAMCACHE_INSTANCE_ID": "bench-handler"}))
     try:
-        app.handle(HttpRequest("GET", "/health", {}, b""))  # the cold start: replay the topic
+        app.ensure_started(300)  # the cold start: replay the topic (/health would not wait for it)
         get = _loop_get(lambda path: app.handle(HttpRequest("GET", path, {}, b"")).status, mode.warm_keys,
                         mode.get_requests * HANDLER_GET_FACTOR, mode.path_budget_s)
+        # A page of up to 100 keys by prefix (user:0000000 matches user:000000000 .. user:000000099).
+        listing = summarize(timed_loop(
+            lambda _: app.handle(HttpRequest("GET", "/cache?prefix=user:0000000&limit=100", {}, b"")).status,
+            mode.get_requests, mode.path_budget_s, WARMUP, ok=lambda s: s == 200))
+        listing["keys_per_page"] = min(100, mode.warm_keys)
         headers = {"content-type": CONTENT_TYPE}
         before_put()
         put = _loop_put(lambda path, body: app.handle(HttpRequest("PUT", path, headers, body)).status,
                         mode.warm_keys, mode.put_requests, mode.path_budget_s)
     finally:
         app.replica.log.close()
-    return {"get": get, "put": put}
+    return {"get": get, "put": put, "list": listing}
 
 
 def through_socket(ctx: BenchContext, stack: DevStack, before_put=lambda: None) -> dict:

@@ -89,6 +89,10 @@ def _warm(warm: dict) -> list[str]:
         out.append(f"| {label} | {ms(g.get('p50_ms'))} | {ms(g.get('p99_ms'))} | {rate(g.get('rps'))} | "
                    f"{ms(p.get('p50_ms'))} | {ms(p.get('p99_ms'))} | {rate(p.get('rps'))} | "
                    f"{times(rg.get('p50_x'))} / {times(rp.get('p50_x'))} |")
+    listing = ours.get("handler", {}).get("list")
+    if listing:
+        out.append(f"| in the handler: list by prefix, a page of {listing['keys_per_page']} keys | "
+                   f"{ms(listing.get('p50_ms'))} | {ms(listing.get('p99_ms'))} | {rate(listing.get('rps'))} |||||")
     conc = ours.get("gateway_concurrent")
     if conc:
         g, p = conc["get"], conc["put"]
@@ -130,26 +134,27 @@ def _durability(durability: dict) -> list[str]:
 
 
 def _scaling(scaling: dict) -> list[str]:
-    out = ["### Cold start and memory against key count (100-byte values, then a 10 % tail of overwrites)", ""]
+    out = ["### Cold start and memory against key count (100-byte values; snapshot, then a 1 % or 10 % tail of overwrites)", ""]
     if _skipped(scaling):
         return out + [f"Not measured: {_skipped(scaling)}", ""]
     theirs = scaling.get("redis", {})
     ours = scaling.get("streamcache", {})
-    replay, snap = ours.get("stream_replay", {}), ours.get("snapshot_and_tail", {})
+    replay, snap, snap10 = (ours.get(name, {}) for name in ("stream_replay", "snapshot_and_tail", "snapshot_and_tail_10pct"))
     out += ["Cold start = from the process spawn to the first served read (a GET through Fn's protocol; "
             "Redis: a GET that returns the value). Memory = resident growth of the instance holding the keys "
-            "(RSS) against Redis's `used_memory`.", "",
-            "| keys | streamcache, replaying the stream | streamcache, snapshot + tail | Redis, from its RDB | "
-            "vs Redis (replay / snapshot) | streamcache B/key (replay / snapshot) | Redis B/key | memory vs Redis |",
-            "|---|---|---|---|---|---|---|---|"]
+            "(RSS, plus any image file it keeps under /tmp) against Redis's `used_memory`.", "",
+            "| keys | streamcache, replaying the stream | snapshot + 1 % tail | snapshot + 10 % tail | Redis, from its RDB | "
+            "vs Redis (1 % / 10 %) | streamcache B/key (1 % / replay) | Redis B/key | memory vs Redis |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for keys in sorted(set(replay) | set(snap), key=int):
-        a, b, peer = replay.get(keys, {}), snap.get(keys, {}), theirs.get(keys, {})
+        a, b, c, peer = replay.get(keys, {}), snap.get(keys, {}), snap10.get(keys, {}), theirs.get(keys, {})
         redis_s, redis_b = peer.get("first_read_s"), peer.get("used_memory_per_key_bytes")
         memory = b.get("rss_per_key_bytes") or a.get("rss_per_key_bytes")
         out.append(f"| {int(keys):,} | {_seconds(a.get('first_read_s'))} | {_seconds(b.get('first_read_s'))} | "
-                   f"{_seconds(redis_s)} | {times(ratio_of(a.get('first_read_s'), redis_s))} / "
-                   f"{times(ratio_of(b.get('first_read_s'), redis_s))} | {_num(a.get('rss_per_key_bytes'))} / "
-                   f"{_num(b.get('rss_per_key_bytes'))} | {_num(redis_b)} | {times(ratio_of(memory, redis_b))} |")
+                   f"{_seconds(c.get('first_read_s'))} | {_seconds(redis_s)} | "
+                   f"{times(ratio_of(b.get('first_read_s'), redis_s))} / {times(ratio_of(c.get('first_read_s'), redis_s))} | "
+                   f"{_num(b.get('rss_per_key_bytes'))} / {_num(a.get('rss_per_key_bytes'))} | {_num(redis_b)} | "
+                   f"{times(ratio_of(memory, redis_b))} |")
     for keys, reason in scaling.get("skipped_sizes", {}).items():
         out.append(f"| {int(keys):,} | {reason} |||||||")
     if "skipped" in theirs:
@@ -175,21 +180,34 @@ def _snapshots(snapshot: dict, scaling: dict, compaction: dict) -> list[str]:
         out.append(f"Snapshots not measured: {_skipped(snapshot)}")
     else:
         redis_sizes = scaling.get("redis", {}) if isinstance(scaling.get("redis"), dict) else {}
-        out += ["| keys | raw (keys + values) | snapshot | snapshot / raw | Redis RDB | write | load |",
-                "|---|---|---|---|---|---|---|"]
+        out += ["| keys | raw (keys + values) | snapshot (image) | snapshot / raw | Redis RDB | write | "
+                "verify + open: in memory / mmap file | B/key held: in memory / mmap file (RSS + file) | "
+                "random GET while pages load: memory / file |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for keys, s in snapshot.items():
             rdb = redis_sizes.get(keys, {}).get("rdb_bytes")
+            ways = s.get("load_ways") or {}
+            mem, fil = ways.get("memory", {}), ways.get("file", {})
             out.append(f"| {int(keys):,} | {s['raw_bytes'] / 1e6:.1f} MB | {s['snapshot_bytes'] / 1e6:.1f} MB | "
                        f"{s['size_vs_raw']:.2f} | {'-' if rdb is None else f'{rdb / 1e6:.1f} MB'} | "
-                       f"{s['write_mb_s']} MB/s | {s['load_keys_s']:,} keys/s |")
+                       f"{s['write_mb_s']} MB/s | {_seconds(mem.get('verify_and_open_s'))} / "
+                       f"{_seconds(fil.get('verify_and_open_s'))} | {_num(mem.get('held_per_key_bytes'))} / "
+                       f"{_num(fil.get('held_per_key_bytes'))} | {mem.get('random_get_us', '-')} / "
+                       f"{fil.get('random_get_us', '-')} µs |")
     out.append("")
     if _skipped(compaction):
         return out + [f"Compaction: {_skipped(compaction)}", ""]
-    out += ["| compaction of | records folded | time | records/s | snapshot written |", "|---|---|---|---|---|"]
+    out += ["| compaction | records folded | time (load / fold / write image) | records/s | snapshot written |",
+            "|---|---|---|---|---|"]
     for keys, c in sorted(compaction.items(), key=lambda item: int(item[0])):
-        size = c.get("snapshot_bytes") or 0
-        out.append(f"| {int(keys):,} keys | {c['records_folded']:,} | {_seconds(c['wall_s'])} | "
-                   f"{rate(c.get('records_per_s'))} | {size / 1e6:.1f} MB |")
+        runs = [(f"{int(keys):,} keys from scratch", c)]
+        runs += [(f"{t.get('tail_records', 0):,} changes onto {int(keys):,} keys", t)
+                 for t in (c.get("incremental") or {}).values()]
+        for label, run in runs:
+            size, phases = run.get("snapshot_bytes") or 0, run.get("phases_ms") or {}
+            parts = " / ".join(f"{phases.get(p, 0) / 1000:.2f}" for p in ("load", "fold", "encode"))
+            out.append(f"| {label} | {run['records_folded']:,} | {_seconds(run['wall_s'])} ({parts}) | "
+                       f"{rate(run.get('records_per_s'))} | {size / 1e6:.1f} MB |")
     return out + [""]
 
 

@@ -1,19 +1,20 @@
 """How cold start and memory grow with the number of keys, for both systems, and what a compaction
 of that data costs.
 
-For each key count N, the same data (N keys with 100-byte values, then a tail of 0.1 N overwrites):
+For each key count N (100-byte values):
 
-- streamcache: the N records go on a fresh topic; when snapshots exist (issue 3) the compactor folds
-  them into a snapshot in a local directory (timed: compaction throughput); then the tail is appended.
-  For each cold-start *source* a fresh function instance is spawned exactly as Fn does (``fdk
-  func.py handler`` on a unix socket) and the clock runs from the spawn to the first served read (a
-  GET through Fn's protocol; a ``503 restoring`` answer is retried, as a client would). The instance
-  then holds the N keys: its resident memory (VmRSS) minus that of an instance on an empty stream.
+- streamcache: the N records go on a fresh topic and the compactor folds them into a snapshot (an
+  SQLite image) in a local directory (timed: compaction from scratch). Then, for each tail of
+  :data:`TAILS` (1 % and 10 % of N, overwrites): the tail is appended, a fresh function instance is
+  spawned exactly as Fn does (``fdk func.py handler`` on a unix socket) and the clock runs from the
+  spawn to the first served read (a GET through Fn's protocol; a ``503 restoring`` answer is
+  retried, as a client would); then the compactor folds that tail onto the snapshot (timed: the
+  incremental compaction, whose cost should follow the tail and the image copy, not N). The
+  instance's memory = its resident memory (VmRSS) minus that of an instance on an empty stream,
+  plus any image file it keeps under /tmp. Up to :data:`STREAM_REPLAY_MAX_KEYS`, an instance that
+  replays the whole stream (no snapshot store) is measured too.
 - Redis: loaded through a pipeline, ``used_memory`` per key (minus an empty server's), then ``SAVE``;
   a fresh ``redis-server`` on that RDB, timed from the spawn to the first GET that returns the value.
-
-Sources (:data:`COLD_START_SOURCES`): ``stream_replay`` (no snapshot store configured: the instance
-replays the whole stream) and ``snapshot_and_tail`` (the newest snapshot, then the tail).
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, fields
-from typing import Callable
+from dataclasses import fields
 
 from streamcache.settings import Settings
 from streamcache_local.fn_runner import start_instance
 
-from .common import (TAIL_FRACTION, VALUE_BYTES, dataset, key_name, peak_rss_bytes, ratio, rss_bytes,
-                     split_dataset)
+from .common import VALUE_BYTES, dataset, key_name, peak_rss_bytes, ratio, rss_bytes, value_for
 from .context import BenchContext, Skipped
 from .datasets import load_redis, load_topic
 from .redis_server import RedisServer
@@ -38,14 +37,12 @@ from .redis_server import RedisServer
 FIRST_READ_TIMEOUT_S = 600.0
 
 
-@dataclass
-class Prepared:
-    """One key count's data on the stream (and in a snapshot, when snapshots exist)."""
-
-    keys: int
-    log_url: str
-    snapshot_dir: str | None = None
-    compaction: dict | None = None
+#: Tails replayed at a cold start, as fractions of the key count: 1 % (what a compactor running on a
+#: schedule leaves) and 10 % (a compactor that fell behind). Both are overwrites spread over the keys.
+TAILS = (("snapshot_and_tail", 0.01), ("snapshot_and_tail_10pct", 0.10))
+#: Replaying the whole stream is measured up to this many keys (at 1M it takes half a minute and
+#: says nothing the snapshot path does not).
+STREAM_REPLAY_MAX_KEYS = 100_000
 
 
 def snapshots_available() -> bool:
@@ -54,18 +51,47 @@ def snapshots_available() -> bool:
             and importlib.util.find_spec("streamcache.compactor.app") is not None)
 
 
-def prepare(ctx: BenchContext, keys: int) -> Prepared:
+def tail_items(keys: int, count: int, first: int, generation: int):
+    """``count`` overwrites spread over the keys (7919 is prime: they touch keys all over the range)."""
+    return ((key_name((j * 7919) % keys), value_for((j * 7919) % keys, generation=generation))
+            for j in range(first, first + count))
+
+
+def run_size(ctx: BenchContext, keys: int) -> tuple[dict[str, dict], dict | None]:
+    """``keys`` puts on a fresh topic, compacted from scratch; then for each tail of :data:`TAILS`:
+    the tail appended, a fresh instance cold-started on snapshot + tail, and the tail compacted onto
+    the snapshot (timed: the compactor's incremental cost). Then, for small sizes, a cold start that
+    replays the whole stream. Returns the cold starts by source and the compactions."""
     topic, url = ctx.new_topic(f"cold{keys}")
-    base, tail = split_dataset(keys)
-    if keys:
-        load_topic(ctx.broker.bootstrap, topic, ctx.partitions, base)
-    prepared = Prepared(keys, url)
-    if snapshots_available():
-        prepared.snapshot_dir = tempfile.mkdtemp(prefix="sc-bench-snapshots-")
-        prepared.compaction = compact(url, prepared.snapshot_dir)
-    if keys:
-        load_topic(ctx.broker.bootstrap, topic, ctx.partitions, tail, first_write=keys)
-    return prepared
+    base = ((key_name(i), value_for(i)) for i in range(keys))
+    written = load_topic(ctx.broker.bootstrap, topic, ctx.partitions, base) if keys else 0
+    runs: dict[str, dict] = {}
+    compaction = None
+    directory = tempfile.mkdtemp(prefix="sc-bench-snapshots-") if snapshots_available() else None
+    try:
+        if directory is not None:
+            compaction = compact(url, directory)
+            compaction["incremental"] = {}
+        for generation, (name, fraction) in enumerate(TAILS, start=1):
+            count = int(keys * fraction)
+            if count:
+                written += load_topic(ctx.broker.bootstrap, topic, ctx.partitions,
+                                      tail_items(keys, count, 0, generation), first_write=written)
+            if directory is None:
+                continue
+            runs[name] = cold_start_instance({"STREAMCACHE_LOG_URL": url, "STREAMCACHE_SNAPSHOT_URL": directory}, keys)
+            runs[name]["tail_records"] = count
+            if keys:
+                incremental = compact(url, directory)
+                compaction["incremental"][name] = {**incremental, "tail_records": count}
+                ctx.say(f"scaling: {keys:,} keys, {count:,} changes compacted onto the snapshot in "
+                        f"{incremental['wall_s']:.2f} s ({incremental['phases_ms']})")
+        if keys <= STREAM_REPLAY_MAX_KEYS:
+            runs["stream_replay"] = cold_start_instance({"STREAMCACHE_LOG_URL": url}, keys)
+    finally:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+    return runs, compaction
 
 
 def compact(log_url: str, snapshot_dir: str) -> dict:
@@ -91,31 +117,14 @@ def compact(log_url: str, snapshot_dir: str) -> dict:
             "fold_records_per_s": answer.get("fold_records_per_s"), "phases_ms": answer.get("phases_ms")}
 
 
-def stream_replay(prepared: Prepared) -> dict[str, str] | None:
-    return {"STREAMCACHE_LOG_URL": prepared.log_url}
-
-
-def snapshot_and_tail(prepared: Prepared) -> dict[str, str] | None:
-    if prepared.snapshot_dir is None:
-        return None
-    return {"STREAMCACHE_LOG_URL": prepared.log_url, "STREAMCACHE_SNAPSHOT_URL": prepared.snapshot_dir}
-
-
-# name -> the function config of an instance that cold-starts that way (None: not available here).
-COLD_START_SOURCES: dict[str, Callable[[Prepared], dict[str, str] | None]] = {
-    "stream_replay": stream_replay,
-    "snapshot_and_tail": snapshot_and_tail,
-}
-
-
 def measure_scaling(ctx: BenchContext) -> dict:
     mode = ctx.mode
     began = time.monotonic()
-    result: dict = {"value_bytes": VALUE_BYTES, "tail_fraction": TAIL_FRACTION, "streamcache": {}, "redis": {},
+    result: dict = {"value_bytes": VALUE_BYTES, "tails": dict(TAILS), "streamcache": {}, "redis": {},
                     "compaction": {}, "skipped_sizes": {}}
     if not snapshots_available():
         result["snapshot_and_tail"] = "skipped: snapshots (issue 3) are not in this build"
-    baseline = run_sources(ctx, 0)[0]
+    baseline = run_size(ctx, 0)[0]
     result["streamcache_empty_instance"] = baseline
     redis_baseline = None
     try:
@@ -136,13 +145,16 @@ def measure_scaling(ctx: BenchContext) -> dict:
                 ctx.say(f"scaling: {reason}")
                 continue
         size_started = time.monotonic()
-        runs, compaction = run_sources(ctx, keys)
+        runs, compaction = run_size(ctx, keys)
         if compaction is not None:
             result["compaction"][str(keys)] = compaction
             ctx.say(f"scaling: {keys:,} keys, compaction folded {compaction['records_folded']:,} records in "
                     f"{compaction['wall_s']:.2f} s")
         for name, run in runs.items():
-            run["rss_per_key_bytes"] = round((run["rss_bytes"] - baseline[name]["rss_bytes"]) / keys, 1)
+            # What the instance holds: resident growth over an empty instance, plus any image file
+            # it keeps under /tmp (OCI counts /tmp against the function's memory).
+            held = run["rss_bytes"] - baseline[name]["rss_bytes"] + run["tmp_image_bytes"]
+            run["rss_per_key_bytes"] = round(held / keys, 1)
             result["streamcache"].setdefault(name, {})[str(keys)] = run
             ctx.say(f"scaling: {keys:,} keys, {name}: first read after {run['first_read_s']:.2f} s, "
                     f"{run['rss_per_key_bytes']:.0f} B/key resident")
@@ -158,21 +170,6 @@ def measure_scaling(ctx: BenchContext) -> dict:
     if redis_available:
         result["ratios"] = _ratios(result)
     return result
-
-
-def run_sources(ctx: BenchContext, keys: int) -> tuple[dict[str, dict], dict | None]:
-    """Prepare ``keys`` keys once, cold-start one instance per available source on them."""
-    prepared = prepare(ctx, keys)
-    try:
-        runs = {}
-        for name, configure in COLD_START_SOURCES.items():
-            config = configure(prepared)
-            if config is not None:
-                runs[name] = cold_start_instance(config, keys)
-        return runs, prepared.compaction
-    finally:
-        if prepared.snapshot_dir is not None:
-            shutil.rmtree(prepared.snapshot_dir, ignore_errors=True)
 
 
 def cold_start_instance(config: dict[str, str], keys: int) -> dict:
@@ -201,11 +198,28 @@ def cold_start_instance(config: dict[str, str], keys: int) -> dict:
                 "socket_ready_s": round(ready - started, 4), "first_read_s": round(first_read - started, 4),
                 "first_read_attempts": attempts, "app_cold_start_ms": health.get("cold_start_ms"),
                 "keys_held": health.get("keys"), "snapshot": (health.get("snapshot") or {}).get("name"),
-                "rss_bytes": rss_bytes(instance.pid), "peak_rss_bytes": peak_rss_bytes(instance.pid)}
+                "rss_bytes": rss_bytes(instance.pid), "peak_rss_bytes": peak_rss_bytes(instance.pid),
+                "tmp_image_bytes": tmp_image_bytes(instance.pid)}
     finally:
         if instance is not None:
             instance.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def tmp_image_bytes(pid: int) -> int:
+    """Bytes of the image files (``streamcache-*.db``, unlinked or not) the process holds open."""
+    total = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if "streamcache-" in target and ".db" in target:
+                    total += os.stat(f"/proc/{pid}/fd/{fd}").st_size
+            except OSError:
+                continue
+    except OSError:
+        return 0
+    return total
 
 
 def redis_empty_memory(ctx: BenchContext) -> int:

@@ -56,47 +56,90 @@ def measure_snapshot(ctx: BenchContext) -> dict:
         load_s, snapshot = best_of(2, lambda: decode_snapshot(data))
         held = snapshot.header.entries
         del snapshot
-        table_rss = loaded_table_rss(data)
+        ways = load_both_ways(data, keys)
+        table_rss = ways["memory"]["rss_per_key_bytes"] * keys
         size = len(data)
         out[str(keys)] = {"keys": keys, "raw_bytes": raw, "snapshot_bytes": size, "size_vs_raw": round(size / raw, 3),
                           "write_s": round(write_s, 4), "write_mb_s": round(size / 1e6 / write_s, 1),
                           "load_s": round(load_s, 4), "load_keys_s": round(keys / load_s),
                           "entries_loaded": held, "loaded_table_rss_per_key_bytes": round(table_rss / keys, 1),
-                          "table_build_s": round(built_s, 2)}
+                          "table_build_s": round(built_s, 2), "load_ways": ways}
         ctx.say(f"snapshot: {keys:,} keys, {size / 1e6:.1f} MB ({size / raw:.2f} x raw), "
                 f"write {out[str(keys)]['write_mb_s']} MB/s, load {out[str(keys)]['load_keys_s']:,} keys/s, "
-                f"a loaded table holds {table_rss / keys:.0f} B/key")
+                f"a loaded table holds {table_rss / keys:.0f} B/key; "
+                + "; ".join(f"{mode}: open {w['verify_and_open_s']:.3f} s, {w['held_per_key_bytes']:.0f} B/key held"
+                            for mode, w in ways.items()))
         del data
         gc.collect()
     return out
 
 
 _LOAD_IN_CHILD = """
-import gc, json, os, sys
-from streamcache.core.snapshot import decode_snapshot
+import gc, json, os, random, sys, time
+from streamcache.core.snapshot import checksum, decode_header, format_name
+from streamcache.core.table import Table
+from streamcache.replay.snapshot_image import load_image
 def rss():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-data = open(sys.argv[1], "rb").read()
+path, mode, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
+Table()  # imports and SQLite initialised before the baseline
 gc.collect()
 before = rss()
-snapshot = decode_snapshot(data)
-print(json.dumps({"before": before, "after": rss()}))
+started = time.perf_counter()
+with open(path, "rb") as file:
+    data = file.read()
+name = format_name(decode_header(data), "bench", checksum(data))
+read = time.perf_counter()
+snapshot = load_image(data, name, file_min_bytes=0 if mode == "file" else None, tmp_dir=tmp)
+del data
+opened = time.perf_counter()
+table = snapshot.table
+table.get("user:000000000", 0)
+first = time.perf_counter()
+keys = [f"user:{random.randrange(snapshot.header.entries):09d}" for _ in range(20_000)]
+t0 = time.perf_counter()
+for key in keys:
+    table.get(key, 0)
+touched = time.perf_counter()
+files = 0
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        if "streamcache-" in os.readlink(f"/proc/self/fd/{fd}"):
+            files += os.stat(f"/proc/self/fd/{fd}").st_size
+    except OSError:
+        pass  # the descriptor listdir itself used
+print(json.dumps({"read_s": read - started, "verify_and_open_s": opened - read, "first_get_ms": (first - opened) * 1000,
+                  "random_get_us": (touched - t0) / len(keys) * 1e6, "rss_growth": rss() - before, "file_bytes": files}))
 """
 
+#: How a loaded image is held: deserialized into memory, or written under /tmp and memory-mapped.
+LOAD_MODES = ("memory", "file")
 
-def loaded_table_rss(data: bytes) -> int:
-    """Resident memory a table decoded from ``data`` takes, measured in a fresh process (in this one,
-    memory freed by earlier work would be reused and hide part of it)."""
-    with tempfile.NamedTemporaryFile(prefix="sc-bench-snapshot-") as file:
-        file.write(data)
-        file.flush()
-        done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, file.name], capture_output=True, text=True,
-                              timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(f"loading the snapshot in a child process failed: {done.stderr[-800:]}")
-    answer = json.loads(done.stdout)
-    return answer["after"] - answer["before"]
+
+def load_both_ways(data: bytes, keys: int) -> dict:
+    """Load ``data`` each way in a fresh process (in this one, memory freed by earlier work would be
+    reused and hide part of it): time to verify and open, first and random lookups (20k, pages
+    loading), resident growth, and bytes of image file kept under the temporary folder."""
+    out = {}
+    tmp = tempfile.mkdtemp(prefix="sc-bench-image-")
+    try:
+        with tempfile.NamedTemporaryFile(prefix="sc-bench-snapshot-") as file:
+            file.write(data)
+            file.flush()
+            for mode in LOAD_MODES:
+                done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, file.name, mode, tmp], capture_output=True,
+                                      text=True, timeout=300)
+                if done.returncode != 0:
+                    raise RuntimeError(f"loading the snapshot in a child process failed: {done.stderr[-800:]}")
+                m = json.loads(done.stdout)
+                out[mode] = {"verify_and_open_s": round(m["verify_and_open_s"], 4), "read_file_s": round(m["read_s"], 4),
+                             "first_get_ms": round(m["first_get_ms"], 3), "random_get_us": round(m["random_get_us"], 2),
+                             "rss_per_key_bytes": round(m["rss_growth"] / keys, 1),
+                             "held_per_key_bytes": round((m["rss_growth"] + m["file_bytes"]) / keys, 1)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def measure_compaction(ctx: BenchContext) -> dict:

@@ -1,6 +1,6 @@
 """``streamcache dev``'s data folder (``--data-dir``, default ``./.streamcache``): the local bucket.
 
-    <data-dir>/snapshots/<stream>/<name>.snap   snapshots, as in the OCI bucket (the compactor writes them)
+    <data-dir>/snapshots/<stream>/<name>.db     snapshots (SQLite images; .snap: the earlier format, converted), as in the OCI bucket
     <data-dir>/snapshots/previous/<stream>/     the two runs before this one, out of every listing
     <data-dir>/imports/                         drop JSON Lines files here to load them (lifecycle.py);
     <data-dir>/imports/done/, imports/failed/   where they go once the compactor answered

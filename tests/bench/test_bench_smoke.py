@@ -57,15 +57,18 @@ def test_durability_scaling_and_snapshot_are_measured(tiny_run):
     _check_latency(measurements["durability"]["streamcache"]["append_acks_all"])
     _check_latency(measurements["durability"]["streamcache"]["put_in_handler"])
     cold = measurements["scaling"]["streamcache"]["stream_replay"]["1000"]
-    assert cold["keys_held"] == 1000 and cold["records"] == 1100  # 1000 keys and a 10 % tail of overwrites
+    assert cold["keys_held"] == 1000 and cold["records"] == 1110  # 1000 keys, then tails of 1 % and 10 % overwrites
     assert 0 < cold["socket_ready_s"] < cold["first_read_s"]
     assert cold["rss_bytes"] > 0 and cold["peak_rss_bytes"] >= cold["rss_bytes"]
     if "snapshot_and_tail" in measurements["scaling"]["streamcache"]:  # snapshots (issue 3) are in the build
         restored = measurements["scaling"]["streamcache"]["snapshot_and_tail"]["1000"]
-        assert restored["keys_held"] == 1000 and restored["snapshot"]
-        assert restored["records"] == 100  # only the tail is replayed
+        assert restored["keys_held"] == 1000 and restored["snapshot"].endswith(".db")
+        assert restored["records"] == 10  # only the 1 % tail is replayed
+        assert measurements["scaling"]["streamcache"]["snapshot_and_tail_10pct"]["1000"]["records"] == 100
         compaction = measurements["compaction"]["1000"]
         assert compaction["records_folded"] == 1000 and compaction["entries"] == 1000
+        incremental = compaction["incremental"]["snapshot_and_tail"]
+        assert incremental["records_folded"] == 10 and incremental["entries"] == 1000
     else:
         assert measurements["scaling"]["snapshot_and_tail"].startswith("skipped")
     snapshot = measurements["snapshot"]["1000"]

@@ -148,13 +148,21 @@ def test_a_restore_that_cannot_read_the_snapshot_store_is_503_and_retried(env):
     assert call(app, "GET", "/cache/k1").body == b"k-1"
 
 
-def test_a_corrupt_newest_snapshot_falls_back_to_an_older_one(env):
+def _flip_middle(data: bytes) -> bytes:
+    return data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1 :]
+
+
+@pytest.mark.parametrize("damage", [lambda data: b"\x89SCSNAP\n" + bytes(40), _flip_middle,
+                                    lambda data: data[: len(data) - 4096]],
+                         ids=["garbage", "one-bit-flipped", "truncated-by-a-page"])
+def test_a_corrupt_newest_snapshot_falls_back_to_an_older_one(env, damage):
     fill(env.log, 50)
     older = env.compact().object
     fill(env.log, 10, ts_ms=START_MS + 1_000, prefix="n")
     newest = env.compact().object
+    intact = env.store.get(newest)
     env.store.delete(newest)
-    env.store.put_new(newest, b"\x89SCSNAP\n" + bytes(40))
+    env.store.put_new(newest, damage(intact))
     status = health(env.app())
     assert status["phase"] == "serving" and status["snapshot"]["name"] == older
     assert status["records_replayed"] == 10

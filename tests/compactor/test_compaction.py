@@ -16,7 +16,8 @@ from streamcache.compactor.compaction import REFUSED, UNCHANGED, WRITTEN, compac
 from streamcache.core.data_loss import decode_loss, is_loss_name
 from streamcache.core.records import IF_ABSENT, IF_EXISTS, if_match
 from streamcache.core.retention import RetentionPolicy
-from streamcache.core.snapshot import decode_snapshot, encode_snapshot, newest_first, parse_name, stream_prefix
+from streamcache.core.snapshot import (checksum, decode_snapshot, encode_snapshot, newest_first, parse_name,
+                                       stream_prefix)
 from streamcache.core.table import DEDUP_WINDOW_MS, Table
 from streamcache.replay.catalog import load_newest_valid
 from support.hooked_store import HookedStore, Killed
@@ -210,7 +211,8 @@ def test_a_snapshot_of_another_stream_under_this_name_is_skipped(log, store):
     real = compact(log, store, STREAM, keep=3).object
     impostor_table = Table()
     data = encode_snapshot(impostor_table, "someone-else")
-    name = f"{stream_prefix(STREAM)}{parse_name(real).offsets_total + 1:016x}-{0:016x}-impostor.snap"
+    sums = checksum(data)
+    name = f"{stream_prefix(STREAM)}{parse_name(real).offsets_total + 1:016x}-{0:016x}-impostor-{sums.size_bytes:012x}-{sums.crc32:08x}.db"
     store.put_new(name, data)
     loaded = load_newest_valid(store, STREAM)
     assert loaded.snapshot.name == real and [s.reason for s in loaded.skipped] == ["other_stream"]
@@ -346,7 +348,7 @@ def test_killed_between_the_data_loss_record_and_the_snapshot_the_loss_stays_rec
         log.truncate_before(p, end[p] - 2)
 
     def kill_snapshot_write(name, data):
-        if name.endswith(".snap"):
+        if name.endswith(".db"):
             raise Killed("after the data-loss record")
 
     with pytest.raises(Killed):
@@ -417,3 +419,24 @@ def test_a_header_is_read_from_the_first_bytes_of_a_snapshot(log, store, tmp_pat
         get = staticmethod(store.get)
 
     assert read_header(GetOnly(), names[id(store)])[1] == len(store.get(names[id(store)]))
+
+
+# ---- snapshots of the earlier format (.snap) ------------------------------------------------------
+
+
+def test_a_format_1_snapshot_is_converted_by_the_next_compaction(log, store):
+    from streamcache.core.snapshot_legacy import LegacyPartition, encode_legacy
+
+    fill(log, 50, keys=10)
+    truth = full_replay(log)
+    partitions = {p: LegacyPartition(o, truth.clock_ms(p), []) for p, o in truth.next_offsets().items()}
+    legacy = encode_legacy(dict(truth.items()), partitions, STREAM)
+    name = f"{stream_prefix(STREAM)}{sum(truth.next_offsets().values()):016x}-{0:016x}-old.snap"
+    store.put_new(name, legacy)
+
+    summary = compact(log, store, STREAM, keep=3)  # nothing new in the log, but the base is format 1
+
+    assert summary.outcome == WRITTEN and summary.base_snapshot == name and summary.records_folded == 0
+    assert summary.object.endswith(".db") and snapshots(store) == [summary.object, name]
+    assert dict(restored(store, log).items()) == dict(truth.items())
+    assert compact(log, store, STREAM, keep=3).outcome == UNCHANGED  # converted once

@@ -13,7 +13,7 @@ from support.oci_fakes import api_key, no_retries, object_storage  # noqa: F401 
 from streamcache.adapters.memory_store import MemoryStore
 from streamcache.adapters.urls import open_snapshot_store
 from streamcache.core.records import Position, Put
-from streamcache.core.snapshot import decode_snapshot, encode_snapshot, format_name, newest_first, stream_prefix
+from streamcache.core.snapshot import checksum, decode_snapshot, encode_snapshot, format_name, newest_first, stream_prefix
 from streamcache.core.table import Table
 from streamcache.ports import InvalidSnapshotName, SnapshotExists, SnapshotNotFound
 
@@ -151,13 +151,13 @@ def test_a_snapshot_travels_through_the_store_by_its_name(store):
     table.apply(Position(0, 1), Put("k", b"w", "text/plain", "r2", 2_000))
     newer = encode_snapshot(table, "orders")
     for data, writer in ((older, "a1"), (newer, "b2")):
-        store.put_new(format_name(decode_snapshot(data).header, writer), data)
+        store.put_new(format_name(decode_snapshot(data).header, writer, checksum(data)), data)
     store.put_new(stream_prefix("orders") + "notes.txt", b"not a snapshot")
 
     names = newest_first(store.list(stream_prefix("orders")), "orders")
 
     assert len(names) == 2
-    restored = decode_snapshot(store.get(names[0])).table
+    restored = decode_snapshot(store.get(names[0]), names[0]).table
     assert restored.get("k", 0).value == b"w"
 
 

@@ -79,7 +79,7 @@ def test_compact_then_list_then_show(run, log_name, tmp_path):
 def test_a_damaged_snapshot_is_shown_as_invalid(run, log_name, tmp_path):
     fill(MemoryLog.named(log_name, 2), 10)
     run("compact")
-    (path,) = (tmp_path / "snaps").rglob("*.snap")
+    (path,) = (tmp_path / "snaps").rglob("*.db")
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
     code, out, _ = run("snapshots", path.name)
     shown = orjson.loads(out)

@@ -8,7 +8,8 @@ unreachable) is reported to the requests waiting for it and retried by the next 
 
 The restore: load the newest snapshot that verifies (older ones when the newest is corrupt), read the
 data-loss records beside it, capture the log's bounds, plan (:func:`~streamcache.core.restore.plan_restore`),
-replay the tail up to the captured end, install the table in the replica. Then the phase is
+replay the tail up to the captured end, install the table in the replica. In the plain case the
+tail is read while the image loads (:mod:`streamcache.cache.restore_prefetch`). Then the phase is
 ``serving``, or ``degraded`` when writes may be missing:
 
 - tail truncated: retention dropped records no snapshot covers. The instance serves what there is
@@ -34,15 +35,16 @@ from typing import Callable
 from streamcache.cache.compaction_request import CompactionTrigger, RequestCompaction
 from streamcache.cache.health import HealthProblem, Phase, ProblemKind
 from streamcache.cache.replica import Replica
+from streamcache.cache.restore_prefetch import load_with_tail
 from streamcache.core.data_loss import DataLossRecord
 from streamcache.core.errors import Restoring
 from streamcache.core.records import Position
 from streamcache.core.restore import RestoreAction, RestorePlan, plan_restore
 from streamcache.core.table import Table
-from streamcache.replay.fold import CHUNK_RECORDS, gc_paused, replay
-from streamcache.replay.progress import Progress
-from streamcache.replay.catalog import LoadedSnapshot, Skipped, load_newest_valid, read_losses
 from streamcache.ports import SnapshotStore
+from streamcache.replay.catalog import LoadedSnapshot, Skipped, load_newest_valid, read_losses
+from streamcache.replay.fold import CHUNK_RECORDS, apply_decoded, gc_paused, replay
+from streamcache.replay.progress import Progress
 
 log = logging.getLogger("streamcache.restore")
 
@@ -160,17 +162,25 @@ class ColdStart:
     def _restore(self) -> None:
         started = time.monotonic()
         self.progress = progress = Progress("restore")
-        loaded = None
+        loaded = fast = None
+        log_ = self.replica.log
         if self._store_factory is not None:
             if self._store is None:
                 self._store = self._store_factory()
-            result = load_newest_valid(self._store, self.stream, progress)
-            loaded, self.skipped = result.snapshot, result.skipped
-            self.losses = list(read_losses(self._store, result.catalog).values())
-        log_ = self.replica.log
-        began_at = self.replica.monotonic()  # before the bounds: writes acknowledged earlier are in them
-        bounds = log_.bounds()
-        plan = self.plan = plan_restore(loaded.header if loaded else None, bounds)
+            progress.phase("loading the newest snapshot and reading the log's tail")
+            fast = load_with_tail(self._store, self.stream, log_, self.replica.monotonic)
+            if fast is None:  # not the plain case: the ordinary path, with every fallback
+                result = load_newest_valid(self._store, self.stream, progress)
+                loaded, self.skipped, catalog = result.snapshot, result.skipped, result.catalog
+            else:
+                loaded, self.skipped, catalog = fast.loaded, [], fast.catalog
+            self.losses = list(read_losses(self._store, catalog).values())
+        if fast is None:
+            began_at = self.replica.monotonic()  # before the bounds: writes acknowledged earlier are in them
+            plan = plan_restore(loaded.header if loaded else None, log_.bounds())
+        else:
+            began_at, plan = fast.began_at, fast.plan
+        self.plan = plan
         self.snapshot = loaded if plan.snapshot is not None else None
         table = loaded.table if self.snapshot is not None else Table()
         for partition, start in plan.start.items():
@@ -180,7 +190,12 @@ class ColdStart:
                 table.skip(Position(partition, start - 1))
         progress.set_total(plan.records_to_replay)
         progress.phase("replaying the log's tail")
-        stats = replay(table, log_, plan.start, plan.end, progress, self._chunk_records)
+        if fast is None:
+            stats = replay(table, log_, plan.start, plan.end, progress, self._chunk_records)
+        else:
+            with table.batch():
+                stats = apply_decoded(table, fast.records)
+            fast.records.clear()
         self.replica.install(table, plan.end, began_at, stats)
         self.records_replayed = stats.read
         if loaded is not None:

@@ -248,7 +248,7 @@ def _show(store, stream: str, name: str, as_json: bool) -> int:
     try:
         shown["header"] = decode_header(data).to_json()
         shown["header"]["as_of"] = _time(shown["header"]["as_of_ms"])
-        decode_snapshot(data)  # the whole object: checksum and contents
+        decode_snapshot(data, name).table.close()  # the whole object: checksum and contents
         shown["valid"] = True
     except SnapshotError as exc:
         shown.update(valid=False, problem=str(exc))

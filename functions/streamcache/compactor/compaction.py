@@ -39,13 +39,14 @@ from streamcache.core.data_loss import DataLossRecord, encode_loss, loss_name
 from streamcache.core.records import Position
 from streamcache.core.restore import plan_restore
 from streamcache.core.retention import RetentionPolicy
-from streamcache.core.snapshot import decode_header, encode_snapshot, format_name, newest_first, parse_name, stream_prefix
+from streamcache.core.snapshot import (LEGACY_FORMAT, checksum, encode_snapshot, format_name, format_of, newest_first,
+                                       parse_name, stream_prefix)
+from streamcache.core.snapshot import read_header as snapshot_header_of
 from streamcache.core.table import Table
-from streamcache.replay.fold import CHUNK_RECORDS, FoldStats, gc_paused, replay
-from streamcache.ports import MutationLog
-from streamcache.replay.progress import Progress, SilentProgress
+from streamcache.ports import MutationLog, SnapshotStore, SnapshotStoreUnavailable
 from streamcache.replay.catalog import Skipped, SkipReason, load_newest_valid
-from streamcache.ports import SnapshotStore, SnapshotStoreUnavailable
+from streamcache.replay.fold import CHUNK_RECORDS, FoldStats, gc_paused, replay
+from streamcache.replay.progress import Progress, SilentProgress
 
 log = logging.getLogger("streamcache.compactor")
 
@@ -193,17 +194,20 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
     lap("fold")
     summary.records_folded, summary.records_applied, summary.records_skipped = stats.read, stats.applied, stats.skipped
     summary.positions_after = table.next_offsets()
-    if summary.positions_after == before:
+    # A format-1 base is converted: its image is written even when nothing new was folded.
+    legacy_base = base is not None and format_of(base.name) == LEGACY_FORMAT
+    if summary.positions_after == before and not legacy_base:
         summary.entries = len(table)
         summary.pruned, summary.prune_error = _prune(store, stream_id, policy, int(wall() * 1000), summary.base_snapshot, loaded.skipped)
         lap("prune")
         return _finish(summary, started, mono)
 
-    progress.phase("encoding the snapshot")
+    progress.phase("writing the image")
     data = encode_snapshot(table, stream_id)
-    header = decode_header(data)
-    name = format_name(header, writer_id())
+    header = snapshot_header_of(table.db)  # the meta rows encode_snapshot just wrote
+    name = format_name(header, writer_id(), checksum(data))
     summary.entries, summary.bytes = header.entries, len(data)
+    table.close()
     del table
     lap("encode")
     if plan.tail_truncated:

@@ -1,399 +1,221 @@
-"""Snapshots of the table: a versioned, self-checking binary format.
+"""Snapshots of the table: the table's SQLite database image, checksummed by its object name.
 
 A snapshot holds everything that decides future reads and outcomes (entries, per-partition next
 offsets and log times, the remembered request ids), so that loading it and replaying the log from its
-next offsets gives exactly the table that replaying the whole log gives.
+next offsets gives exactly the table that replaying the whole log gives. Since format 2 it is simply
+the database the table lives in (``Connection.serialize()``): writing one copies pages, loading one
+(``Connection.deserialize()``, or opening the file with memory-mapped I/O) decodes nothing per entry.
+The schema is :mod:`.schema`; the ``meta`` table describes the image (see ``SNAPSHOT_FORMAT.md``).
 
-Layout (integers little-endian)::
-
-    offset  size  field
-    0       8     magic  b"\\x89SCSNAP\\n"
-    8       2     format version (1)
-    10      2     flags (0; reserved)
-    12      4     header length H
-    16      4     CRC-32 of bytes [0, 16) and the header
-    20      H     header: UTF-8 JSON, see SnapshotHeader (``body_bytes`` gives the body size)
-    20+H    B     body: sections, each  u8 codec (0 raw, 1 zlib) | u64 raw size | u64 stored size | data
-    end-4   4     CRC-32 of everything before it
-
-Sections, in order (``strings`` = code-point lengths as u32, then one UTF-8 blob; integer columns are
-little-endian arrays; -2**63 stands for "none")::
-
-    entries   content types (JSON list) | keys (strings) | value lengths (u32) | values (blob)
-              | content type index (u32) | version partition (u32) | version offset (i64) | expiry ms (i64)
-    requests  partition (i64) | log time when applied (i64) | request ids (strings) | kinds (JSON list)
-              | kind index (u8) | keys (strings) | version partition (i64) | version offset (i64) | expiry (i64)
-
-The first 20 bytes keep this meaning in every format version, so a reader tells a corrupt object
-(:class:`SnapshotCorrupt`) from one written by a newer version (:class:`UnsupportedSnapshotVersion`)
-and can read the header alone from a prefix of the object. The body is columnar (one array per
-field, blobs for keys and values), which is what loads a million entries in under two seconds.
-Every section but the values is zlib-compressed (level 1: integer columns shrink ~20x for almost
-nothing); values are stored raw unless ``compress_values``, because inflating 100 MB of them costs
-more time than the bytes saved (bench/bench_snapshot.py). Each section says how it is stored.
-
-Object names are built and parsed in :mod:`.snapshot_names` (re-exported here).
+Integrity: the object's name carries its length and CRC-32 (:mod:`.snapshot_names`);
+:func:`verify_image` checks them before SQLite reads a byte, then ``application_id`` and
+``user_version`` say whether this version reads the schema. Objects of the earlier format 1
+(``.snap``) are recognised by their magic bytes and converted by :mod:`.snapshot_legacy`.
 """
 
 from __future__ import annotations
 
-import gc
-import struct
-import sys
+import sqlite3
 import zlib
-from array import array
-from bisect import bisect_left, bisect_right
-from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
-from itertools import accumulate
-from typing import Iterable, Iterator, NamedTuple
 
-import orjson
-
-from streamcache.core.errors import StreamcacheError
-from streamcache.core.records import Position
-from streamcache.core.snapshot_names import SnapshotName, format_name, newest_first, parse_name, stream_prefix
-from streamcache.core.table import Entry, Outcome, OutcomeKind, PartitionExport, Table
+from streamcache.core import schema
+from streamcache.core.snapshot_names import (
+    IMAGE_FORMAT,
+    LEGACY_FORMAT,
+    Checksum,
+    SnapshotName,
+    format_name,
+    newest_first,
+    parse_name,
+    stream_prefix,
+)
+from streamcache.core.table import DEDUP_WINDOW_MS, Table
+from streamcache.core.snapshot_types import (
+    FORMAT_VERSION,
+    Snapshot,
+    SnapshotCorrupt,
+    SnapshotError,
+    SnapshotHeader,
+    UnsupportedSnapshotVersion,
+    gc_paused,
+)
 
 __all__ = [
+    "gc_paused",
     "FORMAT_VERSION",
     "HEADER_PROBE_BYTES",
+    "Checksum",
     "Snapshot",
     "SnapshotCorrupt",
     "SnapshotError",
     "SnapshotHeader",
     "SnapshotName",
     "UnsupportedSnapshotVersion",
+    "checksum",
     "decode_header",
     "decode_snapshot",
     "encode_snapshot",
     "format_name",
     "newest_first",
+    "open_snapshot",
     "parse_name",
     "stream_prefix",
+    "verify_image",
 ]
 
-MAGIC = b"\x89SCSNAP\n"
-FORMAT_VERSION = 1
-PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header length, header CRC
-TRAILER = struct.Struct("<I")
-SECTION = struct.Struct("<BQQ")  # codec, raw size, stored size
-RAW, ZLIB = 0, 1
-#: Bytes that always hold the header of a snapshot with up to ~1000 partitions (for ranged reads).
+SQLITE_MAGIC = b"SQLite format 3\x00"
+LEGACY_MAGIC = b"\x89SCSNAP\n"
+#: A prefix of an image that holds its first pages (``meta`` and ``partitions`` are created first,
+#: so they sit there while small): enough to read the header without downloading the whole image.
 HEADER_PROBE_BYTES = 64 * 1024
-#: Stands for "no expiry" / "no version" in int64 columns.
-NONE_INT = -(2**63)
-_LITTLE = sys.byteorder == "little"
-assert array("I").itemsize == 4 and array("q").itemsize == 8, "unsupported platform int sizes"
 
 
-class SnapshotError(StreamcacheError):
-    """A snapshot object cannot be used."""
+# ---- writing --------------------------------------------------------------------------------
 
 
-class SnapshotCorrupt(SnapshotError):
-    """The object is not a complete, intact snapshot (truncated, damaged, or not a snapshot at all)."""
+def encode_snapshot(table: Table, stream: str) -> bytes:
+    """The image of ``table`` for the stream called ``stream``. Writes the ``meta`` rows and the
+    per-partition numbers into the table's database first (they are part of its state)."""
+    table.flush()
+    db = table.db
+    positions = table.next_offsets()
+    as_of = max((table.clock_ms(p) for p in positions), default=0)
+    meta = {
+        "stream": stream,
+        "as_of_ms": as_of,
+        "entries": len(table),
+        "requests": db.execute("SELECT count(*) FROM requests").fetchone()[0],
+        "used_bytes": table.used_bytes(),
+        "dedup_window_ms": DEDUP_WINDOW_MS,
+    }
+    current = dict(db.execute("SELECT name, value FROM meta"))
+    if current != meta:  # unchanged state, unchanged bytes
+        db.execute("DELETE FROM meta")
+        db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
+    return db.serialize()
 
 
-class UnsupportedSnapshotVersion(SnapshotError):
-    """An intact snapshot in a format version this code does not read (written by a newer version)."""
+def checksum(data: bytes) -> Checksum:
+    """What a snapshot's name says about its bytes (length and CRC-32)."""
+    return Checksum(len(data), zlib.crc32(data))
 
 
-@dataclass(frozen=True)
-class SnapshotHeader:
-    """What a snapshot covers. ``next_offsets[p]`` is the first offset of partition ``p`` NOT folded
-    in (a partition that is absent is covered up to 0); ``log_time_ms[p]`` is that partition's log
-    time; ``as_of_ms`` the largest of them (the snapshot's age is measured from it)."""
-
-    stream: str
-    next_offsets: dict[int, int]
-    log_time_ms: dict[int, int]
-    as_of_ms: int
-    entries: int
-    requests: int
-    body_bytes: int = 0
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> dict:
-        """The header as shown to people and written into the object."""
-        return {
-            "stream": self.stream,
-            "next_offsets": {str(p): o for p, o in sorted(self.next_offsets.items())},
-            "log_time_ms": {str(p): t for p, t in sorted(self.log_time_ms.items())},
-            "as_of_ms": self.as_of_ms,
-            "entries": self.entries,
-            "requests": self.requests,
-            "body_bytes": self.body_bytes,
-        }
+# ---- reading --------------------------------------------------------------------------------
 
 
-class Snapshot(NamedTuple):
-    header: SnapshotHeader
-    table: Table
-
-
-# ---- encoding -------------------------------------------------------------------------------
-
-
-def encode_snapshot(table: Table, stream: str, *, compress_values: bool = False) -> bytes:
-    """The snapshot of ``table`` for the stream called ``stream``, as bytes."""
-    with gc_paused():
-        entries, partitions = table.export_state()
-        sections: list[bytes] = []
-        _encode_entries(entries, sections, compress_values)
-        requests = sum(len(part.requests) for part in partitions.values())
-        _encode_requests(partitions, sections)
-        body = b"".join(sections)
-    header = SnapshotHeader(
-        stream=stream,
-        next_offsets={p: part.next_offset for p, part in partitions.items()},
-        log_time_ms={p: part.clock_ms for p, part in partitions.items()},
-        as_of_ms=max((part.clock_ms for part in partitions.values()), default=0),
-        entries=len(entries),
-        requests=requests,
-        body_bytes=len(body),
-    )
-    header_bytes = orjson.dumps(header.to_json())
-    preamble = PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header_bytes), 0)[:16]
-    head = preamble + struct.pack("<I", zlib.crc32(header_bytes, zlib.crc32(preamble))) + header_bytes
-    crc = zlib.crc32(body, zlib.crc32(head))
-    return b"".join((head, body, TRAILER.pack(crc)))
-
-
-def _encode_entries(entries: dict[str, Entry], out: list[bytes], compress_values: bool) -> None:
-    rows = entries.values()
-    types: dict[str, int] = {}
-    type_index = [types.setdefault(e.content_type, len(types)) for e in rows]
-    out.append(_section(orjson.dumps(list(types)), compress=True))
-    _put_strings(list(entries), out)
-    values = [e.value for e in rows]
-    out.append(_section(_ints("I", map(len, values)), compress=True))
-    out.append(_section(b"".join(values), compress=compress_values))
-    out.append(_section(_ints("I", type_index), compress=True))
-    out.append(_section(_ints("I", [e.version.partition for e in rows]), compress=True))
-    out.append(_section(_ints("q", [e.version.offset for e in rows]), compress=True))
-    expiries = [NONE_INT if e.expires_at_ms is None else e.expires_at_ms for e in rows]
-    out.append(_section(_ints("q", expiries), compress=True))
-
-
-def _encode_requests(partitions: dict[int, PartitionExport], out: list[bytes]) -> None:
-    """Columns of (partition, log time when applied, request id, outcome), grouped by partition."""
-    requests = [r for p in sorted(partitions) for r in partitions[p].requests]
-    counts = [(p, len(partitions[p].requests)) for p in sorted(partitions)]
-    outcomes = [r[2] for r in requests]
-    # Kinds are stored by name (a table, then an index per request) so enum order is not the format.
-    kinds = {kind: i for i, kind in enumerate(OutcomeKind)}
-    out.append(_section(_ints("q", [p for p, n in counts for _ in range(n)]), compress=True))
-    out.append(_section(_ints("q", [r[0] for r in requests]), compress=True))
-    _put_strings([r[1] for r in requests], out)
-    out.append(_section(orjson.dumps([kind.value for kind in kinds]), compress=True))
-    out.append(_section(bytes([kinds[o.kind] for o in outcomes]), compress=True))
-    _put_strings([o.key for o in outcomes], out)
-    versions = [o.version for o in outcomes]
-    out.append(_section(_ints("q", [NONE_INT if v is None else v.partition for v in versions]), True))
-    out.append(_section(_ints("q", [NONE_INT if v is None else v.offset for v in versions]), True))
-    expiries = [NONE_INT if o.expires_at_ms is None else o.expires_at_ms for o in outcomes]
-    out.append(_section(_ints("q", expiries), compress=True))
-
-
-def _put_strings(strings: list[str], out: list[bytes]) -> None:
-    # Lengths count code points, so the blob decodes in one call and is cut with str slices.
-    out.append(_section(_ints("I", map(len, strings)), compress=True))
-    out.append(_section("".join(strings).encode("utf-8", "surrogatepass"), compress=True))
-
-
-def _ints(typecode: str, values: Iterable[int]) -> bytes:
-    return _to_le(array(typecode, values))
-
-
-def _to_le(column: array) -> bytes:
-    if not _LITTLE:
-        column.byteswap()
-    return column.tobytes()
-
-
-def _section(raw: bytes, compress: bool) -> bytes:
-    if compress and raw:
-        stored = zlib.compress(raw, 1)
-        if len(stored) < len(raw):
-            return SECTION.pack(ZLIB, len(raw), len(stored)) + stored
-    # The one big raw section (the values) is copied once more here; ~30 ms per 100 MB.
-    return SECTION.pack(RAW, len(raw), len(raw)) + raw
-
-
-# ---- decoding -------------------------------------------------------------------------------
-
-
-def decode_header(data: bytes) -> SnapshotHeader:
-    """The header of a snapshot, from the whole object or a prefix holding the header.
-
-    Checks the header's own CRC, not the body: use :func:`decode_snapshot` before trusting data."""
-    if len(data) < PREAMBLE.size:
-        raise SnapshotCorrupt(f"snapshot: {len(data)} bytes is too short for a snapshot")
-    magic, version, _flags, header_len, header_crc = PREAMBLE.unpack_from(data)
-    if magic != MAGIC:
-        raise SnapshotCorrupt("snapshot: not a snapshot (bad magic bytes)")
-    header_bytes = bytes(data[PREAMBLE.size : PREAMBLE.size + header_len])
-    if len(header_bytes) != header_len:
-        raise SnapshotCorrupt(f"snapshot: truncated in the header ({len(data)} bytes)")
-    if zlib.crc32(header_bytes, zlib.crc32(data[:16])) != header_crc:
-        raise SnapshotCorrupt("snapshot: header checksum mismatch")
-    if version != FORMAT_VERSION:
-        raise UnsupportedSnapshotVersion(
-            f"snapshot: format version {version}; this version of streamcache reads {FORMAT_VERSION}"
-        )
+def verify_image(data: bytes | memoryview, name: str | None) -> None:
+    """Check ``data`` against the length and CRC-32 its object ``name`` carries. Raises
+    :class:`SnapshotCorrupt`. A legacy name (or none) carries nothing to check here."""
+    if name is None:
+        return
     try:
-        raw = orjson.loads(header_bytes)
-        stream = raw["stream"]
+        parsed = parse_name(name)
+    except ValueError as exc:
+        raise SnapshotCorrupt(f"snapshot: {exc}") from exc
+    if parsed.checksum is None:
+        return
+    if len(data) != parsed.checksum.size_bytes:
+        raise SnapshotCorrupt(f"snapshot: {len(data)} bytes where its name says {parsed.checksum.size_bytes} (truncated?)")
+    if zlib.crc32(data) != parsed.checksum.crc32:
+        raise SnapshotCorrupt("snapshot: checksum mismatch (the object is damaged)")
+
+
+def decode_snapshot(data: bytes, name: str | None = None) -> Snapshot:
+    """Verify ``data`` (against ``name``: always pass it when reading a stored object) and open the
+    table it holds, in memory. A format-1 object is converted. Raises :class:`SnapshotCorrupt`, or
+    :class:`UnsupportedSnapshotVersion` for a schema this version does not read."""
+    if data[:8] == LEGACY_MAGIC:
+        from streamcache.core.snapshot_legacy import decode_legacy
+
+        return decode_legacy(data)
+    verify_image(data, name)
+    if data[:16] != SQLITE_MAGIC:
+        raise SnapshotCorrupt("snapshot: not a snapshot (neither an SQLite image nor the earlier format)")
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        conn.deserialize(data)
+        return open_snapshot(conn)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def open_snapshot(conn: sqlite3.Connection) -> Snapshot:
+    """The snapshot held by ``conn`` (an image deserialized, or a file opened); the table takes the
+    connection over."""
+    try:
+        problem = schema.check(conn)
+        if problem is not None:
+            version_only = problem.startswith("schema version")
+            raise (UnsupportedSnapshotVersion if version_only else SnapshotCorrupt)(f"snapshot: {problem}")
+        schema.tune(conn)
+        header = read_header(conn)
+        return Snapshot(header, Table(connection=conn))
+    except sqlite3.DatabaseError as exc:
+        raise SnapshotCorrupt(f"snapshot: unreadable image: {exc}") from exc
+
+
+def read_header(conn: sqlite3.Connection) -> SnapshotHeader:
+    """The header of the image ``conn`` holds, from its ``meta`` and ``partitions`` tables."""
+    meta = dict(conn.execute("SELECT name, value FROM meta"))
+    rows = conn.execute("SELECT partition, next_offset, log_time_ms FROM partitions ORDER BY partition").fetchall()
+    try:
+        stream = meta["stream"]
         if not isinstance(stream, str) or not stream:
             raise TypeError("stream must be a non-empty string")
         return SnapshotHeader(
             stream=stream,
-            next_offsets={int(p): _int(o) for p, o in raw["next_offsets"].items()},
-            log_time_ms={int(p): _int(t) for p, t in raw["log_time_ms"].items()},
-            as_of_ms=_int(raw["as_of_ms"]),
-            entries=_int(raw["entries"]),
-            requests=_int(raw["requests"]),
-            body_bytes=_int(raw["body_bytes"]),
-            format_version=version,
+            next_offsets={p: o for p, o, _ in rows},
+            log_time_ms={p: t for p, _, t in rows},
+            as_of_ms=int(meta["as_of_ms"]),
+            entries=int(meta["entries"]),
+            requests=int(meta["requests"]),
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise SnapshotCorrupt(f"snapshot: unreadable header: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotCorrupt(f"snapshot: unreadable meta table: {exc}") from exc
 
 
-def _int(value: object) -> int:
-    if type(value) is not int:
-        raise TypeError(f"expected an integer, got {value!r}")
-    return value
+def decode_header(data: bytes) -> SnapshotHeader:
+    """The header of a snapshot, from the whole object or a prefix holding its first pages (the
+    integrity of the rest is not checked: use :func:`decode_snapshot` before trusting the data)."""
+    if data[:8] == LEGACY_MAGIC:
+        from streamcache.core.snapshot_legacy import decode_legacy_header
 
-
-def decode_snapshot(data: bytes) -> Snapshot:
-    """Verify ``data`` and rebuild the table it holds. Raises :class:`SnapshotCorrupt` for anything
-    short of an intact snapshot, :class:`UnsupportedSnapshotVersion` for a newer format."""
-    header = decode_header(data)
-    body_start = PREAMBLE.size + PREAMBLE.unpack_from(data)[3]
-    expected = body_start + header.body_bytes + TRAILER.size
-    if len(data) != expected:
-        raise SnapshotCorrupt(f"snapshot: {len(data)} bytes where the header says {expected} (truncated?)")
-    (crc,) = TRAILER.unpack_from(data, expected - TRAILER.size)
-    if zlib.crc32(memoryview(data)[: expected - TRAILER.size]) != crc:
-        raise SnapshotCorrupt("snapshot: checksum mismatch")
+        return decode_legacy_header(data)
+    if data[:16] != SQLITE_MAGIC:
+        raise SnapshotCorrupt("snapshot: not a snapshot (neither an SQLite image nor the earlier format)")
+    conn = sqlite3.connect(":memory:")
     try:
-        with gc_paused():
-            sections = _sections(memoryview(data)[body_start : expected - TRAILER.size])
-            entries = _decode_entries(sections, header.entries)
-            partitions = _decode_requests(sections, header)
-            if next(sections, None) is not None:
-                raise ValueError("unexpected data after the last section")
-            if not {e.version.partition for e in entries.values()} <= partitions.keys():
-                raise ValueError("an entry's version is in a partition the header does not list")
-            return Snapshot(header, Table.from_state(entries, partitions))
-    except SnapshotCorrupt:
-        raise
-    except _INCONSISTENT as exc:
-        # Only reachable by a writer bug or a CRC collision: the checksum matched.
-        raise SnapshotCorrupt(f"snapshot: inconsistent contents: {exc}") from exc
-
-
-_INCONSISTENT = (ValueError, IndexError, KeyError, TypeError, ArithmeticError, StopIteration, zlib.error, struct.error)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector. Building millions of small acyclic objects that a growing
-    table keeps makes the collector scan them again and again; pausing it halves load and fold time.
-    Reference counting still frees everything that is dropped."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
+        # A prefix is not a whole database: deserialize it read-only and read only the first pages.
+        conn.deserialize(_as_whole(data))
+        problem = schema.check(conn)
+        if problem is not None:
+            version_only = problem.startswith("schema version")
+            raise (UnsupportedSnapshotVersion if version_only else SnapshotCorrupt)(f"snapshot: {problem}")
+        return read_header(conn)
+    except sqlite3.DatabaseError as exc:
+        raise SnapshotCorrupt(f"snapshot: unreadable image header: {exc}") from exc
     finally:
-        if enabled:
-            gc.enable()
+        conn.close()
 
 
-def _sections(body: memoryview) -> Iterator[bytes]:
-    at = 0
-    while at < len(body):
-        codec, raw_size, stored_size = SECTION.unpack_from(body, at)
-        at += SECTION.size
-        stored = body[at : at + stored_size]
-        if len(stored) != stored_size:
-            raise ValueError("a section runs past the end of the body")
-        at += stored_size
-        if codec == RAW:
-            raw = bytes(stored)
-        elif codec == ZLIB:
-            raw = zlib.decompress(stored)
-        else:
-            raise ValueError(f"unknown section codec {codec}")
-        if len(raw) != raw_size:
-            raise ValueError("a section's size does not match its header")
-        yield raw
+def _as_whole(data: bytes) -> bytes:
+    """``data``, or a prefix of an image made to look whole: cut to whole pages, with the page count
+    in its header (offset 28, valid while offsets 24 and 92 agree) saying so. Reading a table whose
+    pages lie beyond the prefix then fails cleanly (the caller downloads the whole object)."""
+    page_size = int.from_bytes(data[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or len(data) < page_size:
+        raise SnapshotCorrupt(f"snapshot: {len(data)} bytes is too short for an image")
+    pages = len(data) // page_size
+    if pages >= int.from_bytes(data[28:32], "big"):
+        return bytes(data)
+    return bytes(data[:28]) + pages.to_bytes(4, "big") + bytes(data[32 : pages * page_size])
 
 
-def _column(sections: Iterator[bytes], typecode: str, count: int) -> array:
-    column = array(typecode)
-    column.frombytes(next(sections))
-    if not _LITTLE:
-        column.byteswap()
-    if len(column) != count:
-        raise ValueError(f"a column holds {len(column)} values, expected {count}")
-    return column
+def format_of(name: str) -> int:
+    """:data:`IMAGE_FORMAT` or :data:`LEGACY_FORMAT`, from a snapshot's object name."""
+    return parse_name(name).format
 
 
-def _strings(sections: Iterator[bytes], count: int) -> list[str]:
-    lengths = _column(sections, "I", count)
-    text = next(sections).decode("utf-8", "surrogatepass")
-    ends = list(accumulate(lengths))
-    if (ends[-1] if ends else 0) != len(text):
-        raise ValueError("string lengths do not add up to the blob")
-    return [text[a:b] for a, b in zip([0, *ends], ends)]
-
-
-def _decode_entries(sections: Iterator[bytes], count: int) -> dict[str, Entry]:
-    types = orjson.loads(next(sections))
-    keys = _strings(sections, count)
-    value_lengths = _column(sections, "I", count)
-    blob = next(sections)
-    ends = list(accumulate(value_lengths))
-    if (ends[-1] if ends else 0) != len(blob):
-        raise ValueError("value lengths do not add up to the blob")
-    values = [blob[a:b] for a, b in zip([0, *ends], ends)]
-    content_types = [types[i] for i in _column(sections, "I", count)]
-    # tuple.__new__ skips NamedTuple's Python-level __new__: a third of the load time at 1M entries.
-    partitions, offsets = _column(sections, "I", count), _column(sections, "q", count)
-    positions = map(partial(tuple.__new__, Position), zip(partitions, offsets))
-    expiries = [None if e == NONE_INT else e for e in _column(sections, "q", count)]
-    rows = zip(values, content_types, positions, expiries)
-    entries = dict(zip(keys, map(partial(tuple.__new__, Entry), rows)))
-    if len(entries) != count:
-        raise ValueError("duplicate keys")
-    return entries
-
-
-def _decode_requests(sections: Iterator[bytes], header: SnapshotHeader) -> dict[int, PartitionExport]:
-    count = header.requests
-    part_column = _column(sections, "q", count)
-    seen_ms = _column(sections, "q", count)
-    request_ids = _strings(sections, count)
-    kinds = [OutcomeKind(value) for value in orjson.loads(next(sections))]
-    kind_column = [kinds[k] for k in next(sections)]
-    keys = _strings(sections, count)
-    new_position = partial(tuple.__new__, Position)
-    version_columns = zip(_column(sections, "q", count), _column(sections, "q", count))
-    versions = [None if p == NONE_INT else new_position((p, o)) for p, o in version_columns]
-    expiries = [None if e == NONE_INT else e for e in _column(sections, "q", count)]
-    if len(kind_column) != count:
-        raise ValueError("the outcome kinds column has the wrong length")
-    outcomes = list(map(partial(tuple.__new__, Outcome), zip(kind_column, keys, versions, expiries)))
-    requests = list(zip(seen_ms, request_ids, outcomes))
-    partitions = {}
-    for p, next_offset in header.next_offsets.items():
-        # Requests are grouped by partition; bisect finds each group in the sorted column.
-        lo, hi = bisect_left(part_column, p), bisect_right(part_column, p)
-        partitions[p] = PartitionExport(next_offset, header.log_time_ms.get(p, 0), requests[lo:hi])
-    if sum(len(part.requests) for part in partitions.values()) != count:
-        raise ValueError("requests of partitions the header does not list")
-    return partitions
+assert LEGACY_FORMAT < IMAGE_FORMAT

@@ -1,10 +1,22 @@
-"""Names of snapshot objects: ``snapshots/<stream>/<%016x sum of next offsets>-<%016x as-of ms>-<writer>.snap``.
+"""Names of snapshot objects, which also carry the image's length and checksum.
+
+    snapshots/<stream>/<%016x sum of next offsets>-<%016x as-of ms>-<writer>-<%012x bytes>-<%08x crc32>.db
 
 The core owns naming; stores only receive names. Fixed-width lowercase hex makes name order log order
 (a snapshot that covers more of every partition has a larger offset sum), so a reader picks the
 newest by listing, without downloading anything. Two writers of the same positions differ by their
 writer id (random per write), and stores refuse to overwrite, so a name never means two objects.
 The stream identity (a topic name, a stream OCID, anything) is percent-encoded into one segment.
+
+Why the checksum is in the name: the object is a plain SQLite database (any ``sqlite3`` shell
+opens it), so it has no room for a trailer, and a CRC stored inside the image would have to exclude
+itself. The name is immutable (stores write create-only) and always at hand when the object is
+read, so length + CRC-32 of the whole object there detect truncation and damage before SQLite sees a
+byte. The ``.db`` suffix lets a downloaded object open as what it is.
+
+Names of the earlier format (``…-<writer>.snap``, a self-checking columnar file) are still parsed:
+such snapshots are read by :mod:`.snapshot_legacy` and converted. At equal coverage a ``.db`` sorts
+after (is newer than) a ``.snap``, so the converted image replaces the old one.
 """
 
 from __future__ import annotations
@@ -13,9 +25,21 @@ import re
 from typing import Iterable, Mapping, NamedTuple, Protocol
 from urllib.parse import quote, unquote
 
+
 _WRITER = re.compile(r"[0-9a-z]{1,32}")
-_NAME = re.compile(r"snapshots/([^/]+)/([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-z]{1,32})\.snap")
+_NAME = re.compile(
+    r"snapshots/([^/]+)/([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-z]{1,32})(?:-([0-9a-f]{12})-([0-9a-f]{8})\.db|\.snap)"
+)
 _LIMIT = 1 << 64
+#: Format of ``.snap`` objects (columnar, self-checking) and of ``.db`` objects (SQLite image).
+LEGACY_FORMAT, IMAGE_FORMAT = 1, 2
+
+
+class Checksum(NamedTuple):
+    """Length and CRC-32 of a whole object."""
+
+    size_bytes: int
+    crc32: int
 
 
 class SnapshotName(NamedTuple):
@@ -23,11 +47,16 @@ class SnapshotName(NamedTuple):
 
     offsets_total: int
     as_of_ms: int
+    format: int
     writer: str
     stream: str
+    checksum: Checksum | None = None  # None for the legacy format (it checks itself)
 
     def __str__(self) -> str:
-        return f"{stream_prefix(self.stream)}{self.offsets_total:016x}-{self.as_of_ms:016x}-{self.writer}.snap"
+        head = f"{stream_prefix(self.stream)}{self.offsets_total:016x}-{self.as_of_ms:016x}-{self.writer}"
+        if self.checksum is None:
+            return head + ".snap"
+        return f"{head}-{self.checksum.size_bytes:012x}-{self.checksum.crc32:08x}.db"
 
 
 def stream_prefix(stream: str) -> str:
@@ -50,27 +79,31 @@ class Covers(Protocol):
     def as_of_ms(self) -> int: ...
 
 
-def format_name(header: Covers, writer: str) -> str:
-    """The object name of a snapshot with ``header`` written by ``writer`` (1-32 of ``[0-9a-z]``;
-    a random id per write, so two writers of the same positions never pick the same name)."""
+def format_name(header: Covers, writer: str, checksum: Checksum) -> str:
+    """The object name of a snapshot with ``header`` and ``checksum`` written by ``writer`` (1-32 of
+    ``[0-9a-z]``; a random id per write, so two writers of the same positions never collide)."""
     if not _WRITER.fullmatch(writer):
         raise ValueError(f"writer id {writer!r}: expected 1-32 characters of [0-9a-z]")
     total = sum(header.next_offsets.values())
     if not (0 <= total < _LIMIT and 0 <= header.as_of_ms < _LIMIT):
         raise ValueError("snapshot positions and as-of time must be in [0, 2**64)")
-    return str(SnapshotName(total, header.as_of_ms, writer, header.stream))
+    if not (0 <= checksum.size_bytes < 1 << 48 and 0 <= checksum.crc32 < 1 << 32):
+        raise ValueError("snapshot size must be below 2**48 bytes")
+    return str(SnapshotName(total, header.as_of_ms, IMAGE_FORMAT, writer, header.stream, checksum))
 
 
 def parse_name(name: str) -> SnapshotName:
-    """Inverse of :func:`format_name`. Raises ``ValueError`` for any other name."""
+    """Inverse of :func:`format_name` (and reads legacy ``.snap`` names). ``ValueError`` otherwise."""
     match = _NAME.fullmatch(name)
     if match is None:
         raise ValueError(f"not a snapshot name: {name!r}")
-    quoted, total, as_of, writer = match.groups()
+    quoted, total, as_of, writer, size, crc = match.groups()
     stream = unquote(quoted)
     if quote(stream, safe="") != quoted:
         raise ValueError(f"not a snapshot name (stream not canonically encoded): {name!r}")
-    return SnapshotName(int(total, 16), int(as_of, 16), writer, stream)
+    if size is None:
+        return SnapshotName(int(total, 16), int(as_of, 16), LEGACY_FORMAT, writer, stream)
+    return SnapshotName(int(total, 16), int(as_of, 16), IMAGE_FORMAT, writer, stream, Checksum(int(size, 16), int(crc, 16)))
 
 
 def newest_first(names: Iterable[str], stream: str) -> list[str]:
@@ -82,5 +115,5 @@ def newest_first(names: Iterable[str], stream: str) -> list[str]:
         except ValueError:
             continue
         if snapshot.stream == stream:
-            parsed.append((snapshot, name))
+            parsed.append((snapshot[:4], name))
     return [name for _, name in sorted(parsed, reverse=True)]

@@ -22,20 +22,18 @@ from typing import Callable
 from streamcache.core.data_loss import DataLossRecord, decode_loss, is_loss_name
 from streamcache.core.snapshot import (
     HEADER_PROBE_BYTES,
-    PREAMBLE,
-    TRAILER,
     SnapshotCorrupt,
     SnapshotHeader,
     UnsupportedSnapshotVersion,
     decode_header,
-    decode_snapshot,
     newest_first,
     parse_name,
     stream_prefix,
 )
 from streamcache.core.table import Table
-from streamcache.replay.progress import Progress
 from streamcache.ports import SnapshotNotFound, SnapshotStore, SnapshotStoreUnavailable
+from streamcache.replay.progress import Progress
+from streamcache.replay.snapshot_image import load_image
 
 log = logging.getLogger("streamcache.snapshots")
 
@@ -134,7 +132,7 @@ def load_newest_valid(
             if progress is not None:
                 progress.phase(f"verifying and loading {len(data):,} bytes")
             try:
-                snapshot = decode_snapshot(data)
+                snapshot = load_image(data, name)
             except UnsupportedSnapshotVersion as exc:
                 bad[name] = Skipped(name, SkipReason.UNSUPPORTED_VERSION, str(exc))
             except SnapshotCorrupt as exc:
@@ -168,8 +166,8 @@ def _race_lost(stream: str) -> Exception:
 
 
 def read_header(store: SnapshotStore, name: str) -> tuple[SnapshotHeader, int]:
-    """The header of snapshot ``name`` and the object's size, reading only its first bytes where the
-    store can stream (a listing must not download every snapshot whole). Raises SnapshotError for an
+    """The header of snapshot ``name`` and the object's size (from the name), reading only the image's
+    first pages where the store can stream (a listing must not download every snapshot whole). Raises SnapshotError for an
     object whose header does not verify, SnapshotNotFound if it is gone."""
     opener = getattr(store, "open_stream", None)
     if opener is None:
@@ -190,10 +188,14 @@ def read_header(store: SnapshotStore, name: str) -> tuple[SnapshotHeader, int]:
     except SnapshotCorrupt:
         if len(data) < HEADER_PROBE_BYTES:
             raise  # that was the whole object
-        data = store.get(name)  # a header longer than the probe (thousands of partitions)
+        data = store.get(name)  # a header beyond the probe (thousands of partitions, or format 1)
         header = decode_header(data)
-    size = PREAMBLE.size + PREAMBLE.unpack_from(data)[3] + header.body_bytes + TRAILER.size
-    return header, size
+    checksum = parse_name(name).checksum
+    if checksum is not None:
+        return header, checksum.size_bytes
+    if len(data) < HEADER_PROBE_BYTES:
+        return header, len(data)
+    return header, len(store.get(name))  # format 1 (being converted): its size is not in the name
 
 
 def read_losses(store: SnapshotStore, catalog: Catalog) -> dict[str, DataLossRecord]:

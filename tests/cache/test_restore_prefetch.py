@@ -1,0 +1,123 @@
+"""The cold start's fast path (restore_prefetch.py): the tail read while the image loads is exactly
+the tail the ordinary path replays, and anything but the plain case is left to the ordinary path."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from streamcache.adapters.memory_log import MemoryLog
+from streamcache.adapters.memory_store import MemoryStore
+from streamcache.compactor.compaction import compact
+from streamcache.replay.fold import apply_decoded
+from streamcache.cache import restore_prefetch
+from streamcache.cache.restore_prefetch import load_with_tail
+from support.log_history import START_MS, fill, foreign, full_replay
+
+STREAM = "orders"
+
+
+@pytest.fixture(autouse=True)
+def any_size(monkeypatch):
+    """These images are small: take the fast path whatever their size."""
+    monkeypatch.setattr(restore_prefetch, "FAST_MIN_BYTES", 0)
+
+
+def test_the_plain_case_loads_the_newest_image_with_exactly_its_tail():
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 60, keys=20)
+    written = compact(log, store, STREAM, keep=3).object
+    fill(log, 24, keys=20, ts_ms=START_MS + 5_000, prefix="late-")
+    foreign(log, "late-3")  # not ours: skipped alike on both paths
+
+    fast = load_with_tail(store, STREAM, log, time.monotonic)
+
+    assert fast is not None and fast.loaded.name == written and len(fast.records) == 25
+    assert fast.plan.start == fast.loaded.header.next_offsets and fast.plan.end == log.bounds().next
+    table = fast.loaded.table
+    stats = apply_decoded(table, fast.records)
+    assert (stats.read, stats.skipped) == (25, 1)
+    assert table.export_state() == full_replay(log).export_state()
+
+
+def test_no_snapshot_or_a_damaged_newest_one_is_left_to_the_ordinary_path():
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 10)
+    assert load_with_tail(store, STREAM, log, time.monotonic) is None  # nothing to load
+    newest = compact(log, store, STREAM, keep=3).object
+    intact = store.get(newest)
+    store.delete(newest)
+    store.put_new(newest, intact[:-1] + bytes([intact[-1] ^ 1]))  # the header still reads, the CRC fails
+    assert load_with_tail(store, STREAM, log, time.monotonic) is None
+
+
+def test_a_snapshot_ahead_of_the_log_is_left_to_the_ordinary_path():
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 10)
+    compact(log, store, STREAM, keep=3)
+    assert load_with_tail(store, STREAM, MemoryLog(3), time.monotonic) is None  # a recreated stream
+
+
+def test_a_store_failing_mid_load_leaves_no_reader_behind():
+    import threading
+
+    import pytest
+
+    from streamcache.ports import SnapshotStoreUnavailable
+    from support.hooked_store import HookedStore
+
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 10)
+    compact(log, store, STREAM, keep=3)
+    fill(log, 5, ts_ms=START_MS + 1_000, prefix="late-")
+
+    released = threading.Event()
+
+    class SlowLog:  # the tail read is still going on when the store fails
+        def __getattr__(self, name):
+            return getattr(log, name)
+
+        def read(self, *args):
+            released.wait(10)
+            return log.read(*args)
+
+    def unavailable(name):
+        released.set()
+        raise SnapshotStoreUnavailable("the store went away")
+
+    with pytest.raises(SnapshotStoreUnavailable):
+        load_with_tail(HookedStore(store, get=unavailable), STREAM, SlowLog(), time.monotonic)
+    assert not [t for t in threading.enumerate() if t.name == "streamcache-tail"]
+
+
+def test_a_cold_start_on_the_fast_path_equals_a_full_replay(monkeypatch):
+    import uuid
+
+    from streamcache.cache.app import CacheApp
+    from streamcache.settings import Settings
+
+    name = f"fast-{uuid.uuid4().hex}"
+    log, store = MemoryLog.named(name, 3), MemoryStore.named(name)
+    try:
+        fill(log, 40, keys=15)
+        compact(log, store, name, keep=3)
+        fill(log, 12, keys=15, ts_ms=START_MS + 5_000, prefix="late-")
+        app = CacheApp(Settings.from_env({"STREAMCACHE_LOG_URL": f"memory://{name}",
+                                          "STREAMCACHE_SNAPSHOT_URL": f"memory://{name}"}))
+        taken = []
+        real = restore_prefetch.load_with_tail
+
+        def spy(*args):
+            taken.append(real(*args))
+            return taken[-1]
+
+        monkeypatch.setattr("streamcache.cache.cold_start.load_with_tail", spy)
+        app.ensure_started()
+        assert taken and taken[0] is not None  # the fast path it was
+        assert app.cold_start.records_replayed == 12 and app.cold_start.phase == "serving"
+        assert app.replica.table.export_state() == full_replay(log).export_state()
+        assert app.replica.positions() == log.bounds().next
+    finally:
+        MemoryLog.forget(name)
+        MemoryStore.forget(name)
