@@ -52,7 +52,7 @@ MODES = {
                   snapshot_keys=(10_000,), warm_keys=500),
     "full": Mode("full", get_requests=4000, put_requests=1500, path_budget_s=15.0, concurrent_clients=4,
                  concurrent_requests=1000, durable_writes=1000, scaling_keys=(10_000, 100_000),
-                 optional_keys=(1_000_000,), scaling_budget_s=300.0, snapshot_keys=(100_000, 1_000_000),
+                 optional_keys=(1_000_000, 2_000_000), scaling_budget_s=600.0, snapshot_keys=(100_000, 1_000_000),
                  warm_keys=1000),
 }
 

@@ -43,6 +43,10 @@ class Settings:
     max_ttl_seconds: int = 315_360_000
     #: Largest page of a listing.
     max_list_limit: int = 1000
+    #: Bound on the table's accounted size (key + value + 64 B per entry; see core/quota.py), decided
+    #: at apply time alike on every instance and the compactor: a put past it answers 507. 0: none.
+    #: Every function of a deployment must have the same value.
+    max_bytes: int = 0
     #: How long an append waits for the broker's acknowledgement before answering 503.
     append_timeout_ms: int = 5000
     #: Kafka ``security_protocol``: PLAINTEXT locally, SASL_SSL for OCI Streaming.
@@ -246,6 +250,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "max_record_bytes": _positive_int,
     "max_ttl_seconds": _positive_int,
     "max_list_limit": _positive_int,
+    "max_bytes": _non_negative_int,
     "append_timeout_ms": _positive_int,
     "kafka_security_protocol": _security_protocol,
     "stream_id": _stream_id,

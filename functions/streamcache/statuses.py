@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
 
     NOT_FOUND = "not_found"
     PRECONDITION_FAILED = "precondition_failed"
+    QUOTA_EXCEEDED = "quota_exceeded"
     RESTORING = "restoring"
     STREAM_UNAVAILABLE = "stream_unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
@@ -89,6 +90,7 @@ OUTCOMES: dict[OutcomeKind, tuple[int, ErrorCode | None]] = {
     OutcomeKind.DELETED: (204, None),
     OutcomeKind.NOT_FOUND: (404, ErrorCode.NOT_FOUND),
     OutcomeKind.PRECONDITION_FAILED: (412, ErrorCode.PRECONDITION_FAILED),
+    OutcomeKind.QUOTA_EXCEEDED: (507, ErrorCode.QUOTA_EXCEEDED),
 }
 
 
@@ -100,6 +102,12 @@ def for_outcome(outcome: Outcome, precondition: Precondition | None = None) -> t
         return status, None
     if code is ErrorCode.NOT_FOUND:
         return status, Problem(status, code.value, f"no value for key {outcome.key!r}")
+    if code is ErrorCode.QUOTA_EXCEEDED:
+        quota = outcome.quota
+        full = "" if quota is None else (f": its partition holds {quota.used_bytes:,} of {quota.limit_bytes:,} "
+                                         f"accounted bytes and this value needs {quota.needed_bytes:,} more")
+        return status, Problem(status, code.value, f"the cache is full{full} (STREAMCACHE_MAX_BYTES); nothing "
+                                                   "changed. Delete keys or set shorter TTLs, or raise the quota")
     if precondition is not None and precondition.kind is PreconditionKind.ABSENT:
         message = f"the key {outcome.key!r} already exists (If-None-Match: *)"
     elif outcome.version is None:

@@ -26,6 +26,8 @@ locals {
     STREAMCACHE_KAFKA_SASL_USERNAME           = local.kafka_username
     STREAMCACHE_KAFKA_SASL_PASSWORD_SECRET_ID = var.kafka_auth_token_secret_ocid
     STREAMCACHE_SNAPSHOT_URL                  = local.snapshot_url
+    # The memory quota decides outcomes, so the compactor must fold with the instances' value.
+    STREAMCACHE_MAX_BYTES = tostring(var.max_bytes)
   }
   # The cache function sees the whole request path, deployment prefix included (Fn-Http-Request-Url).
   # After a long tail at cold start it asks the compactor for a compaction: a detached invoke at the

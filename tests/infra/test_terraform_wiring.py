@@ -67,6 +67,8 @@ def test_each_function_config_builds_its_settings(config, function):
     assert "STREAMCACHE_KAFKA_SASL_PASSWORD" not in config_map  # only the secret's OCID travels in config
     assert settings.kafka_security_protocol == "SASL_SSL" and settings.kafka_sasl_password == "auth-token-from-vault"
     assert settings.snapshot_url.startswith("oci://") and settings.stream_id.startswith("ocid1.")
+    # The quota decides outcomes: the compactor folds with the very value the instances apply.
+    assert settings.max_bytes == config.variable_value("max_bytes") > 0
     if function == "compactor":
         assert settings.snapshots_keep == config.variable_value("snapshots_keep")
         assert settings.snapshots_keep_all_hours == config.variable_value("snapshots_keep_all_hours")

@@ -45,7 +45,7 @@ class CacheApp:
         the wall clock the snapshot's age is measured with (``None``: time.time at each call)."""
         # The edge: settings become plain values here and go no further down.
         self.instance_id, self.stream_id = settings.instance_id, settings.stream_id
-        self.replica = Replica(settings.open_log())
+        self.replica = Replica(settings.open_log(), max_bytes=settings.max_bytes)
         self.service = CacheService(self.replica, limits(settings), settings.event_source)
         self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys)
         if store_factory is None and settings.snapshot_url:
@@ -117,6 +117,8 @@ class CacheApp:
             staleness_bound_ms=self.service.limits.staleness_ms,
             records_applied=replica.records_applied, records_skipped=replica.records_skipped,
             log_watch=replica.watch.health(),
+            bytes_used=replica.table.used_bytes() if done else 0,
+            max_bytes=None if replica.quota is None else replica.quota.max_bytes,
         )
         regression = replica.watch.health()
         if regression["log_regressions"]:  # the stream lost records this instance had applied

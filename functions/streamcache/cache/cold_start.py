@@ -183,6 +183,7 @@ class ColdStart:
         self.plan = plan
         self.snapshot = loaded if plan.snapshot is not None else None
         table = loaded.table if self.snapshot is not None else Table()
+        table.quota = self.replica.quota  # before the tail: the quota decides outcomes alike everywhere
         for partition, start in plan.start.items():
             # Where replay starts is where this table stands, even where retention dropped what came
             # before (reported below): later catch-ups must not ask the stream for offsets it lost.

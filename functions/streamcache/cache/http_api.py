@@ -225,6 +225,9 @@ class HttpApi:
             current = None if outcome.version is None else str(outcome.version)
             body = {"error": problem.code, "message": problem.message, "key": outcome.key, "current_version": current}
             return json_response(status, body, {**session, **({"ETag": f'"{current}"'} if current else {})})
+        if outcome.kind is OutcomeKind.QUOTA_EXCEEDED and problem is not None and outcome.quota is not None:
+            body = {"error": problem.code, "message": problem.message, **outcome.quota.to_json()}
+            return json_response(status, body, session)
         if problem is not None:
             return error_response(problem.status, problem.code, problem.message, {**problem.headers(), **session})
         if outcome.kind is OutcomeKind.DELETED:

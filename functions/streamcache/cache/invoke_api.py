@@ -158,6 +158,8 @@ def _outcome(outcome: Outcome, precondition: Precondition | None = None) -> dict
         answer = error_answer(problem)
         if outcome.kind is OutcomeKind.PRECONDITION_FAILED:
             answer.update(key=outcome.key, current_version=None if outcome.version is None else str(outcome.version))
+        if outcome.kind is OutcomeKind.QUOTA_EXCEEDED and outcome.quota is not None:
+            answer.update(outcome.quota.to_json())
         return answer
     if outcome.kind is OutcomeKind.DELETED:
         return {"status": status, "key": outcome.key}

@@ -25,6 +25,7 @@ from typing import Callable, Mapping
 
 from streamcache.core.errors import LogTruncated, PositionNotReached, RecordError
 from streamcache.core.records import Position, decode
+from streamcache.core.quota import Quota
 from streamcache.core.table import Outcome, Table
 from streamcache.replay.fold import FoldStats, apply_records
 from streamcache.cache.log_watch import LogWatch
@@ -36,8 +37,11 @@ log = logging.getLogger("streamcache.cache.replica")
 class Replica:
     """A table plus the position it has applied. Thread-safe; operations are serialised."""
 
-    def __init__(self, mutation_log: MutationLog, monotonic: Callable[[], float] | None = None) -> None:
-        self.table = Table()
+    def __init__(self, mutation_log: MutationLog, monotonic: Callable[[], float] | None = None,
+                 max_bytes: int = 0) -> None:
+        #: The memory quota every replica and the compactor apply alike (None: no bound).
+        self.quota = Quota(max_bytes, mutation_log.partitions) if max_bytes > 0 else None
+        self.table = Table(self.quota)
         self._log = mutation_log
         # None: time.monotonic, looked up at each call so that freezegun can control it in tests.
         self._monotonic = monotonic or (lambda: time.monotonic())
@@ -196,7 +200,7 @@ class Replica:
     def _start_over(self) -> None:
         """The log went backwards (see log_watch): what was applied describes records that are gone.
         Forget it all; reads replay the log from its start."""
-        self.table = Table()
+        self.table = Table(self.quota)
         self.known_end = {}
         self._last_catch_up = None
         self._log.close()  # the adapter's cached view of the log (high watermarks) is of the old log

@@ -124,7 +124,7 @@ def cmd_compact(args) -> int:
         settings = _settings(args, need_log=True)
         store, mutation_log = settings.open_store(), settings.open_log()
         summary = compact(mutation_log, store, settings.stream_id, settings.retention(),
-                          progress=Progress("compaction"))
+                          progress=Progress("compaction"), max_bytes=settings.max_bytes)
     except (ConfigError, LogUnavailable, SnapshotStoreError) as exc:
         return _fail("compact", exc)
     finally:

@@ -79,7 +79,7 @@ class CompactorApp:
     def __init__(self, settings: Settings, store: SnapshotStore | None = None,
                  mutation_log: MutationLog | None = None, progress: Callable[[str], Progress] | None = None) -> None:
         # The edge: what the compactor needs from its settings, as plain values.
-        self.stream_id, self.retention = settings.stream_id, settings.retention()
+        self.stream_id, self.retention, self.max_bytes = settings.stream_id, settings.retention(), settings.max_bytes
         self.imports = import_config(settings)
         self._open_store, self._open_log = settings.open_store, settings.open_log
         self._store = store
@@ -127,7 +127,7 @@ class CompactorApp:
 
     def compact(self) -> dict:
         summary = compact(self.mutation_log, self.store, self.stream_id, self.retention,
-                          progress=self._progress("compaction"))
+                          progress=self._progress("compaction"), max_bytes=self.max_bytes)
         answer = {"status": 200, "action": "compact", **summary.to_json()}
         if summary.outcome is CompactionOutcome.REFUSED:
             answer.update(status=409, error="snapshot_ahead_of_log", message=summary.problem)

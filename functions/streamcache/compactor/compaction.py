@@ -38,6 +38,7 @@ from typing import Callable
 from streamcache.core.data_loss import DataLossRecord, encode_loss, loss_name
 from streamcache.core.records import Position
 from streamcache.core.restore import plan_restore
+from streamcache.core.quota import Quota
 from streamcache.core.retention import RetentionPolicy
 from streamcache.core.snapshot import (LEGACY_FORMAT, checksum, encode_snapshot, format_name, format_of, newest_first,
                                        parse_name, stream_prefix)
@@ -132,11 +133,13 @@ def compact(
     writer_id: Callable[[], str] = new_writer_id,
     progress: Progress | None = None,
     chunk_records: int = CHUNK_RECORDS,
+    max_bytes: int = 0,
 ) -> CompactionSummary:
     """Run one compaction of ``stream_id``'s snapshots in ``store`` against ``mutation_log``.
 
     Raises LogUnavailable / SnapshotStoreUnavailable when the stream or the store cannot be used
-    (nothing is written then, or only a complete snapshot)."""
+    (nothing is written then, or only a complete snapshot). ``max_bytes`` is the deployment's memory
+    quota (``STREAMCACHE_MAX_BYTES``), which the fold must apply exactly as every instance does."""
     # A plain number keeps the newest ``keep`` snapshots and nothing older (tools, tests).
     policy = keep if isinstance(keep, RetentionPolicy) else RetentionPolicy(keep, keep_all_for_ms=0, daily_for_days=0)
     # Nothing a compaction allocates forms cycles, and the collector would scan the growing table
@@ -145,7 +148,8 @@ def compact(
     outcome = "failed"
     try:
         with gc_paused():
-            summary = _compact(mutation_log, store, stream_id, policy, clock, monotonic, writer_id, progress, chunk_records)
+            summary = _compact(mutation_log, store, stream_id, policy, clock, monotonic, writer_id, progress, chunk_records,
+                               max_bytes)
         outcome = summary.outcome.value
         return summary
     finally:
@@ -154,7 +158,7 @@ def compact(
 
 def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, policy: RetentionPolicy,
              clock: Callable[[], float] | None, monotonic: Callable[[], float] | None,
-             writer_id: Callable[[], str], progress: Progress, chunk_records: int) -> CompactionSummary:
+             writer_id: Callable[[], str], progress: Progress, chunk_records: int, max_bytes: int) -> CompactionSummary:
     wall = clock or (lambda: time.time())  # looked up per call: freezegun controls it in tests
     mono = monotonic or (lambda: time.perf_counter())
     started = phase_started = mono()
@@ -183,6 +187,7 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
         return _finish(summary, started, mono)
 
     table = base.table if base else Table()
+    table.quota = Quota(max_bytes, mutation_log.partitions) if max_bytes > 0 else None  # as every replica
     if base is not None:
         base.table = Table()  # the summary must not keep the (big) table alive
     before = table.next_offsets()
