@@ -15,10 +15,11 @@ _topic_numbers = itertools.count()
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
+def _clean_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith("STREAMCACHE_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the CLI's session file: per test
 
 
 @pytest.fixture(scope="session")

@@ -300,7 +300,7 @@ variable "cache_memory_mb" {
 variable "max_bytes" {
   description = "The table's memory quota (STREAMCACHE_MAX_BYTES; key + value + 64 B an entry); a put past it answers 507. Size it with the cache function's memory: see bench/README.md (the default fits cache_memory_mb = 1024). 0: no quota."
   type        = number
-  default     = 360000000
+  default     = 400000000
   validation {
     condition     = var.max_bytes >= 0 && floor(var.max_bytes) == var.max_bytes
     error_message = "max_bytes must be a whole number of bytes, 0 for no quota."

@@ -15,10 +15,12 @@ Errors are one line on stderr, with the server's JSON ``message``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import os
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
@@ -76,7 +78,8 @@ def _consistency(args) -> str | None:
 
 
 def cmd_get(client, args) -> int:
-    item = client.get(args.key, consistency=_consistency(args))
+    _join(client, args)
+    item = _with_session(client, args, lambda: client.get(args.key, consistency=_consistency(args)))
     sys.stdout.buffer.write(item.value)
     sys.stdout.buffer.flush()
     return EXIT_OK
@@ -94,14 +97,17 @@ def cmd_put(client, args) -> int:
                         content_type=args.content_type)
     expires = rfc3339(result.expires_at) if result.expires_at else None
     print(orjson.dumps({"key": result.key, "version": result.version, "expires_at": expires,
-                        "created": result.created}).decode())
+                        "created": result.created, "position": client.session}).decode())
+    _save_session(client, args)
     return EXIT_OK
 
 
 def cmd_delete(client, args) -> int:
     from streamcache import NotFound
 
-    if not client.delete(args.key, if_match=args.if_match):
+    deleted = client.delete(args.key, if_match=args.if_match)
+    _save_session(client, args)
+    if not deleted:
         raise NotFound(404, "not_found", f"no value for key {args.key!r}")
     return EXIT_OK
 
@@ -110,12 +116,83 @@ def cmd_list(client, args) -> int:
     """One line per key: key, version, size in bytes, expiry (or -), tab-separated, until ``--limit``
     keys were printed or the listing ends."""
     page_size = min(args.limit or 1000, 1000)
-    keys = client.list(args.prefix, page_size=page_size, consistency=_consistency(args))
+    _join(client, args)
+    keys = _with_session(client, args, lambda: _first_page_ahead(
+        client.list(args.prefix, page_size=page_size, consistency=_consistency(args))))
     for info in itertools.islice(keys, args.limit):
         expires = rfc3339(info.expires_at) if info.expires_at else "-"
         print(f"{info.key}\t{info.version}\t{info.size}\t{expires}")
     sys.stdout.flush()
     return EXIT_OK
+
+
+# ---- the session: this machine's CLI reads its own writes, whichever instance answers ---------------
+
+
+def session_file(url: str) -> Path:
+    """Where the CLI keeps its session position for the cache at ``url`` (``$STREAMCACHE_SESSION_FILE``
+    overrides): each write moves it, each read carries it, so ``put`` then ``get`` in two commands
+    sees the put even through a gateway that spreads requests over instances."""
+    override = os.environ.get("STREAMCACHE_SESSION_FILE")
+    if override:
+        return Path(override)
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "streamcache" / f"session-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+
+
+def _join(client, args) -> None:
+    for positions in (_read_session(args), getattr(args, "after", None)):
+        if positions:
+            try:
+                client.join_session(positions)
+            except ValueError as exc:
+                raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def _with_session(client, args, read):
+    """``read()``; a stored session from another stream (``streamcache dev`` restarted: a new stream
+    at the same URL) is dropped and the read tried once more without it, instead of failing."""
+    from streamcache import BadRequest
+
+    try:
+        return read()
+    except BadRequest as exc:
+        if exc.code != "position_not_reached" or getattr(args, "after", None) or not _read_session(args):
+            raise
+    session_file(_url(args)).unlink(missing_ok=True)
+    client.reset_session()
+    return read()
+
+
+def _first_page_ahead(keys):
+    """A listing's first page fetched now (so that its errors arise here), then the rest lazily."""
+    first = next(keys, None)
+    return itertools.chain(() if first is None else (first,), keys)
+
+
+def _read_session(args) -> str | None:
+    try:
+        return session_file(_url(args)).read_text().strip() or None
+    except OSError:
+        return None  # no session yet, or a file we may not read: reads go without it
+
+
+def _save_session(client, args) -> None:
+    _join(client, args)  # the stored positions too: the session only ever moves forward
+    session, path = client.session, session_file(_url(args))
+    if not session:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".{path.name}.{os.getpid()}")
+        scratch.write_text(session + "\n")
+        scratch.replace(path)  # atomic: a concurrent reader sees the old session or the new one
+    except OSError:
+        pass  # a read-only home: the write happened; only later reads lose the guarantee
+
+
+def _url(args) -> str:
+    return args.url or os.environ.get("STREAMCACHE_URL") or DEFAULT_URL
 
 
 def cmd_hash_key(args) -> int:
@@ -165,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
     get = sub.add_parser("get", parents=[url], help="write a key's value to stdout")
     get.add_argument("key")
     get.add_argument("--strong", action="store_true", help="catch up with the stream first (linearizable read)")
+    get.add_argument("--after", metavar="P-O[,P-O...]", help="see at least the writes answered with these positions")
     get.set_defaults(run=cmd_get)
 
     put = sub.add_parser("put", parents=[url], help="store a value ('-' reads it from stdin)")
@@ -185,6 +263,7 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--prefix", default="")
     listing.add_argument("--limit", type=_positive, default=None, help="at most this many keys")
     listing.add_argument("--strong", action="store_true", help="catch up with the stream first")
+    listing.add_argument("--after", metavar="P-O[,P-O...]", help="see at least the writes answered with these positions")
     listing.set_defaults(run=cmd_list)
 
     hashing = sub.add_parser("hash-key", help="print the STREAMCACHE_API_KEYS entry for an API key")

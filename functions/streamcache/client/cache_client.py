@@ -20,9 +20,10 @@ outcome is unknown (503 ``outcome_unknown``, a 504, or sent without an answer) i
 and raises :class:`OutcomeUnknown` (:class:`UnansweredWrite`): read the key with
 ``consistency="strong"`` to learn what happened.
 
-A client reads its own writes: instances catch up with the stream within the staleness bound, so a
-default get that lands on an instance behind this client's last write of the key (an older version,
-or none) is asked again with strong consistency. Other clients' writes follow the bound.
+A client reads its own writes: every write answers a session position (``Streamcache-Position``),
+and every get and listing carries the client's latest ones (``Streamcache-After``), so the instance
+that answers has applied them first: values, deletes and listings alike. Other clients' writes
+follow the staleness bound.
 
 Values are bytes, kept exact over both transports. ``import streamcache`` stays cheap: the ``oci``
 SDK is imported only when an invoke transport is built.
@@ -34,7 +35,6 @@ import os
 import random
 import threading
 import time
-from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
@@ -49,7 +49,6 @@ __all__ = ["Client", "Op", "Transport", "TransportError", "Item", "WriteResult",
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_BATCH = 100  # the function's limit on one {"operations": [...]} invoke
-MAX_OWN_WRITES = 1024  # keys whose last own write the client remembers, to read it back
 
 
 # ---- transports ---------------------------------------------------------------------------------
@@ -115,8 +114,10 @@ class Client:
         self.transport = transport
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self._sleep = sleep
-        self._own_writes: OrderedDict[str, str | None] = OrderedDict()
-        self._own_lock = threading.Lock()
+        # The session: per partition, the latest position a write of this client was answered with.
+        # Reads carry it ("after"), so they see this client's writes on whichever instance answers.
+        self._session: dict[int, int] = {}
+        self._session_lock = threading.Lock()
 
     @classmethod
     def for_function(cls, function_id: str, endpoint: str, *, config: dict | None = None,
@@ -148,13 +149,10 @@ class Client:
     def get(self, key: str, consistency: str | None = None) -> Item:
         """The key's value; raises :class:`NotFound`. ``consistency="strong"`` catches up first.
 
-        A default read may come from an instance that has not seen this client's own last write of
-        the key yet (instances catch up within the staleness bound): then it is asked again, strong."""
-        op = Op.get(key, consistency)
-        answer = self._call(op)
-        if consistency is None and self._behind_own_write(key, answer):
-            answer = self._call(Op.get(key, "strong"))
-        return _result(op, answer)  # type: ignore[return-value]
+        Every read carries this client's session position, so it sees the client's own writes
+        (deletes included) whichever instance answers; others' writes follow the staleness bound."""
+        op = self._in_session(Op.get(key, consistency))
+        return _result(op, self._call(op))  # type: ignore[return-value]
 
     def put(self, key: str, value: bytes | str, ttl: float | None = None, if_match: str | None = None,
             if_none_match: bool = False, content_type: str | None = None) -> WriteResult:
@@ -162,22 +160,22 @@ class Client:
         (or ``"*"``: only if the key has a value); ``if_none_match=True``: only if it has none. A
         failed precondition raises :class:`PreconditionFailed` with the current version."""
         op = Op.put(key, value, ttl, if_match, if_none_match, content_type)
-        written = _result(op, self._call(op))
-        self._remember(key, written.version)  # type: ignore[union-attr]
-        return written  # type: ignore[return-value]
+        answer = self._call(op)
+        self._remember(answer)  # a refused write (412) still moves the session: the client saw that state
+        return _result(op, answer)  # type: ignore[return-value]
 
     def delete(self, key: str, if_match: str | None = None) -> bool:
         """Remove the key. True if it had a value, False if it had none (so a retried delete is quiet)."""
         op = Op.delete(key, if_match)
-        deleted = _result(op, self._call(op))
-        self._remember(key, None)
-        return deleted  # type: ignore[return-value]
+        answer = self._call(op)
+        self._remember(answer)
+        return _result(op, answer)  # type: ignore[return-value]
 
     def list(self, prefix: str = "", page_size: int = 100, consistency: str | None = None) -> Iterator[KeyInfo]:
         """Every key under ``prefix`` in key order, fetched ``page_size`` at a time as you iterate."""
         cursor = None
         while True:
-            op = Op.list(prefix, page_size, cursor, consistency)
+            op = self._in_session(Op.list(prefix, page_size, cursor, consistency))
             page = self._call(op)
             for info in _result(op, page):  # type: ignore[union-attr]
                 yield info
@@ -209,35 +207,46 @@ class Client:
                 if isinstance(got, dict):  # the whole call failed (the platform, or an invalid batch)
                     raise error_for(got)
                 answers.extend(got)
-        results = [_batch_result(op, answer) for op, answer in zip(ops, answers)]
-        for op, result in zip(ops, results):
-            if isinstance(result, WriteResult):
-                self._remember(op["key"], result.version)
-            elif op["operation"] == "delete" and isinstance(result, bool):
-                self._remember(op["key"], None)
-        return results
+        for answer in answers:
+            self._remember(answer)
+        return [_batch_result(op, answer) for op, answer in zip(ops, answers)]
 
-    # ---- read your own writes -----------------------------------------------------------------
+    # ---- read your own writes: the session -----------------------------------------------------
 
-    def _remember(self, key: str, version: str | None) -> None:
-        """The version this client last wrote (None: deleted), for the last MAX_OWN_WRITES keys."""
-        with self._own_lock:
-            self._own_writes[key] = version
-            self._own_writes.move_to_end(key)
-            if len(self._own_writes) > MAX_OWN_WRITES:
-                self._own_writes.popitem(last=False)
+    @property
+    def session(self) -> str | None:
+        """This client's session position (``P-O[,P-O...]``), as reads send it; ``None`` before a write."""
+        with self._session_lock:
+            return ",".join(f"{p}-{o}" for p, o in sorted(self._session.items())) or None
 
-    def _behind_own_write(self, key: str, answer: dict) -> bool:
-        with self._own_lock:
-            if key not in self._own_writes:
-                return False
-            own = self._own_writes[key]
-        status = answer.get("status")
-        if own is None:
-            return status == 200  # we deleted it, yet a value came back
-        if status == 404:
-            return True
-        return status == 200 and _older(str(answer.get("version")), own)
+    def reset_session(self) -> None:
+        """Forget the session (reads no longer wait for this client's earlier writes)."""
+        with self._session_lock:
+            self._session.clear()
+
+    def join_session(self, positions: str) -> None:
+        """Read at least as late as ``positions`` (``P-O[,P-O...]``: another client's :attr:`session`,
+        or what a write answered in ``Streamcache-Position``) from now on."""
+        for position in positions.split(","):
+            partition, _, offset = position.strip().partition("-")
+            if not (partition.isdigit() and offset.isdigit()):
+                raise ValueError(f"not a session position: {positions!r} (expected P-O[,P-O...])")
+            with self._session_lock:
+                p, o = int(partition), int(offset)
+                self._session[p] = max(o, self._session.get(p, -1))
+
+    def _remember(self, answer: object) -> None:
+        """Keep the position a write was answered with (the latest per partition)."""
+        raw = answer.get("position") if isinstance(answer, dict) else None
+        if isinstance(raw, str):
+            try:
+                self.join_session(raw)
+            except ValueError:
+                pass  # not ours to judge: the read simply goes without it
+
+    def _in_session(self, op: dict) -> dict:
+        session = self.session
+        return {**op, "after": session} if session else op
 
     # ---- retries ------------------------------------------------------------------------------
 
@@ -303,15 +312,6 @@ def _batch_result(op: dict, answer: dict) -> object:
         return _result(op, answer)
     except CacheError as exc:
         return exc
-
-
-def _older(version: str, than: str) -> bool:
-    """Whether ``version`` was written before ``than`` (one key lives on one partition)."""
-    try:
-        (partition, offset), (own_partition, own_offset) = (map(int, v.split("-")) for v in (version, than))
-    except ValueError:
-        return False
-    return partition == own_partition and offset < own_offset
 
 
 def _when(value: object) -> datetime | None:

@@ -57,12 +57,12 @@ class HttpTransport:
             for optional in ("cursor", "consistency"):
                 if op.get(optional):
                     query[optional] = op[optional]
-            return self._json_answer(*self._exchange("GET", f"{self.route}?{urlencode(query)}", None, {}))
+            return self._json_answer(*self._exchange("GET", f"{self.route}?{urlencode(query)}", None, _session(op)))
         key = op["key"]
         if not key:  # "/cache/" is the listing: never let an empty key turn into another request
             return {"status": 400, "error": "invalid_key", "message": "the key is empty"}
         path = f"{self.route}/{quote(key, safe='', errors='surrogatepass')}"
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = _session(op)
         if op.get("if_match"):
             headers["If-Match"] = "*" if op["if_match"] == "*" else f'"{op["if_match"]}"'
         if op.get("if_none_match"):
@@ -80,11 +80,13 @@ class HttpTransport:
                                "stale": answer_headers.get("streamcache-stale") == "true" or None})
         if name == "delete":
             status, answer_headers, body = self._exchange("DELETE", path, None, headers)
-            return {"status": 204, "key": key} if status == 204 else _error_answer(status, answer_headers, body)
+            answer = {"status": 204, "key": key} if status == 204 else _error_answer(status, answer_headers, body)
+            return _with_position(answer, answer_headers)
         if op.get("ttl") is not None:
             path += "?" + urlencode({"ttl": str(op["ttl"])})
         headers["Content-Type"] = op.get("content_type") or "application/octet-stream"
-        return self._json_answer(*self._exchange("PUT", path, op["value"], headers))
+        status, answer_headers, body = self._exchange("PUT", path, op["value"], headers)
+        return _with_position(self._json_answer(status, answer_headers, body), answer_headers)
 
     def _json_answer(self, status: int, headers: dict[str, str], body: bytes) -> dict:
         if not 200 <= status < 300:
@@ -148,6 +150,17 @@ def _readable(sock) -> bool:
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True
+
+
+def _session(op: dict) -> dict[str, str]:
+    """A read's session positions travel as a header (a cache behind a gateway keeps its query)."""
+    return {"Streamcache-After": op["after"]} if op.get("after") else {}
+
+
+def _with_position(answer: dict, headers: dict[str, str]) -> dict:
+    """A write's session position, from its answer's header, as a direct invoke answers it."""
+    position = headers.get("streamcache-position")
+    return {**answer, "position": position} if position else answer
 
 
 def _error_answer(status: int, headers: dict[str, str], body: bytes) -> dict:
