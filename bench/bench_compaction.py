@@ -174,7 +174,7 @@ def bench(keys: int, args, broker, workdir: Path) -> None:
     gc.collect()
     started_fold, cpu = time.perf_counter(), time.process_time()
     with gc_paused():
-        apply_records(table, everything)
+        apply_records(table, everything, log.partition_for)
     fold_s, cpu = time.perf_counter() - started_fold, time.process_time() - cpu
     row("  part: decode + apply alone (the fold loop)", f"{len(everything) / fold_s:,.0f} records/s "
                                                         f"({len(everything) / cpu:,.0f}/s of CPU)")

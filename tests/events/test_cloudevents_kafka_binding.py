@@ -64,6 +64,6 @@ def test_records_of_other_writers_read_alike_with_or_without_the_header(stream):
         producer.close()
     table = Table()
     bounds = log.bounds()
-    stats = apply_records(table, log.read(dict(bounds.first), dict(bounds.next)))
+    stats = apply_records(table, log.read(dict(bounds.first), dict(bounds.next)), log.partition_for)
     assert (stats.applied, stats.skipped) == (2, 0)
     assert table.get("same-key", 1_700_000_000_010).value == b"v1"

@@ -50,7 +50,7 @@ def full_replay(log: MutationLog) -> Table:
     """The table of every record the log holds, replayed from its first offsets."""
     table = Table()
     bounds = log.bounds()
-    apply_records(table, log.read(dict(bounds.first), dict(bounds.next)))
+    apply_records(table, log.read(dict(bounds.first), dict(bounds.next)), log.partition_for)
     return table
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Iterator, Mapping, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -49,6 +50,13 @@ READ_DEADLINE_S = 10.0
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
 BULK_LINGER_MS = 5
 BULK_BATCH_BYTES = 256 * 1024
+
+
+@lru_cache(maxsize=1 << 16)
+def _partition(key: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the UTF-8 key). Cached: every replayed record is
+    checked against it (replay/fold.py), and murmur2 in Python costs microseconds a key."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 @contextmanager
@@ -139,7 +147,7 @@ class KafkaLog:
             return len(self._topic_partitions())
 
     def partition_for(self, key: str) -> int:
-        return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % self.partitions
+        return _partition(key, self.partitions)
 
     def append(self, key: str, value: bytes) -> Position:
         partition = self.partition_for(key)

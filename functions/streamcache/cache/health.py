@@ -60,6 +60,7 @@ class Health:
     records_applied: int
     records_skipped: int
     log_watch: dict  # log_regressions, log_regression
+    records_misplaced: int = 0  # skipped: valid records in another partition than their key's
     bytes_used: int = 0  # the table's accounted size (key + value + 64 B an entry), as the quota counts it
     max_bytes: int | None = None  # the quota (STREAMCACHE_MAX_BYTES); None: no bound
 
@@ -83,6 +84,7 @@ class Health:
             "staleness_bound_ms": self.staleness_bound_ms,
             "records_applied": self.records_applied,
             "records_skipped": self.records_skipped,
+            "records_misplaced": self.records_misplaced,
             "bytes_used": self.bytes_used,
             "max_bytes": self.max_bytes,
             **self.log_watch,

@@ -49,6 +49,7 @@ class Replica:
         self._last_catch_up: float | None = None
         self.records_applied = 0
         self.records_skipped = 0
+        self.records_misplaced = 0  # of the skipped: records in another partition than their key's
         self.catch_ups = 0  # full catch-ups so far: tells a caller whether one ran during its request
         # Per partition, the largest log end this instance knows of (the end a restore captured, what
         # catch-ups and its own writes reached): lag is measured against it without asking the broker.
@@ -87,6 +88,7 @@ class Replica:
             self.catch_ups += 1
             self.records_applied += stats.applied
             self.records_skipped += stats.skipped
+            self.records_misplaced += stats.misplaced
 
     def seconds_since_catch_up(self) -> float | None:
         """Monotonic seconds since the last full catch-up began, ``None`` if there was none yet."""
@@ -206,9 +208,10 @@ class Replica:
         self._log.close()  # the adapter's cached view of the log (high watermarks) is of the old log
 
     def _apply_all(self, records) -> int:
-        stats = apply_records(self.table, records)
+        stats = apply_records(self.table, records, self._log.partition_for)
         self.records_applied += stats.applied
         self.records_skipped += stats.skipped
+        self.records_misplaced += stats.misplaced
         known = self.known_end
         for p, offset in self.table.next_offsets().items():
             if offset > known.get(p, 0):

@@ -81,7 +81,7 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
     def read_tail() -> None:
         try:
             if start:  # decoded here too: the image's load leaves this thread the GIL most of the time
-                records.extend(decode_records(mutation_log.read(start, plan.end)))
+                records.extend(decode_records(mutation_log.read(start, plan.end), mutation_log.partition_for))
         except BaseException as exc:  # reported to the caller, which takes the ordinary path
             failed.append(exc)
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from streamcache.core.errors import InvalidRequest, LogTruncated, RecordError
-from streamcache.core.records import Position, decode, format_time, parse_time
+from streamcache.core.records import Position, format_time, parse_time
 from streamcache.core.snapshot import parse_name
 from streamcache.core.table import Table
 from streamcache.ports import MutationLog, SnapshotStore
 from streamcache.replay.catalog import list_catalog, load_newest_valid, read_header
+from streamcache.replay.fold import decode_placed
 
 #: Offsets read per request while replaying up to a moment.
 CHUNK_RECORDS = 50_000
@@ -129,7 +130,7 @@ def _replay_until(table: Table, log: MutationLog, start: dict[int, int], end: di
             stop = False
             for record in records:
                 try:
-                    mutation = decode(record.value)
+                    mutation = decode_placed(record, log.partition_for)  # skipped alike everywhere
                 except RecordError:
                     table.skip(record.position)
                     continue
