@@ -33,7 +33,7 @@ def test_a_record_in_another_partition_than_its_keys_is_skipped_alike_everywhere
     bootstrap, topic = url.removeprefix("kafka://").split("/", 1)
     settings = dict(log_url=url, snapshot_url=str(tmp_path / "snapshots"), stream_id=topic)
     a, b = CacheApp(Settings(**settings, instance_id="a")), CacheApp(Settings(**settings, instance_id="b"))
-    put = lambda app, value: app.handle(HttpRequest("PUT", "/cache/victim", {}, value), 10).status  # noqa: E731
+    put = lambda app, value: app.handle(HttpRequest("PUT", "/cache/victim", {}, value), 10).status
     assert put(a, b"v1") == 201
     own = a.replica.log.partition_for("victim")
     elsewhere = (own + 1) % 3
