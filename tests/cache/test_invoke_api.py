@@ -113,7 +113,7 @@ def test_a_batch_runs_in_order_and_answers_a_list(app):
     ({"operation": "put", "key": "k", "value": 1, "ttl": -1}, "invalid_ttl"),
     ({"operation": "put", "key": "k", "value_base64": "!!"}, "invalid_operation"),
     ({"operation": "put", "key": "k", "value": 1, "if_match": "nope"}, "invalid_version"),
-    ({"operation": "put", "key": "k", "value": 1, "if_match": "*", "if_none_match": "*"}, "invalid_precondition"),
+    ({"operation": "put", "key": "k", "value": 1, "if_match": "*", "if_none_match": "**"}, "invalid_precondition"),
     ({"operation": "get", "key": "k", "consistency": "eventual"}, "invalid_consistency"),
     ({"operation": "list", "limit": 0}, "invalid_limit"),
     ({"operation": "list", "cursor": 5}, "invalid_operation"),

@@ -76,15 +76,15 @@ def test_direct_invokes_answer_and_take_positions_too(pair):
     assert (fresh["status"], fresh["value"]) == (200, 1)
 
 
-@pytest.mark.parametrize("after, code", [
-    ("2-999", "position_not_reached"),  # beyond the stream's end: another stream's, or invented
-    ("7-0", "position_not_reached"),  # a partition the stream does not have
-    ("2", "invalid_position"),
-    ("a-1", "invalid_position"),
-    ("1-2;0-1", "invalid_position"),
+@pytest.mark.parametrize("after, status, code", [
+    ("2-999", 409, "position_not_reached"),  # beyond the stream's end: another stream's, or invented
+    ("7-0", 409, "position_not_reached"),  # a partition the stream does not have
+    ("2", 400, "invalid_position"),
+    ("a-1", 400, "invalid_position"),
+    ("1-2;0-1", 400, "invalid_position"),
 ])
-def test_a_position_the_stream_never_reached_or_a_malformed_one_is_400(pair, after, code):
+def test_a_position_the_stream_never_reached_is_409_and_a_malformed_one_400(pair, after, status, code):
     a, _ = pair
     call(a, "PUT", "/cache/k", b"v")
     response = call(a, "GET", "/cache/k", streamcache_after=after)
-    assert response.status == 400 and orjson.loads(response.body)["error"] == code
+    assert response.status == status and orjson.loads(response.body)["error"] == code

@@ -47,6 +47,8 @@ BODY_FIELDS = frozenset({"key", "value", "ttl"})
 #: What ``/cache?key=K`` accepts per method: the parameters of the same method on ``/cache/{key}``.
 KEY_QUERY = {"GET": {"key", "consistency", "after"}, "HEAD": {"key", "consistency", "after"}, "PUT": {"key", "ttl"},
              "DELETE": {"key"}}
+#: Listing parameters at their empty or default value, accepted with ``?key=`` (they change nothing).
+LIST_DEFAULTS = {"prefix": ("",), "cursor": ("",), "limit": ("100",)}
 #: A write's answer carries the session position; a read that sends it back sees the write.
 POSITION_HEADER, AFTER_HEADER = "Streamcache-Position", "streamcache-after"
 
@@ -143,7 +145,8 @@ class HttpApi:
                 raise HttpError(400, "invalid_query", "DELETE on the collection needs ?key=K (or use /cache/{key})")
             if method == "POST":
                 raise HttpError(400, "invalid_query", "POST takes the key in its JSON body, not in ?key=")
-            extra = sorted(set(query) - KEY_QUERY[method])
+            # A listing's parameter given with its empty or default value changes nothing; any other is refused.
+            extra = sorted(n for n in set(query) - KEY_QUERY[method] if query[n] not in LIST_DEFAULTS.get(n, ()))
             if extra:  # a listing's parameters with ?key= would be silently meaningless: refuse them
                 raise HttpError(400, "invalid_query", f"with ?key=, {', '.join(map(repr, extra))} cannot be given "
                                 f"({method} ?key= takes only {', '.join(sorted(KEY_QUERY[method]))})")
@@ -195,10 +198,17 @@ class HttpApi:
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
         if method == "POST" and isinstance(doc, dict) and ("operation" in doc or "operations" in doc):
-            # The direct-invoke JSON operations over HTTP, answered exactly as an invoke is: 200, with
-            # each operation's own status in the answer.
+            # The direct-invoke JSON operations over HTTP: 200 with the invoke's answer (each operation's
+            # status inside), except a request refused as malformed (an invalid operation or batch),
+            # which is that 4xx, as any other malformed request is.
             fields["operation"] = doc.get("operation", "batch")
-            return json_response(200, handle_invoke(self.service, request.body, self._health))
+            if "if-match" in request.headers or "if-none-match" in request.headers:
+                raise HttpError(400, "invalid_precondition", "with operations, give if_match / if_none_match in "
+                                "each operation, not as headers")
+            answer = handle_invoke(self.service, request.body, self._health)
+            if isinstance(answer, dict) and answer.get("status") in (400, 413):
+                raise HttpError(answer["status"], answer["error"], answer["message"])
+            return json_response(200, answer)
         if not isinstance(doc, dict) or not isinstance(doc.get("key"), str) or "value" not in doc:
             raise HttpError(400, "invalid_body", 'expected a JSON object {"key": "...", "value": ..., "ttl": seconds}')
         unknown = sorted(set(doc) - BODY_FIELDS)

@@ -97,6 +97,11 @@ class ValueTooLarge(BadRequest):
     """413: the value (or the request) is over the limit."""
 
 
+class QuotaExceeded(CacheError):
+    """507: the cache is full (``STREAMCACHE_MAX_BYTES``); nothing was written. Delete keys, use
+    shorter TTLs, or raise the quota."""
+
+
 class ServerError(CacheError):
     """A 5xx other than 503: the function failed or timed out."""
 
@@ -128,6 +133,8 @@ def error_for(answer: dict, writes: bool = False) -> CacheError:
         return Unavailable(status, code, message, answer.get("retry_after"))
     if status == 413:
         return ValueTooLarge(status, code, message)
+    if status == 507:
+        return QuotaExceeded(status, code, message)
     if 400 <= status < 500:
         return BadRequest(status, code, message)  # also a 404 that is not about a key (a wrong URL or function)
     return ServerError(status, code, message)

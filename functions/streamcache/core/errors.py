@@ -59,9 +59,12 @@ class InvalidPosition(InvalidRequest):
 
 
 class PositionNotReached(InvalidPosition):
-    """A session position beyond the stream's end: no write of this stream was answered with it."""
+    """A session position beyond the stream's end: no write of this stream was answered with it. A
+    conflict with the stream's state (409), not a malformed request: the same token may be fine on
+    the stream it came from."""
 
     code = "position_not_reached"
+    status = 409
 
 
 class ValueTooLarge(InvalidRequest):

@@ -96,7 +96,11 @@ def parse_precondition(match: object, none_match: object, *, allow_absent: bool 
     a direct invoke, the attributes of a record. ``*`` may be surrounded by spaces; If-Match takes
     one version (an ETag we issued); If-None-Match takes only ``*``, and only where ``allow_absent``."""
     if match is not None and none_match is not None:
-        raise InvalidPrecondition("give If-Match or If-None-Match, not both")
+        # RFC 9110 13.2.2: If-Match is evaluated first, then If-None-Match. "*" or a version means the
+        # key exists, and If-None-Match: * means it does not: together they can never both hold.
+        parse_precondition(match, None)
+        parse_precondition(None, none_match, allow_absent=allow_absent)
+        return NEVER
     if none_match is not None:
         if not isinstance(none_match, str) or none_match.strip() != "*":
             raise InvalidPrecondition("only If-None-Match: * (create if absent) is supported")
@@ -267,6 +271,8 @@ def decode(raw: bytes) -> Mutation:
         if not isinstance(key, str) or not isinstance(request_id, str) or not request_id:
             raise TypeError("subject and id must be strings")
         validate_key(key)
+        if "ifmatch" in event and "ifnonematch" in event:  # the record contract allows one (events/schemas)
+            raise ValueError("a record carries ifmatch or ifnonematch, not both")
         pre = parse_precondition(event.get("ifmatch"), event.get("ifnonematch")) if "ifmatch" in event or "ifnonematch" in event else None
         if kind == PUT_TYPE:
             content_type = event["datacontenttype"]
