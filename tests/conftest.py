@@ -4,6 +4,7 @@ and an environment free of the developer's STREAMCACHE_* variables."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 
 import pytest
@@ -27,6 +28,9 @@ def broker():
     """One Tansu broker for the whole test session (starting one takes ~20 ms, but topics are cheap)."""
     with start_broker() as running:
         yield running
+        # Clients that outlive their test (daemon threads) reconnect to the stopped broker at exit and
+        # kafka-python logs each attempt: keep that noise out of the end of the test report.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 @pytest.fixture
