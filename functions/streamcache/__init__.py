@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__", "Client", "Op", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
-    "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "QuotaExceeded", "ServerError",
+    "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "QuotaExceeded", "Conflict", "ServerError",
     "OutcomeUnknown", "UnansweredWrite",
 ]
 

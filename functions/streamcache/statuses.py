@@ -29,6 +29,8 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     PRECONDITION_FAILED = "precondition_failed"
     QUOTA_EXCEEDED = "quota_exceeded"
+    NOT_A_NUMBER = "not_a_number"
+    OVERFLOW = "overflow"
     RESTORING = "restoring"
     STREAM_UNAVAILABLE = "stream_unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
@@ -91,6 +93,8 @@ OUTCOMES: dict[OutcomeKind, tuple[int, ErrorCode | None]] = {
     OutcomeKind.NOT_FOUND: (404, ErrorCode.NOT_FOUND),
     OutcomeKind.PRECONDITION_FAILED: (412, ErrorCode.PRECONDITION_FAILED),
     OutcomeKind.QUOTA_EXCEEDED: (507, ErrorCode.QUOTA_EXCEEDED),
+    OutcomeKind.NOT_A_NUMBER: (409, ErrorCode.NOT_A_NUMBER),
+    OutcomeKind.OVERFLOW: (409, ErrorCode.OVERFLOW),
 }
 
 
@@ -108,6 +112,12 @@ def for_outcome(outcome: Outcome, precondition: Precondition | None = None) -> t
                                          f"accounted bytes and this value needs {quota.needed_bytes:,} more")
         return status, Problem(status, code.value, f"the cache is full{full} (STREAMCACHE_MAX_BYTES); nothing "
                                                    "changed. Delete keys or set shorter TTLs, or raise the quota")
+    if code is ErrorCode.NOT_A_NUMBER:
+        return status, Problem(status, code.value, f"the value of {outcome.key!r} is not a counter (the decimal text "
+                                                   "of a signed 64-bit integer); nothing changed")
+    if code is ErrorCode.OVERFLOW:
+        return status, Problem(status, code.value, f"the counter {outcome.key!r} would leave the signed 64-bit range; "
+                                                   "nothing changed")
     if precondition is not None and precondition.kind is PreconditionKind.ABSENT:
         message = f"the key {outcome.key!r} already exists (If-None-Match: *)"
     elif outcome.version is None:

@@ -462,6 +462,9 @@ BAD_REQUESTS = [
     ("GET", "/cache?key=k&prefix=a", {}, "invalid_query"),
     ("GET", "/cache?key=k&limit=5", {}, "invalid_query"),
     ("DELETE", "/cache", {}, "invalid_query"),
+    ("POST", "/cache/k", {}, "invalid_query"),  # a POST on a key is an increment: ?increment=N
+    ("POST", "/cache/k?increment=1.5", {}, "invalid_increment"),
+    ("POST", "/cache/k?increment=9223372036854775808", {}, "invalid_increment"),
     ("POST", "/cache?key=k", {}, "invalid_query"),
     ("DELETE", "/cache?key=k&ttl=5", {}, "invalid_query"),
     ("PUT", "/cache?key=k&cursor=x", {}, "invalid_query"),
@@ -480,8 +483,7 @@ def test_client_mistakes_are_400_with_a_json_error_and_change_nothing(app, metho
 @pytest.mark.parametrize(
     "method, url, allow",
     [
-        ("POST", "/cache/k", "GET, HEAD, PUT, DELETE"),
-        ("PATCH", "/cache/k", "GET, HEAD, PUT, DELETE"),
+        ("PATCH", "/cache/k", "GET, HEAD, PUT, DELETE, POST"),
         ("PATCH", "/cache?key=k", "GET, HEAD, POST, PUT, DELETE"),
         ("PATCH", "/cache", "GET, HEAD, POST, PUT, DELETE"),
         ("POST", "/health", "GET, HEAD"),

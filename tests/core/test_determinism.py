@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from hypothesis import given, settings, strategies as st
 
-from streamcache.core.records import IF_ABSENT, IF_EXISTS, Delete, Mutation, Position, Put, if_match
+from streamcache.core.records import Increment, IF_ABSENT, IF_EXISTS, Delete, Mutation, Position, Put, if_match
 from streamcache.core.table import DEDUP_WINDOW_MS, Outcome, Table
 
 T0 = 1_790_000_000_000
@@ -65,6 +65,9 @@ def _mutation(draw, partition, i, keys, earlier, ts) -> Mutation:
     rid = draw(st.sampled_from(["x", "y"])) if draw(st.integers(0, 7)) == 0 else f"{partition}-{i}"
     if draw(st.integers(0, 3)) == 0:
         return Delete(key, rid, ts, pre)
+    if draw(st.integers(0, 3)) == 0:  # counters: deltas, decided at apply time (text and overflow refuse)
+        by = draw(st.sampled_from([1, -1, 7, 2**63 - 1, -(2**63)]))
+        return Increment(key, by, rid, ts, None if draw(st.booleans()) else ts + draw(st.integers(-1000, 10_000)), pre)
     expires = None if draw(st.booleans()) else ts + draw(st.integers(-1000, 10_000))
     return Put(key, draw(st.sampled_from([b"1", b"2", b"\xff"])), "text/plain", rid, ts, expires, pre)
 

@@ -155,9 +155,17 @@ class HttpApi:
         else:
             raise HttpError(404, "no_route", f"no route for {path!r}; the cache lives under {self.prefix}")
         fields["key"] = key
-        _allow(method, ("GET", "HEAD", "PUT", "DELETE"))
+        _allow(method, ("GET", "HEAD", "PUT", "DELETE", "POST"))
         if method in ("GET", "HEAD"):
             return self._get(key, request, query, method)
+        if method == "POST":  # POST P/{key}?increment=N: an atomic counter
+            if "increment" not in query:
+                raise HttpError(400, "invalid_query", "POST on a key takes ?increment=N (a signed 64-bit integer)")
+            by = _integer(query["increment"])
+            ttl = parse_ttl(query["ttl"]) if "ttl" in query else None
+            precondition = _precondition(request)
+            outcome = self.service.increment(key, by, ttl, precondition)
+            return self._write_answer(outcome, fields, precondition, counter=True)
         if method == "PUT":
             ttl = parse_ttl(query["ttl"]) if "ttl" in query else None
             content_type = request.headers.get("content-type") or records.DEFAULT_CONTENT_TYPE
@@ -226,7 +234,8 @@ class HttpApi:
         precondition = _precondition(request)
         return self._write_answer(self.service.put(key, value, JSON, ttl, precondition), fields, precondition)
 
-    def _write_answer(self, outcome: Outcome, fields: dict, precondition: Precondition | None = None) -> HttpResponse:
+    def _write_answer(self, outcome: Outcome, fields: dict, precondition: Precondition | None = None,
+                      counter: bool = False) -> HttpResponse:
         fields.update(outcome=outcome.kind.value, position=str(outcome.version) if outcome.version else None)
         status, problem = for_outcome(outcome, precondition)
         position = self.service.position_after_write(outcome.key)
@@ -243,6 +252,8 @@ class HttpApi:
         if outcome.kind is OutcomeKind.DELETED:
             return HttpResponse(status, session, b"")
         body = {"key": outcome.key, "version": str(outcome.version), "expires_at": _time_or_none(outcome.expires_at_ms)}
+        if counter:
+            body["value"] = self.service.counter(outcome.key)
         return json_response(status, body, {"ETag": f'"{outcome.version}"', **session})
 
 
@@ -289,6 +300,13 @@ def _after(request: HttpRequest, query: dict) -> dict[int, int] | None:
         for p, o in positions.items():
             merged[p] = max(o, merged.get(p, -1))
     return merged
+
+
+def _integer(raw: str) -> int:
+    """A whole number as the query gives it (the range is the service's to check)."""
+    if not raw.isascii() or not raw.lstrip("-").isdigit() or raw.count("-") > 1 or len(raw) > 21:
+        raise HttpError(400, "invalid_increment", f"increment must be a whole number, not {raw[:40]!r}")
+    return int(raw)
 
 
 def _strong(query: dict) -> bool:

@@ -32,7 +32,7 @@ from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.statuses import Problem, for_error, for_outcome, not_found
 
 MAX_BATCH = 100
-OPERATIONS = ("get", "put", "delete", "list", "health")
+OPERATIONS = ("get", "put", "delete", "list", "health", "incr")
 
 
 class OperationError(InvalidRequest):
@@ -62,7 +62,7 @@ def _answer(service: CacheService, op: object, health: Callable[[], dict]) -> di
 
 def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
     if not isinstance(op, dict) or not isinstance(op.get("operation"), str):
-        raise OperationError('expected {"operation": "get|put|delete|list|health", ...}')
+        raise OperationError('expected {"operation": "get|put|delete|list|health|incr", ...}')
     name = op["operation"].lower()
     if name not in OPERATIONS:
         raise OperationError(f"unknown operation {op['operation']!r}; use one of {', '.join(OPERATIONS)}")
@@ -93,7 +93,12 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
             answer["stale"] = True
         return answer
     precondition = _precondition(op)
-    if name == "delete":
+    if name == "incr":
+        by = op.get("by", 1)
+        answer = _outcome(service.increment(key, by, op.get("ttl"), precondition), precondition)
+        if answer["status"] in (200, 201):
+            answer["value"] = service.counter(key)
+    elif name == "delete":
         answer = _outcome(service.delete(key, precondition), precondition)
     else:
         value, content_type = _value_in(op)

@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 from streamcache.core import records
 from streamcache.core.errors import (InvalidConsistency, InvalidPosition, InvalidRequest, InvalidTTL, LogUnavailable,
                                      OutcomeUnknown, ValueTooLarge)
-from streamcache.core.records import Delete, Position, Precondition, PreconditionKind, Put
+from streamcache.core.records import Delete, Increment, Position, Precondition, PreconditionKind, Put
 from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.cache.replica import Replica
 
@@ -75,6 +75,10 @@ class ListPage:
     cursor: str | None
     now_ms: int
     stale: bool = False
+
+
+class InvalidIncrement(InvalidRequest):
+    code = "invalid_increment"
 
 
 class InvalidCursor(InvalidRequest):
@@ -174,6 +178,23 @@ class CacheService:
         mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
         return self._write(mutation)
 
+    def increment(self, key: str, by: int, ttl_seconds: float | None = None,
+                  precondition: Precondition | None = None) -> Outcome:
+        """Add ``by`` (a signed 64-bit integer) to the counter ``key``, decided in log order; the TTL
+        applies only if this creates the key. :meth:`counter` reads the result."""
+        records.validate_key(key)
+        if isinstance(by, bool) or not isinstance(by, int) or not records.COUNTER_MIN <= by <= records.COUNTER_MAX:
+            raise InvalidIncrement("increment must be a signed 64-bit integer")
+        now = self.now_ms()
+        expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
+        return self._write(Increment(key, by, self._new_request_id(), now, expires, precondition))
+
+    def counter(self, key: str) -> int | None:
+        """The counter's value right after this instance applied an increment of it: what the record
+        wrote, even if its TTL has already run out by this reader's clock (the answer reports it)."""
+        entry = self.replica.table.get(key, 0)  # log-time state, not the reader's clock
+        return None if entry is None else int(entry.value)
+
     def delete(self, key: str, precondition: Precondition | None = None) -> Outcome:
         records.validate_key(key)
         return self._write(Delete(key, self._new_request_id(), self.now_ms(), precondition))
@@ -194,7 +215,7 @@ class CacheService:
             raise InvalidTTL(f"ttl must be more than 0 and at most {self.limits.max_ttl_seconds} seconds")
         return max(1, round(ttl_seconds * 1000))
 
-    def _write(self, mutation: Put | Delete) -> Outcome:
+    def _write(self, mutation: Put | Delete | Increment) -> Outcome:
         pre = mutation.precondition
         if pre is not None and pre.kind is PreconditionKind.MATCH and pre.version is None:
             # If-Match with a tag we never issued fails whatever the key holds: answer the 412 from a
@@ -215,7 +236,7 @@ class CacheService:
             raise OutcomeUnknown(f"the record landed at {position}, but its outcome could not be read "
                                  f"back: {exc}", position) from exc
 
-    def _settle(self, mutation: Put | Delete, unknown: OutcomeUnknown) -> Outcome:
+    def _settle(self, mutation: Put | Delete | Increment, unknown: OutcomeUnknown) -> Outcome:
         """An append whose answer was lost: look for the record on the stream. Found, its outcome
         in log order is the answer (it landed); not found, the outcome stays unknown (it may not
         have landed, or still be on its way), and so does the answer: never a guess."""

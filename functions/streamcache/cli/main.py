@@ -102,6 +102,12 @@ def cmd_put(client, args) -> int:
     return EXIT_OK
 
 
+def cmd_incr(client, args) -> int:
+    print(client.increment(args.key, args.by, ttl=args.ttl))
+    _save_session(client, args)
+    return EXIT_OK
+
+
 def cmd_delete(client, args) -> int:
     from streamcache import NotFound
 
@@ -253,6 +259,12 @@ def parser() -> argparse.ArgumentParser:
     put.add_argument("--if-absent", action="store_true", help="write only if the key is absent")
     put.add_argument("--content-type", default="application/octet-stream", metavar="TYPE")
     put.set_defaults(run=cmd_put)
+
+    incr = sub.add_parser("incr", parents=[url], help="add to a counter atomically and print its new value")
+    incr.add_argument("key")
+    incr.add_argument("--by", type=int, default=1, help="what to add (default 1; negative subtracts)")
+    incr.add_argument("--ttl", type=float, help="seconds until it expires, if this creates it")
+    incr.set_defaults(run=cmd_incr)
 
     delete = sub.add_parser("delete", parents=[url], help="remove a key")
     delete.add_argument("key")

@@ -7,11 +7,11 @@
 
 from streamcache.client.cache_client import Client, Op
 from streamcache.client.models import (BadRequest, CacheError, Item, KeyInfo, NotFound, OutcomeUnknown,
-                                       PreconditionFailed, QuotaExceeded, ServerError, Transport, TransportError, UnansweredWrite,
+                                       PreconditionFailed, QuotaExceeded, Conflict, ServerError, Transport, TransportError, UnansweredWrite,
                                        Unavailable, Unreachable, ValueTooLarge, WriteResult)
 
 __all__ = [
     "Client", "Op", "Transport", "TransportError", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
-    "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "QuotaExceeded", "ServerError",
+    "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "QuotaExceeded", "Conflict", "ServerError",
     "OutcomeUnknown", "UnansweredWrite",
 ]

@@ -73,6 +73,10 @@ class Op:
                            "if_match": _unquoted(if_match), "if_none_match": "*" if if_none_match else None})
 
     @staticmethod
+    def increment(key: str, by: int = 1, ttl: float | None = None) -> dict:
+        return _drop_none({"operation": "incr", "key": key, "by": by, "ttl": ttl})
+
+    @staticmethod
     def delete(key: str, if_match: str | None = None) -> dict:
         return _drop_none({"operation": "delete", "key": key, "if_match": _unquoted(if_match)})
 
@@ -84,6 +88,8 @@ class Op:
 
 def idempotent(op: dict) -> bool:
     """Safe to send twice: reads, and writes without a precondition (the second leaves the same state)."""
+    if op["operation"] == "incr":  # adds again: never safe to repeat
+        return False
     return op["operation"] in ("get", "list", "health") or ("if_match" not in op and "if_none_match" not in op)
 
 
@@ -163,6 +169,18 @@ class Client:
         answer = self._call(op)
         self._remember(answer)  # a refused write (412) still moves the session: the client saw that state
         return _result(op, answer)  # type: ignore[return-value]
+
+    def increment(self, key: str, by: int = 1, ttl: float | None = None) -> int:
+        """Add ``by`` to the counter ``key`` (absent: 0; ``ttl`` only when this creates it) and return
+        its new value. Atomic across instances. Never retried: a lost answer raises
+        :class:`OutcomeUnknown` (read the counter to learn whether it counted). A value that is not
+        a counter, or a sum outside the signed 64-bit range, raises :class:`Conflict`."""
+        op = Op.increment(key, by, ttl)
+        answer = self._attempts(lambda: self.transport.send(op), False, True)
+        self._remember(answer)
+        if answer.get("status") not in (200, 201):
+            raise error_for(answer, writes=True)
+        return int(answer["value"])
 
     def delete(self, key: str, if_match: str | None = None) -> bool:
         """Remove the key. True if it had a value, False if it had none (so a retried delete is quiet)."""

@@ -78,6 +78,10 @@ class HttpTransport:
                                "version": _etag(answer_headers.get("etag")),
                                "expires_at": _http_date(answer_headers.get("expires")),
                                "stale": answer_headers.get("streamcache-stale") == "true" or None})
+        if name == "incr":
+            query = {"increment": str(op.get("by", 1)), **({"ttl": str(op["ttl"])} if op.get("ttl") is not None else {})}
+            status, answer_headers, body = self._exchange("POST", f"{path}?{urlencode(query)}", None, headers)
+            return _with_position(self._json_answer(status, answer_headers, body), answer_headers)
         if name == "delete":
             status, answer_headers, body = self._exchange("DELETE", path, None, headers)
             answer = {"status": 204, "key": key} if status == 204 else _error_answer(status, answer_headers, body)

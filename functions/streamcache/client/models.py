@@ -97,6 +97,11 @@ class ValueTooLarge(BadRequest):
     """413: the value (or the request) is over the limit."""
 
 
+class Conflict(BadRequest):
+    """409: an increment of a value that is not a counter (``not_a_number``) or past the signed
+    64-bit range (``overflow``); nothing changed."""
+
+
 class QuotaExceeded(CacheError):
     """507: the cache is full (``STREAMCACHE_MAX_BYTES``); nothing was written. Delete keys, use
     shorter TTLs, or raise the quota."""
@@ -135,6 +140,8 @@ def error_for(answer: dict, writes: bool = False) -> CacheError:
         return ValueTooLarge(status, code, message)
     if status == 507:
         return QuotaExceeded(status, code, message)
+    if status == 409 and code in ("not_a_number", "overflow"):
+        return Conflict(status, code, message)
     if 400 <= status < 500:
         return BadRequest(status, code, message)  # also a 404 that is not about a key (a wrong URL or function)
     return ServerError(status, code, message)

@@ -33,6 +33,8 @@ class OutcomeKind(str, Enum):
     NOT_FOUND = "not_found"
     PRECONDITION_FAILED = "precondition_failed"
     QUOTA_EXCEEDED = "quota_exceeded"
+    NOT_A_NUMBER = "not_a_number"  # an increment of a value that is not a signed 64-bit integer's text
+    OVERFLOW = "overflow"  # an increment that would leave the signed 64-bit range
 
 
 class Outcome(NamedTuple):

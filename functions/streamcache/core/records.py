@@ -34,6 +34,9 @@ from streamcache.core.errors import InvalidKey, InvalidPrecondition, InvalidRequ
 SPEC_VERSION = "1.0"
 PUT_TYPE = "io.streamcache.put.v1"
 DELETE_TYPE = "io.streamcache.delete.v1"
+INCREMENT_TYPE = "io.streamcache.increment.v1"
+#: A counter is a signed 64-bit integer, stored as its decimal text.
+COUNTER_MIN, COUNTER_MAX = -(2**63), 2**63 - 1
 DEFAULT_SOURCE = "/streamcache"
 MAX_KEY_BYTES = 512
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -152,7 +155,20 @@ class Delete:
     precondition: Precondition | None = None
 
 
-Mutation = Union[Put, Delete]
+@dataclass(frozen=True, slots=True)
+class Increment:
+    """Add ``by`` to the integer ``key`` holds (absent: 0), decided when applied, in log order: the
+    record carries the delta, never the result. ``expires_at_ms`` applies only if it creates the key."""
+
+    key: str
+    by: int
+    request_id: str
+    ts_ms: int
+    expires_at_ms: int | None = None
+    precondition: Precondition | None = None
+
+
+Mutation = Union[Put, Delete, Increment]
 
 
 def validate_key(key: str) -> str:
@@ -223,7 +239,7 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
     """
     event: dict = {
         "specversion": SPEC_VERSION,
-        "type": PUT_TYPE if isinstance(mutation, Put) else DELETE_TYPE,
+        "type": PUT_TYPE if isinstance(mutation, Put) else INCREMENT_TYPE if isinstance(mutation, Increment) else DELETE_TYPE,
         "source": source,
         "id": mutation.request_id,
         "time": format_time(mutation.ts_ms),
@@ -232,6 +248,11 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
     if isinstance(mutation, Put):
         event["datacontenttype"] = mutation.content_type
         event.update(_data_fields(mutation.value, mutation.content_type))
+        if mutation.expires_at_ms is not None:
+            event["expiresat"] = format_time(mutation.expires_at_ms)
+    elif isinstance(mutation, Increment):
+        event["datacontenttype"] = "application/json"
+        event["data"] = {"by": mutation.by}
         if mutation.expires_at_ms is not None:
             event["expiresat"] = format_time(mutation.expires_at_ms)
     pre = mutation.precondition
@@ -291,6 +312,15 @@ def decode(raw: bytes) -> Mutation:
             expires = event.get("expiresat")
             # Positional: this runs for every record of every replay, and keywords cost more.
             return Put(key, value, content_type, request_id, ts_ms, None if expires is None else parse_time(expires), pre)
+        if kind == INCREMENT_TYPE:
+            data = event["data"]
+            by = data["by"] if isinstance(data, dict) and set(data) == {"by"} else None
+            if not isinstance(by, int) or isinstance(by, bool) or not COUNTER_MIN <= by <= COUNTER_MAX:
+                raise ValueError("an increment's data is {\"by\": a signed 64-bit integer}")
+            if event.get("datacontenttype") != "application/json" or "data_base64" in event:
+                raise ValueError("an increment carries its delta as JSON data")
+            expires = event.get("expiresat")
+            return Increment(key, by, request_id, ts_ms, None if expires is None else parse_time(expires), pre)
         if kind == DELETE_TYPE:
             if "data" in event or "data_base64" in event or "expiresat" in event:
                 raise ValueError("a delete carries no data and no expiry")

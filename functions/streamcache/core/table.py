@@ -31,7 +31,8 @@ from typing import Iterator, NamedTuple
 from streamcache.core import schema
 from streamcache.core.outcome import Entry, Outcome, OutcomeKind
 from streamcache.core.quota import ENTRY_OVERHEAD_BYTES, Quota, QuotaState
-from streamcache.core.records import Delete, Mutation, Position, PreconditionKind, Put
+from streamcache.core.counters import count_up
+from streamcache.core.records import Delete, Increment, Mutation, Position, PreconditionKind, Put
 
 #: How long (in log time) a request id is remembered for de-duplication. Producer retries give up
 #: after their delivery timeout (30 s in the Kafka adapter); two minutes covers them with margin.
@@ -51,6 +52,7 @@ _new_position = partial(tuple.__new__, Position)
 _KINDS = [OutcomeKind(k) for k in schema.KIND_CODES]
 _CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _CREATED, _REPLACED = _CODES[OutcomeKind.CREATED], _CODES[OutcomeKind.REPLACED]
+
 
 
 def request_hash(partition: int, request_id: str) -> int:
@@ -184,6 +186,15 @@ class Table:
             )
             if not ok:
                 return self._refusal(OutcomeKind.PRECONDITION_FAILED, key, current, None)
+        if isinstance(mutation, Increment):
+            stored = None
+            if current is not None:
+                value, type_id = db.execute("SELECT value, content_type FROM entries WHERE key = ?", (key,)).fetchone()
+                stored = (value, self._type_names[type_id], current[2])
+            counted = count_up(mutation, stored)
+            if isinstance(counted, OutcomeKind):
+                return self._refusal(counted, key, current, None)
+            mutation = counted
         if isinstance(mutation, Put):
             value, expires = mutation.value, mutation.expires_at_ms
             size = len(key.encode("utf-8", "surrogatepass")) + len(value) + ENTRY_OVERHEAD_BYTES
