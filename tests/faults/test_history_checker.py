@@ -12,7 +12,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support.history import CAS, DELETE, READ, UNKNOWN, WRITE, Op, check, check_key
+from support.history import CAS, DELETE, INCR, READ, UNKNOWN, WRITE, Op, check, check_key
 
 
 def op(kind, called, returned, output, value=None, expected=None, key="k", client=0) -> Op:
@@ -210,3 +210,28 @@ def test_a_read_turned_stale_is_rejected(seed, data):
     old, read = data.draw(st.sampled_from(candidates))
     read.output = (old.value, old.output[1])
     assert not check(ops)
+
+
+# ---- counters ---------------------------------------------------------------------------------------
+
+
+def inc(called, returned, output, by=1, client=0) -> Op:
+    return Op(client, INCR, "k", called, returned, output=output, by=by)
+
+
+def test_concurrent_increments_that_each_saw_their_own_sum_are_linearizable():
+    assert ok([inc(0, 3, (201, "0-0", 1), client=0), inc(1, 4, (200, "0-1", 2), client=1),
+               r(5, 6, "2", "0-1")])
+
+
+def test_a_lost_increment_is_caught():
+    # Two increments both answered 1: one of them was applied over an absent key it no longer was.
+    assert not ok([inc(0, 3, (201, "0-0", 1), client=0), inc(1, 4, (201, "0-1", 1), client=1)])
+    # Acknowledged twice, yet a later strong read sees 1: an increment vanished.
+    assert not ok([inc(0, 1, (201, "0-0", 1)), inc(2, 3, (200, "0-1", 2)), r(4, 5, "1", "0-0")])
+
+
+def test_an_increment_of_text_changes_nothing_and_an_unknown_one_may_have_counted():
+    assert ok([w("text", 0, 1, 201, "0-0"), inc(2, 3, (409, None, None)), r(4, 5, "text", "0-0")])
+    assert ok([inc(0, 1, (201, "0-0", 1)), inc(2, math.inf, UNKNOWN), r(3, 4, "2", "0-1")])
+    assert ok([inc(0, 1, (201, "0-0", 1)), inc(2, math.inf, UNKNOWN), r(3, 4, "1", "0-0")])

@@ -14,7 +14,11 @@ read names the write it saw, and a version (``"p-o"``, the position of the recor
 - ``write`` (unconditional): 201 if the key was absent, else 200;
 - ``cas``: ``If-Match: <version>`` (or ``If-None-Match: *`` when ``expected`` is ``None``); applies
   iff the key holds the write with that version (is absent); 412 reports the version held;
-- ``delete``: 204 if the key was present (and removes it), else 404.
+- ``delete``: 204 if the key was present (and removes it), else 404;
+- ``incr``: adds ``by`` to the decimal integer the key holds (absent: 0): ``(201|200, version, new
+  value)``, or ``(409, None, None)`` when the key holds something that is not a number (unchanged).
+  Counters keep values unique per write as long as a key only ever goes up (the tests' increments
+  are positive), so a read still names the write it saw.
 
 Operations whose outcome is unknown (the connection broke, 502/504, a 503 after an append may have
 landed) are *indeterminate*: they may have taken effect at any instant after their invocation, or
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 ABSENT = None
-READ, WRITE, CAS, DELETE = "read", "write", "cas", "delete"
+READ, WRITE, CAS, DELETE, INCR = "read", "write", "cas", "delete", "incr"
 UNKNOWN = "unknown"  # the output of an indeterminate operation
 
 
@@ -53,13 +57,14 @@ class Op:
     value: str | None = None  # the value written (write, cas)
     expected: str | None = None  # cas: the version it must match (None: the key must be absent)
     output: object = UNKNOWN
+    by: int = 0  # incr: the delta
 
     @property
     def indeterminate(self) -> bool:
         return self.output is UNKNOWN
 
     def describe(self) -> str:
-        arg = {READ: "", WRITE: f" {self.value!r}", DELETE: "",
+        arg = {READ: "", WRITE: f" {self.value!r}", DELETE: "", INCR: f" by {self.by}",
                CAS: f" {self.value!r} if {'absent' if self.expected is None else self.expected}"}[self.kind]
         end = "..." if self.returned == math.inf else f"{self.returned:.6f}"
         return f"client {self.client}: {self.kind}{arg} [{self.called:.6f}, {end}] -> {self.output!r}"
@@ -74,8 +79,9 @@ class History:
         self._clock = clock
         self._lock = threading.Lock()
 
-    def invoke(self, client: int, kind: str, key: str, value: str | None = None, expected: str | None = None) -> Op:
-        op = Op(client, kind, key, self._clock(), value=value, expected=expected)
+    def invoke(self, client: int, kind: str, key: str, value: str | None = None, expected: str | None = None,
+               by: int = 0) -> Op:
+        op = Op(client, kind, key, self._clock(), value=value, expected=expected, by=by)
         with self._lock:
             self.ops.append(op)
         return op
@@ -146,6 +152,8 @@ def _writer_of_versions(ops: list[Op]) -> tuple[dict[str, str], str | None]:
             pair = (op.output[1], op.output[0])
         elif op.kind in (WRITE, CAS) and op.output[0] in (200, 201):
             pair = (op.output[1], op.value)
+        elif op.kind == INCR and op.output[0] in (200, 201):
+            pair = (op.output[1], str(op.output[2]))
         if pair is not None:
             version, value = pair
             if writer.setdefault(version, value) != value:
@@ -196,7 +204,18 @@ class _Model:
             if unknown:
                 return [(None, None)]
             return [(None, None)] if out == (204 if value is not None else 404) else []
+        if op.kind == INCR:
+            return self._after_incr(value, version, op)
         raise ValueError(f"unknown operation kind {op.kind!r}")
+
+    def _after_incr(self, value, version, op: Op) -> list[tuple[str | None, str | None]]:
+        if value is not None and not value.lstrip("-").isdigit():  # not a counter: nothing changes
+            return [(value, version)] if op.indeterminate or op.output[0] == 409 else []
+        new = (0 if value is None else int(value)) + op.by
+        if op.indeterminate:
+            return [(str(new), self.version_of.get(str(new)))]
+        status, new_version, counted = op.output
+        return [(str(new), new_version)] if status == (201 if value is None else 200) and counted == new else []
 
     def _after_cas(self, value, version, op: Op, written) -> list[tuple[str | None, str | None]]:
         out = op.output
