@@ -27,7 +27,7 @@ PREFIX = "STREAMCACHE_"
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting, with its default. The README's settings table mirrors this class."""
+    """Every setting, with its default. The table in docs/settings.md mirrors this class."""
 
     #: ``kafka://HOST:PORT/TOPIC`` or ``memory://NAME``. Required.
     log_url: str

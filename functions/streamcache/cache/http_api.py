@@ -10,7 +10,11 @@ Routes (``P`` is the route prefix, ``/cache`` by default; the OpenAPI document i
     POST   P                              {"operation": ...} or {"operations": [...]}: the direct-invoke
                                           API, answered 200 with each operation's status inside
     DELETE P/{key}  or  P?key=K           remove (If-Match)
+    POST   P/{key}?increment=N&ttl=S      add to a counter atomically; answers its new value
     GET    /health                        instance status
+
+Every write answers ``Streamcache-Position``; a read or listing with ``Streamcache-After`` (or
+``?after=``) sees those writes on any instance.
 
 With ``?key=``, a parameter the same method on ``P/{key}`` does not take is refused (400), never
 ignored. Unknown fields of a JSON body are refused too, by name.
