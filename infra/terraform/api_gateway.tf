@@ -1,6 +1,8 @@
-# The public HTTPS entry: a gateway and one deployment whose three routes all reach the cache function.
+# The public HTTPS entry: a gateway and one deployment whose routes all reach the cache function,
+# one per path of functions/cache/openapi.yaml (a test holds them equal).
 #   <prefix>/cache          list (GET ?prefix=), POST a JSON value, GET/PUT/DELETE with ?key=
 #   <prefix>/cache/{key*}   one key; the wildcard keeps keys that contain '/'
+#   <prefix>/changes        the change feed as JSON (long poll)
 #   <prefix>/health         the instance's status; anonymous, because Health Checks cannot send Authorization
 # The gateway passes the raw path (with <prefix>) to the function, which routes it itself.
 # Bodies: the gateway refuses more than 6 MB towards a function; the function refuses values above
@@ -16,7 +18,8 @@ resource "oci_apigateway_gateway" "this" {
 locals {
   cache_routes = {
     "/cache"        = ["GET", "HEAD", "POST", "PUT", "DELETE"]
-    "/cache/{key*}" = ["GET", "HEAD", "PUT", "DELETE"]
+    "/cache/{key*}" = ["GET", "HEAD", "POST", "PUT", "DELETE"] # POST: ?increment=N
+    "/changes"      = ["GET", "HEAD"]
   }
   authenticated = var.api_auth != "NONE"
 }

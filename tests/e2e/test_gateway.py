@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -288,3 +289,23 @@ def test_a_crashing_or_slow_handler_becomes_a_502_or_504_json_answer(tmp_path):
         instance.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
     assert any("kaboom" in line for line in instance.stderr_lines())  # the FDK logged the traceback
+
+
+def test_plain_curl_long_polls_the_change_feed_through_the_gateway(stack):
+    """A client with neither Kafka nor a stream token follows the changes: curl waits on /changes
+    (real FDK instances, Tansu) and receives a write made meanwhile through the gateway."""
+    host, port = stack.gateway.server_address[:2]
+    status, _, body = request(stack, "GET", "/changes")
+    assert status == 200
+    token = orjson.loads(body)["next"]
+    curl = subprocess.Popen(["curl", "-sS", "--max-time", "25", f"http://{host}:{port}/changes?after={token}&wait=15"],
+                            stdout=subprocess.PIPE)
+    try:
+        assert request(stack, "PUT", "/cache/feed/one", b"1", {"Content-Type": "text/plain"})[0] == 201
+        out, _ = curl.communicate(timeout=30)
+    finally:
+        curl.kill()
+    answer = orjson.loads(out)
+    assert [change["event"]["subject"] for change in answer["changes"]] == ["feed/one"]
+    status, _, body = request(stack, "GET", f"/changes?after={answer['next']}")
+    assert (status, orjson.loads(body)["changes"]) == (200, [])

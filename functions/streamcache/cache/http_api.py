@@ -12,6 +12,7 @@ Routes (``P`` is the route prefix, ``/cache`` by default; the OpenAPI document i
     DELETE P/{key}  or  P?key=K           remove (If-Match)
     POST   P/{key}?increment=N&ttl=S      add to a counter atomically; answers its new value
     GET    /health                        instance status
+    GET    /changes?after=&prefix=&limit=&wait=   the change feed (cache/changes.py)
 
 Every write answers ``Streamcache-Position``; a read or listing with ``Streamcache-After`` (or
 ``?after=``) sees those writes on any instance.
@@ -36,6 +37,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from streamcache.auth import ApiKey, ApiKeys
+from streamcache.cache.changes import changes
 from streamcache.cache.invoke_api import handle_invoke
 from streamcache.cache.service import CacheService, ListPage, parse_consistency, parse_positions, parse_ttl
 from streamcache.core import records
@@ -92,7 +94,11 @@ def problem_response(problem: Problem) -> HttpResponse:
 def is_health_path(path: str, prefix: str) -> bool:
     """``/health``, also under a gateway deployment's path (``/v1/health``), but never a key under
     the cache's own routes (``/cache/health`` is the key "health")."""
-    return path == "/health" or (path.endswith("/health") and not path.startswith(prefix + "/"))
+    return _beside_the_cache(path, "/health", prefix)
+
+
+def _beside_the_cache(path: str, route: str, prefix: str) -> bool:
+    return path == route or (path.endswith(route) and not path.startswith(prefix + "/"))
 
 
 class HttpApi:
@@ -138,6 +144,9 @@ class HttpApi:
         denied = self.api_keys.check(method, request.headers)
         if denied is not None:  # before anything is parsed or done: a refused request changes nothing
             raise HttpError(denied.status, denied.code, denied.message, denied.headers)
+        if _beside_the_cache(path, "/changes", self.prefix):
+            _allow(method, ("GET", "HEAD"))
+            return self._changes(query)
         if path == self.prefix or path == self.prefix + "/":
             key = query.get("key")
             _allow(method, ("GET", "HEAD", "POST", "PUT", "DELETE"))
@@ -203,6 +212,19 @@ class HttpApi:
         page = self.service.list(query.get("prefix", ""), limit, query.get("cursor"), _strong(query),
                                  _after(request, query))
         return json_response(200, _page_body(page), {"Streamcache-Stale": "true"} if page.stale else None)
+
+    def _changes(self, query: dict) -> HttpResponse:
+        unknown = sorted(set(query) - {"after", "prefix", "limit", "wait"})
+        if unknown:
+            raise HttpError(400, "invalid_query", f"/changes takes after, prefix, limit and wait, not {', '.join(unknown)}")
+        try:
+            limit, wait = int(query.get("limit", "100")), float(query.get("wait", "0"))
+        except ValueError:
+            raise HttpError(400, "invalid_query", "limit must be a whole number and wait a number of seconds") from None
+        if wait != wait:
+            raise HttpError(400, "invalid_query", "wait must be a number of seconds")
+        answer = changes(self.service.replica.log, query.get("after", "latest"), query.get("prefix", ""), limit, wait)
+        return json_response(200, answer)
 
     def _post(self, request: HttpRequest, fields: dict, method: str) -> HttpResponse:
         try:
