@@ -24,6 +24,7 @@ from typing import Callable
 
 import orjson
 
+from streamcache.cache.changes import changes
 from streamcache.cache.service import CacheService, parse_consistency, parse_positions
 from streamcache.core import records
 from streamcache.core.errors import InvalidKey, InvalidRequest, LogUnavailable
@@ -32,7 +33,7 @@ from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.statuses import Problem, for_error, for_outcome, not_found
 
 MAX_BATCH = 100
-OPERATIONS = ("get", "put", "delete", "list", "health", "incr")
+OPERATIONS = ("get", "put", "delete", "list", "health", "incr", "changes")
 
 
 class OperationError(InvalidRequest):
@@ -62,12 +63,20 @@ def _answer(service: CacheService, op: object, health: Callable[[], dict]) -> di
 
 def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
     if not isinstance(op, dict) or not isinstance(op.get("operation"), str):
-        raise OperationError('expected {"operation": "get|put|delete|list|health|incr", ...}')
+        raise OperationError('expected {"operation": "get|put|delete|list|health|incr|changes", ...}')
     name = op["operation"].lower()
     if name not in OPERATIONS:
         raise OperationError(f"unknown operation {op['operation']!r}; use one of {', '.join(OPERATIONS)}")
     if name == "health":
         return {"status": 200, "health": health()}
+    if name == "changes":  # the change feed (cache/changes.py), as GET /changes answers it
+        limit, wait = op.get("limit", 100), op.get("wait", 0)
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise InvalidRequest("limit must be a whole number")
+        if not isinstance(wait, (int, float)) or isinstance(wait, bool):
+            raise InvalidRequest("wait must be a number of seconds")
+        return {"status": 200, **changes(service.replica.log, _str(op, "after", "latest"), _str(op, "prefix", ""),
+                                         limit, float(wait))}
     strong = _consistency(op)
     if name == "list":
         limit = op.get("limit", 100)

@@ -38,11 +38,11 @@ import time
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
-from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Item,
+from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Change, Item,
                                        KeyInfo, NotFound, OutcomeUnknown, PreconditionFailed, ServerError,
                                        UnansweredWrite, Unavailable, Unreachable, ValueTooLarge, WriteResult, error_for)
 
-__all__ = ["Client", "Op", "Transport", "TransportError", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
+__all__ = ["Client", "Op", "Transport", "TransportError", "Change", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
            "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "ServerError",
            "OutcomeUnknown", "UnansweredWrite"]
 
@@ -90,7 +90,7 @@ def idempotent(op: dict) -> bool:
     """Safe to send twice: reads, and writes without a precondition (the second leaves the same state)."""
     if op["operation"] == "incr":  # adds again: never safe to repeat
         return False
-    return op["operation"] in ("get", "list", "health") or ("if_match" not in op and "if_none_match" not in op)
+    return op["operation"] in ("get", "list", "health", "changes") or ("if_match" not in op and "if_none_match" not in op)
 
 
 # ---- the client ---------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ class Client:
             raise ValueError("give url or transport, not both")
         if retries < 0 or backoff < 0 or max_backoff < 0:
             raise ValueError("retries, backoff and max_backoff must not be negative")
-        self.transport = transport
+        self.transport, self.timeout = transport, timeout
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self._sleep = sleep
         # The session: per partition, the latest position a write of this client was answered with.
@@ -199,6 +199,26 @@ class Client:
                 yield info
             cursor = page.get("cursor")
             if not cursor:
+                return
+
+    def changes(self, after: str = "latest", prefix: str = "", *, wait: float | None = None,
+                follow: bool = True, page_size: int = 100) -> Iterator[Change]:
+        """The change feed after ``after`` (a token a :class:`Change` carries, ``earliest`` or ``latest``),
+        page by page as you iterate, each page long-polled up to ``wait`` seconds (default: within the
+        client's timeout, at most 20). With ``follow=False`` it stops at the stream's end. A token
+        older than the stream's retention raises :class:`BadRequest` 410 ``token_gone``."""
+        if wait is None:
+            wait = max(0.0, min(20.0, self.timeout - 2.0))
+        while True:
+            op = {"operation": "changes", "after": after, "prefix": prefix, "limit": page_size,
+                  "wait": wait if follow else 0}
+            page = self._call(op)
+            if page.get("status") != 200:
+                raise error_for(page, writes=False)
+            for change in page["changes"]:
+                yield Change(change["position"], change["event"], page["next"])
+            after = page["next"]
+            if not follow and not page["changes"]:
                 return
 
     def health(self) -> dict:

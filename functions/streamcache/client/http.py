@@ -38,6 +38,7 @@ class HttpTransport:
         self.route = parts.path.rstrip("/") or DEFAULT_ROUTE
         # /health sits beside the route: /cache -> /health, /v1/cache (a gateway deployment) -> /v1/health
         self.health_path = self.route.rsplit("/", 1)[0] + "/health"
+        self.changes_path = self.route.rsplit("/", 1)[0] + "/changes"
         self.timeout = timeout
         self._headers = {"User-Agent": f"streamcache-client/{__version__}"}
         if api_key:
@@ -52,6 +53,9 @@ class HttpTransport:
         if name == "health":
             status, headers, body = self._exchange("GET", self.health_path, None, {})
             return {"status": 200, "health": _json(body)} if status == 200 else _error_answer(status, headers, body)
+        if name == "changes":
+            query = {k: str(op[k]) for k in ("after", "prefix", "limit", "wait") if op.get(k) is not None}
+            return self._json_answer(*self._exchange("GET", f"{self.changes_path}?{urlencode(query)}", None, {}))
         if name == "list":
             query = {"prefix": op.get("prefix", ""), "limit": str(op.get("limit", 100))}
             for optional in ("cursor", "consistency"):

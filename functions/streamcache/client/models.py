@@ -56,6 +56,15 @@ class KeyInfo:
     expires_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Change:
+    """One change record from the feed: its stream position and the CloudEvent as it is on the stream."""
+
+    position: str  # PARTITION-OFFSET
+    event: dict
+    token: str  # the resume token after this page: give it as ``after`` to go on
+
+
 # ---- errors -------------------------------------------------------------------------------------
 
 
