@@ -11,7 +11,9 @@ from kafka import KafkaProducer
 
 from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.cache.app import CacheApp
+from streamcache.cache.changes import changes
 from streamcache.cache.http_api import HttpRequest
+from streamcache.client.subscribe import Subscription
 from streamcache.compactor.compaction import compact
 from streamcache.core import records
 from streamcache.core.records import Put
@@ -58,3 +60,15 @@ def test_a_record_in_another_partition_than_its_keys_is_skipped_alike_everywhere
     for app in (a, b, replaying):
         status = health(app)
         assert status["records_misplaced"] == 1 and status["records_skipped"] == 1, status
+
+    # The change feeds show what the instances applied: neither the Kafka subscriber nor /changes
+    # lists the misplaced record.
+    with Subscription(bootstrap, topic, start="earliest") as sub:
+        seen: list = []
+        for _ in range(40):  # v1, the two foreign-produced records, v2: 4 records in all
+            if len(seen) + sub.skipped >= 4:
+                break
+            seen += sub.poll(timeout_ms=500)
+    assert [e.mutation.value for e in seen] == [b"v1", b"from another-kafka-key", b"v2"] and sub.skipped == 1
+    feed = changes(a.replica.log, "earliest")["changes"]
+    assert [c["event"]["data"] for c in feed] == ["v1", "from another-kafka-key", "v2"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.partitioner.default import murmur2
 
 from streamcache.adapters.kafka_log import map_kafka_errors
 from streamcache.core.errors import InvalidRequest, RecordError
@@ -76,7 +77,8 @@ class Subscription:
                  client_id: str = "streamcache-subscriber", session_timeout_ms: int = 10_000) -> None:
         self.topic = topic
         self.prefix = prefix
-        self.skipped = 0
+        self.skipped = 0  # records the instances skip too: not ours, or not in their key's partition
+        self._partition_count = 0
         self._next: dict[int, int] = {}
         common = dict(bootstrap_servers=bootstrap.split(","), client_id=client_id, metrics_enabled=False,
                       allow_auto_create_topics=False, **dict(security or {}))
@@ -135,9 +137,18 @@ class Subscription:
                 except RecordError:
                     self.skipped += 1
                     continue
+                if not self._placed(mutation.key, tp.partition):  # skipped by every instance: not a change
+                    self.skipped += 1
+                    continue
                 if mutation.key.startswith(self.prefix):
                     events.append(ChangeEvent(Position(tp.partition, record.offset), mutation))
         return events
+
+    def _placed(self, key: str, partition: int) -> bool:
+        """In its key's partition (Kafka's murmur2 partitioner), as the instances require (replay/fold.py)."""
+        if not self._partition_count:
+            self._partition_count = len(self._consumer.partitions_for_topic(self.topic) or ()) or 1
+        return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % self._partition_count == partition
 
     def __iter__(self) -> Iterator[ChangeEvent]:
         while True:
