@@ -217,6 +217,9 @@ class KafkaLog:
         consumer = self._get_consumer()
         tps = {tp.partition: tp for tp in self._topic_partitions()}
         wanted = [tps[p] for p in start]
+        # The high watermarks known before this read: one that has not changed since came from no
+        # response of this read, and says nothing about where the log ends now (a black-holed broker).
+        known_before = {p: consumer.highwater(tps[p]) for p in start}
         to_end = end is None
         if end is None:
             end = self._current_end(consumer, wanted, start)
@@ -239,9 +242,9 @@ class KafkaLog:
                 tp = tps[p]
                 if to_end:  # the response's high watermark is exact where ListOffsets was short
                     highwater = consumer.highwater(tp) or 0
-                    if highwater < targets[p] and consumer.position(tp) >= highwater:
-                        # Below the target: the target was a high watermark cached from a log that is
-                        # gone (a broker that lost it). The log ends here now; waiting cannot help.
+                    if highwater < targets[p] and consumer.position(tp) >= highwater and highwater != known_before[p]:
+                        # Below the target, and fresh: the target was a high watermark cached from a log
+                        # that is gone (a broker that lost it). The log ends here now; waiting cannot help.
                         end[p] = targets[p] = highwater
                     else:
                         end[p] = targets[p] = max(targets[p], highwater)
