@@ -191,3 +191,11 @@ def test_under_a_gateway_deployment_prefix_the_feed_sits_beside_the_cache():
         assert keys_of(answer) == ["changes"]
     finally:
         MemoryLog.forget(name)
+
+
+def test_over_a_direct_invoke_alone_but_never_in_a_batch(app):
+    call(app, "PUT", "/cache/k", b"v")
+    alone = orjson.loads(call(app, "POST", "/cache", b'{"operation": "CHANGES", "after": "earliest"}').body)
+    assert [c["event"]["subject"] for c in alone["changes"]] == ["k"] and alone["status"] == 200
+    batch = orjson.loads(call(app, "POST", "/cache", b'{"operations": [{"operation": "changes", "wait": 20}]}').body)
+    assert batch[0]["status"] == 400 and "cannot be batched" in batch[0]["message"]  # 100 long polls would time out

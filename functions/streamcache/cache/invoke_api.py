@@ -50,12 +50,15 @@ def handle_invoke(service: CacheService, body: bytes, health: Callable[[], dict]
         ops = doc["operations"]
         if not isinstance(ops, list) or not 1 <= len(ops) <= MAX_BATCH:
             return _error(400, "invalid_batch", f"operations must be a list of 1 to {MAX_BATCH} operations")
-        return [_answer(service, op, health) for op in ops]
+        return [_answer(service, op, health, in_batch=True) for op in ops]
     return _answer(service, doc, health)
 
 
-def _answer(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
+def _answer(service: CacheService, op: object, health: Callable[[], dict], in_batch: bool = False) -> dict:
     try:
+        if in_batch and isinstance(op, dict) and str(op.get("operation", "")).lower() == "changes":
+            # A hundred long polls in one call would outlast the function's timeout.
+            raise OperationError("changes cannot be batched: send it alone")
         return _run(service, op, health)
     except (InvalidRequest, LogUnavailable) as exc:  # other errors: the caller's JSON 500
         return error_answer(for_error(exc))
