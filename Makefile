@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test check bench setup stage clean
+.PHONY: dev test check bench setup stage clean browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,8 +17,13 @@ setup: $(STAMP)
 dev: $(STAMP)
 	$(VENV)/bin/streamcache dev $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The console's browser tests drive Debian's Chromium (never a browser downloaded by a test tool).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 # The boundaries between the rooms (import-linter, pyproject.toml), the layout rules it cannot state
 # (infra/check_layout.py: no import cycle, modules under 400 lines), lint (ruff) and the types of the

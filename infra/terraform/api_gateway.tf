@@ -3,6 +3,7 @@
 #   <prefix>/cache          list (GET ?prefix=), POST a JSON value, GET/PUT/DELETE with ?key=
 #   <prefix>/cache/{key*}   one key; the wildcard keeps keys that contain '/'
 #   <prefix>/changes        the change feed as JSON (long poll)
+#   <prefix>/console        the console page and its files; anonymous, like /health
 #   <prefix>/health         the instance's status; anonymous, because Health Checks cannot send Authorization
 # The gateway passes the raw path (with <prefix>) to the function, which routes it itself.
 # Bodies: the gateway refuses more than 6 MB towards a function; the function refuses values above
@@ -20,6 +21,13 @@ locals {
     "/cache"        = ["GET", "HEAD", "POST", "PUT", "DELETE"]
     "/cache/{key*}" = ["GET", "HEAD", "POST", "PUT", "DELETE"] # POST: ?increment=N
     "/changes"      = ["GET", "HEAD"]
+  }
+  # Anonymous even with authentication on: Health Checks send no Authorization, and the console's
+  # page and files are the same for everyone (every call the page makes goes through cache_routes).
+  open_routes = {
+    "/health"          = ["GET", "HEAD"]
+    "/console"         = ["GET", "HEAD"]
+    "/console/{asset}" = ["GET", "HEAD"]
   }
   authenticated = var.api_auth != "NONE"
 }
@@ -89,18 +97,21 @@ resource "oci_apigateway_deployment" "this" {
       }
     }
 
-    routes {
-      path    = "/health"
-      methods = ["GET", "HEAD"]
-      backend {
-        type        = "ORACLE_FUNCTIONS_BACKEND"
-        function_id = oci_functions_function.cache.id
-      }
-      dynamic "request_policies" {
-        for_each = local.authenticated ? [1] : []
-        content {
-          authorization {
-            type = "ANONYMOUS"
+    dynamic "routes" {
+      for_each = local.open_routes
+      content {
+        path    = routes.key
+        methods = routes.value
+        backend {
+          type        = "ORACLE_FUNCTIONS_BACKEND"
+          function_id = oci_functions_function.cache.id
+        }
+        dynamic "request_policies" {
+          for_each = local.authenticated ? [1] : []
+          content {
+            authorization {
+              type = "ANONYMOUS"
+            }
           }
         }
       }

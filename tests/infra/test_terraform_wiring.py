@@ -122,6 +122,8 @@ def test_with_authentication_only_health_stays_anonymous(config):
 
     routes = {route["path"]: route for route in tf.routes(config, config.resource("oci_apigateway_deployment", "this"))}
     assert authorization(routes["/health"]) == "ANONYMOUS"  # Health Checks cannot send Authorization
+    assert authorization(routes["/console"]) == authorization(routes["/console/{asset}"]) == "ANONYMOUS"
+    assert authorization(routes["/changes"]) == "AUTHENTICATION_ONLY"
     assert authorization(routes["/cache"]) == authorization(routes["/cache/{key*}"]) == "AUTHENTICATION_ONLY"
 
 

@@ -13,6 +13,7 @@ Routes (``P`` is the route prefix, ``/cache`` by default; the OpenAPI document i
     POST   P/{key}?increment=N&ttl=S      add to a counter atomically; answers its new value
     GET    /health                        instance status
     GET    /changes?after=&prefix=&limit=&wait=   the change feed (cache/changes.py)
+    GET    /console                       the console page and its files (cache/console.py)
 
 Every write answers ``Streamcache-Position``; a read or listing with ``Streamcache-After`` (or
 ``?after=``) sees those writes on any instance.
@@ -38,6 +39,7 @@ import orjson
 
 from streamcache.auth import ApiKey, ApiKeys
 from streamcache.cache.changes import changes
+from streamcache.cache.console import console_asset, console_response
 from streamcache.cache.invoke_api import handle_invoke
 from streamcache.cache.service import CacheService, ListPage, parse_consistency, parse_positions, parse_ttl
 from streamcache.core import records
@@ -141,6 +143,10 @@ class HttpApi:
         if is_health_path(path, self.prefix):
             _allow(method, ("GET", "HEAD"))
             return json_response(200, self._health())  # open: health checks send no credentials
+        asset = console_asset(path, self.prefix)
+        if asset is not None:  # the page and its files: the same for everyone, nothing secret
+            _allow(method, ("GET", "HEAD"))
+            return HttpResponse(*console_response(asset, self.prefix))
         denied = self.api_keys.check(method, request.headers)
         if denied is not None:  # before anything is parsed or done: a refused request changes nothing
             raise HttpError(denied.status, denied.code, denied.message, denied.headers)
