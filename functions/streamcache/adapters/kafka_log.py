@@ -53,7 +53,7 @@ BULK_BATCH_BYTES = 256 * 1024
 
 
 @lru_cache(maxsize=1 << 16)
-def _partition(key: str, partitions: int) -> int:
+def key_partition(key: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2 of the UTF-8 key). Cached: every replayed record is
     checked against it (replay/fold.py), and murmur2 in Python costs microseconds a key."""
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
@@ -147,7 +147,7 @@ class KafkaLog:
             return len(self._topic_partitions())
 
     def partition_for(self, key: str) -> int:
-        return _partition(key, self.partitions)
+        return key_partition(key, self.partitions)
 
     def append(self, key: str, value: bytes) -> Position:
         partition = self.partition_for(key)

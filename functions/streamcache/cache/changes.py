@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 
 import orjson
 
+from streamcache.cache.service import InvalidLimit
 from streamcache.core.errors import InvalidRequest, RecordError
 from streamcache.ports import MutationLog
 from streamcache.replay.fold import decode_placed
@@ -32,10 +33,6 @@ POLL_S = 0.05  # how often a long poll looks at the stream's end (a ListOffsets 
 
 class InvalidToken(InvalidRequest):
     code = "invalid_token"
-
-
-class InvalidLimit(InvalidRequest):
-    code = "invalid_limit"
 
 
 class InvalidWait(InvalidRequest):

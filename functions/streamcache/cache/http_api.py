@@ -227,8 +227,6 @@ class HttpApi:
             limit, wait = int(query.get("limit", "100")), float(query.get("wait", "0"))
         except ValueError:
             raise HttpError(400, "invalid_query", "limit must be a whole number and wait a number of seconds") from None
-        if wait != wait:
-            raise HttpError(400, "invalid_query", "wait must be a number of seconds")
         answer = changes(self.service.replica.log, query.get("after", "latest"), query.get("prefix", ""), limit, wait)
         return json_response(200, answer)
 

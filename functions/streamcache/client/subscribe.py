@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.partitioner.default import murmur2
 
-from streamcache.adapters.kafka_log import map_kafka_errors
+from streamcache.adapters.kafka_log import key_partition, map_kafka_errors
 from streamcache.core.errors import InvalidRequest, RecordError
 from streamcache.core.records import Delete, Mutation, Position, Put, decode, parse_version
 
@@ -148,7 +147,7 @@ class Subscription:
         """In its key's partition (Kafka's murmur2 partitioner), as the instances require (replay/fold.py)."""
         if not self._partition_count:
             self._partition_count = len(self._consumer.partitions_for_topic(self.topic) or ()) or 1
-        return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % self._partition_count == partition
+        return key_partition(key, self._partition_count) == partition
 
     def __iter__(self) -> Iterator[ChangeEvent]:
         while True:

@@ -31,6 +31,15 @@ async function problem(response) {
   catch { return `${response.status}`; }
 }
 
+// A <dl> of [name, value] rows, as text.
+function showDefinitions(list, rows) {
+  list.replaceChildren(...rows.flatMap(([name, value]) => {
+    const dt = document.createElement("dt"); dt.textContent = name;
+    const dd = document.createElement("dd"); dd.textContent = value;
+    return [dt, dd];
+  }));
+}
+
 function say(text, error = false) { $("status").textContent = text; $("status").className = error ? "error" : ""; }
 
 // ---- keys ----
@@ -71,11 +80,7 @@ async function openKey(key) {
   $("item").hidden = false;
   const meta = [["key", key], ["content type", state.item.type], ["version", state.item.version],
                 ["expires", state.item.expires || "never"], ["size", `${bytes.length} bytes`]];
-  $("item-meta").replaceChildren(...meta.flatMap(([name, value]) => {
-    const dt = document.createElement("dt"); dt.textContent = name;
-    const dd = document.createElement("dd"); dd.textContent = value;
-    return [dt, dd];
-  }));
+  showDefinitions($("item-meta"), meta);
   $("edit-key").value = key;
   $("edit-type").value = state.item.type;
   $("edit-ttl").value = "";
@@ -198,11 +203,7 @@ async function health() {
     const rows = HEALTH_FIELDS.filter((name) => doc[name] !== undefined && doc[name] !== null)
       .map((name) => [name, typeof doc[name] === "object" ? JSON.stringify(doc[name]) : String(doc[name])]);
     if (doc.max_bytes) rows.push(["quota used", `${(100 * doc.bytes_used / doc.max_bytes).toFixed(1)} %`]);
-    $("health-list").replaceChildren(...rows.flatMap(([name, value]) => {
-      const dt = document.createElement("dt"); dt.textContent = name;
-      const dd = document.createElement("dd"); dd.textContent = value;
-      return [dt, dd];
-    }));
+    showDefinitions($("health-list"), rows);
     state.lag.push(Number(doc.staleness_ms) || 0);
     chart();
   } catch (error) { say(String(error.message || error), true); }
