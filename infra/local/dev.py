@@ -36,7 +36,8 @@ from . import stack_info
 from . import lifecycle
 from .broker import LocalBroker, start_broker
 from .fn_runner import FnInstance, LogSink, start_instance
-from .gateway import DEFAULT_BUSY_WAIT_S, GatewayServer, Pool
+from .gateway import DEFAULT_BUSY_WAIT_S, GatewayServer
+from .pool import Dispatch, Pool
 from .invoke_endpoint import function_ocid, pool_functions
 from .resource_principal import LocalResourcePrincipal, write_resource_principal
 
@@ -58,7 +59,8 @@ class DevStack:
     ``with DevStack(port=0) as stack: ...`` or ``stack = DevStack(...).start(); ...; stack.stop()``.
     ``config`` is extra function config (``STREAMCACHE_*`` names) given to every instance. Intervals
     of 0 turn a job off. ``clock`` (monotonic seconds) dates requests and drives the jobs;
-    ``background=False`` runs no job thread: call :meth:`tick`. ``say`` receives lifecycle lines."""
+    ``background=False`` runs no job thread: call :meth:`tick`. ``say`` receives lifecycle lines.
+    ``dispatch``: which idle instance takes a request (:class:`~.pool.Dispatch`)."""
 
     def __init__(self, port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str | None = None,
                  topic: str = DEFAULT_TOPIC, config: Mapping[str, str] | None = None, host: str = "127.0.0.1",
@@ -67,7 +69,8 @@ class DevStack:
                  data_dir: str | os.PathLike[str] | None = None, compact_every_s: float = 60.0,
                  warm_every_s: float = 30.0, idle_timeout_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
-                 say: Callable[[str], None] | None = None, compactor_path: Path | None = None) -> None:
+                 say: Callable[[str], None] | None = None, compactor_path: Path | None = None,
+                 dispatch: Dispatch = Dispatch.MOST_RECENT) -> None:
         if instances < 1 or partitions < 1:
             raise ValueError("instances and partitions must be at least 1")
         if log_url is not None and log_url.startswith("memory:") and (instances > 1 or data_dir is not None):
@@ -77,7 +80,7 @@ class DevStack:
         self.topic = topic
         self.requested_log_url = log_url
         self.config = dict(config or {})
-        self.busy_wait_s = busy_wait_s
+        self.busy_wait_s, self.dispatch = busy_wait_s, dispatch
         self.warm_up = warm_up
         self.log_sink = log_sink
         self.access_log = access_log
@@ -125,7 +128,7 @@ class DevStack:
 
     def start(self) -> "DevStack":
         try:
-            self.pool = Pool([], spawn=self._cold_start, capacity=self.instance_count, clock=self.clock)
+            self.pool = Pool([], self._cold_start, self.instance_count, self.clock, self.dispatch)
             # Bind first: a port already in use should fail before any process starts.
             self.gateway = GatewayServer(self.pool, self.host, self.port, busy_wait_s=self.busy_wait_s,
                                          access_log=self.access_log)
@@ -348,25 +351,22 @@ class DevStack:
     def describe(self) -> str:
         """What runs where, for the terminal."""
         lines = ["streamcache dev: a local cache, every write a record on a Kafka-protocol stream", ""]
-        if self.broker is not None:
-            lines.append(f"  stream    Tansu broker pid {self.broker.process.pid} on {self.broker.bootstrap}, "
-                         f"topic {self.topic!r} with {self.partitions} partitions")
-        else:
-            lines.append(f"  stream    {self.log_url} (not started here)")
+        lines.append(f"  stream    Tansu broker pid {self.broker.process.pid} on {self.broker.bootstrap}, topic "
+                     f"{self.topic!r} with {self.partitions} partitions" if self.broker is not None
+                     else f"  stream    {self.log_url} (not started here)")
         lines.append(f"            STREAMCACHE_LOG_URL={self.log_url}")
         for instance in self.instances:
             cold = self.cold_starts_ms.get(instance.name)
             warm = f", warmed up (first call {cold:.0f} ms)" if cold is not None else ""
             lines.append(f"  function  {instance.name} pid {instance.pid}, socket {instance.socket_path}{warm}")
         lines.append(f"  gateway   {self.url} -> up to {self.instance_count} cache instance(s), one request at a "
-                     "time each")
+                     f"time each; idle ones are picked {self.dispatch.value}")
         lines.append(f"  invoke    POST {self.url}/20181201/functions/cache/actions/invoke "
                      f"(function id {function_ocid('cache')})")
         if self.data_dir is not None:
             lines += self._describe_lifecycle()
         lines += ["", "Try:",
-                  f"  curl -X PUT {self.url}/cache/a -d 1",
-                  f"  curl -i {self.url}/cache/a",
+                  f"  curl -X PUT {self.url}/cache/a -d 1", f"  curl -i {self.url}/cache/a",
                   f"  curl '{self.url}/cache?prefix='",
                   f"""  curl -X POST {self.url}/20181201/functions/cache/actions/invoke -d '{{"operation":"GET","key":"a"}}'""",
                   f"  STREAMCACHE_URL={self.url} streamcache get a", "",

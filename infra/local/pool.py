@@ -1,13 +1,21 @@
 """The instances of one function, as the Fn agent keeps them: who is idle, who is busy, who is new.
 
 The gateway (API Gateway's stand-in) and the local invoke API take an instance from a :class:`Pool`
-for each request and give it back after. Like OCI Functions, a pool with a ``spawn`` callable grows
-under load and after idle reclaim (a cold start, up to ``capacity``), and the idle reaper of
-``streamcache dev`` (lifecycle.py) takes out instances that had no request for a while.
+for each request and give it back after. Which idle instance a request gets is the pool's
+:class:`Dispatch`: by default the one released last, as the Fn agent does (its hot-container slot
+queue is a LIFO stack, fnproject/fn ``api/agent/slots.go``): a sequential client stays on one warm
+container and the others idle until reclaimed. How OCI Functions places calls is not documented;
+tests that mean to spread sequential requests over instances ask for ``ROUND_ROBIN``.
+
+Like OCI Functions, a pool with a ``spawn`` callable grows under load and after idle reclaim (a
+cold start, up to ``capacity``), and the idle reaper of ``streamcache dev`` (lifecycle.py) takes out
+instances that had no request for a while.
 """
 
 from __future__ import annotations
 
+import enum
+import itertools
 import threading
 import time
 from typing import Callable, Sequence
@@ -15,22 +23,33 @@ from typing import Callable, Sequence
 from .fn_protocol import FnUnavailable
 
 
+class Dispatch(enum.Enum):
+    """Which idle instance takes the next request."""
+
+    MOST_RECENT = "most recently used first"  # the one released last (Fn's LIFO slot queue): warm stays warm
+    ROUND_ROBIN = "round-robin"  # each in turn: sequential requests spread over every instance
+
+
 class Pool:
     """The instances of one function behind the gateway, as the Fn agent keeps them.
 
-    An idle instance is picked round-robin; each takes one request at a time; callers wait (bounded)
-    when all are busy. With ``spawn`` (a callable that starts one ready instance) the pool also does
-    what OCI does under load and after idle reclaim: when no instance is idle and fewer than
-    ``capacity`` are running, the caller gets a freshly started one (a cold start). Dead instances
+    An idle instance is picked by ``dispatch`` (see :class:`Dispatch`); each takes one request at a
+    time; callers wait (bounded) when all are busy. With ``spawn`` (a callable that starts one ready
+    instance) the pool also does what OCI does under load and after idle reclaim: when no instance
+    is idle and fewer than ``capacity`` are running, the caller gets a freshly started one (a cold
+    start). Dead instances
     leave the pool; :meth:`retire_idle` takes out the ones without a request for a while, for the
     idle reaper to stop. ``clock`` (seconds, monotonic) only dates requests, so tests can drive idle
     time by hand; waiting for a busy instance always uses the real clock.
     """
 
     def __init__(self, instances: Sequence = (), spawn: Callable[[], object] | None = None,
-                 capacity: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 capacity: int | None = None, clock: Callable[[], float] = time.monotonic,
+                 dispatch: Dispatch = Dispatch.MOST_RECENT) -> None:
         self._clock = clock
-        self._members: list[_Member] = [_Member(instance, clock()) for instance in instances]
+        self.dispatch = dispatch
+        self._turns = itertools.count(1)  # when each member was last released (or added): a total order
+        self._members: list[_Member] = [_Member(instance, clock(), next(self._turns)) for instance in instances]
         self._spawn = spawn
         self.capacity = capacity if capacity is not None else max(1, len(self._members))
         self._starting = 0  # spawns in progress: they count against capacity
@@ -45,7 +64,7 @@ class Pool:
 
     def add(self, instance) -> None:
         with self._changed:
-            self._members.append(_Member(instance, self._clock()))
+            self._members.append(_Member(instance, self._clock(), next(self._turns)))
             self._changed.notify_all()
 
     def acquire(self, timeout_s: float):
@@ -59,13 +78,11 @@ class Pool:
                     raise FnUnavailable("the gateway is stopping")
                 # An instance whose process exited is never handed out (it would only answer 502).
                 self._members = [m for m in self._members if m.busy or getattr(m.instance, "alive", lambda: True)()]
+                member = self._pick()
+                if member is not None:
+                    member.busy = True
+                    return member.instance
                 count = len(self._members)
-                for step in range(count):
-                    member = self._members[(self._next + step) % count]
-                    if not member.busy:
-                        member.busy = True
-                        self._next = (self._next + step + 1) % count
-                        return member.instance
                 if self._spawn is not None and count + self._starting < self.capacity:
                     self._starting += 1
                     break  # start one outside the lock: it takes a while
@@ -77,6 +94,19 @@ class Pool:
                 self._changed.wait(remaining)
         return self._start_one()
 
+    def _pick(self) -> "_Member | None":
+        """The idle member that takes the next request, or None (call with the lock held)."""
+        count = len(self._members)
+        if self.dispatch is Dispatch.ROUND_ROBIN:
+            for step in range(count):
+                member = self._members[(self._next + step) % count]
+                if not member.busy:
+                    self._next = (self._next + step + 1) % count
+                    return member
+            return None
+        idle = [m for m in self._members if not m.busy]
+        return max(idle, key=lambda m: m.turn) if idle else None
+
     def _start_one(self):
         try:
             instance = self._spawn()  # type: ignore[misc]
@@ -87,7 +117,7 @@ class Pool:
             raise FnUnavailable(f"could not start a function instance: {exc}") from exc
         with self._changed:
             self._starting -= 1
-            member = _Member(instance, self._clock())
+            member = _Member(instance, self._clock(), next(self._turns))
             member.busy = True
             self._members.append(member)
             self._changed.notify_all()
@@ -100,6 +130,7 @@ class Pool:
             if member is not None:
                 member.busy = False
                 member.last_request = self._clock()
+                member.turn = next(self._turns)
                 if dead:
                     self._members.remove(member)
             self._changed.notify_all()
@@ -149,9 +180,10 @@ class Pool:
 
 
 class _Member:
-    __slots__ = ("instance", "busy", "last_request")
+    __slots__ = ("instance", "busy", "last_request", "turn")
 
-    def __init__(self, instance, now: float) -> None:
+    def __init__(self, instance, now: float, turn: int) -> None:
         self.instance = instance
         self.busy = False
         self.last_request = now  # a fresh instance counts as just used: it is not reaped at once
+        self.turn = turn  # larger: released (or added) later

@@ -15,6 +15,7 @@ from support.oci_fakes import REGION, new_rsa_key
 from streamcache import Client
 from streamcache_local.broker import free_port
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,7 @@ def stack(broker):
     """The whole local topology, shared by the client tests (each test uses its own keys)."""
     topic = unique("client")
     broker.create_topic(topic, 3)
-    with DevStack(port=0, instances=2, log_url=broker.log_url(topic)) as running:
+    with DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic)) as running:
         yield running
 
 

@@ -11,6 +11,7 @@ import pytest
 from streamcache import Client, NotFound
 from streamcache.cli import main as cli
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 
 REGION = "us-phoenix-1"
 HOUR_MS = "3600000"
@@ -21,7 +22,8 @@ def lagging_stack(broker):
     """Two instances that catch up with the stream only once an hour (unless a read asks for more)."""
     topic = f"session-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, 3)
-    with DevStack(port=0, instances=2, log_url=broker.log_url(topic), config={"STREAMCACHE_STALENESS_MS": HOUR_MS}) as s:
+    with DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic),
+                  config={"STREAMCACHE_STALENESS_MS": HOUR_MS}) as s:
         yield s
 
 

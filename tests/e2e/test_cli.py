@@ -21,13 +21,14 @@ import pytest
 
 from streamcache.cli import main as cli
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 
 
 @pytest.fixture(scope="module")
 def stack(broker):
     topic = f"cli-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, 3)
-    with DevStack(port=0, instances=2, log_url=broker.log_url(topic)) as running:
+    with DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic)) as running:
         yield running
 
 

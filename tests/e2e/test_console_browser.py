@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from streamcache.auth import hash_key
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 from support.gateway import request
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,7 +43,8 @@ def _stack(broker, **config: str) -> DevStack:
     # local stack has a fixed pool): three leave room for the page's own calls and the test's.
     topic = f"console-{next(_topics)}-{uuid.uuid4().hex[:6]}"
     broker.create_topic(topic, 3)
-    return DevStack(port=0, instances=3, log_url=broker.log_url(topic), config=config or None)
+    return DevStack(port=0, instances=3, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic),
+                    config=config or None)
 
 
 @pytest.fixture(scope="module")

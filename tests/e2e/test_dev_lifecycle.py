@@ -25,6 +25,7 @@ from streamcache.cli import main as cli
 from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.core.snapshot import decode_snapshot, newest_first, stream_prefix
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 from streamcache_local.lifecycle import compact
 from support.gateway import request
 
@@ -46,7 +47,8 @@ class ManualClock:
 
 def _stack(data_dir: Path, clock: ManualClock, said: list[str], **options) -> DevStack:
     settings = dict(port=0, instances=2, partitions=3, data_dir=data_dir, clock=clock, background=False,
-                    compact_every_s=COMPACT_EVERY, warm_every_s=WARM_EVERY, idle_timeout_s=IDLE, say=said.append)
+                    dispatch=Dispatch.ROUND_ROBIN, compact_every_s=COMPACT_EVERY, warm_every_s=WARM_EVERY,
+                    idle_timeout_s=IDLE, say=said.append)
     return DevStack(**{**settings, **options})
 
 

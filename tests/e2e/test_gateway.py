@@ -21,6 +21,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 from streamcache_local.fn_runner import start_instance
 from streamcache_local.gateway import MAX_BODY_BYTES, GatewayServer, Pool
 from support.gateway import request
@@ -42,7 +43,7 @@ def topic(broker):
 
 @pytest.fixture(scope="module")
 def stack(broker, topic):
-    with DevStack(port=0, instances=2, log_url=broker.log_url(topic)) as running:
+    with DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic)) as running:
         yield running
 
 
@@ -212,7 +213,8 @@ def test_when_every_instance_stays_busy_the_gateway_answers_503(stack, monkeypat
 
 
 def test_a_dead_instance_is_never_handed_a_request_and_leaves_the_rotation(broker):
-    with DevStack(port=0, instances=2, log_url=broker.log_url(_new_topic(broker))) as running:
+    with DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN,
+                  log_url=broker.log_url(_new_topic(broker))) as running:
         victim, survivor = running.instances
         os.kill(victim.pid, signal.SIGKILL)
         assert victim.exited_within(5)
@@ -227,7 +229,8 @@ def test_a_dead_instance_is_never_handed_a_request_and_leaves_the_rotation(broke
 
 
 def test_an_instance_that_refuses_the_connection_is_passed_over(broker):
-    with DevStack(port=0, instances=2, log_url=broker.log_url(_new_topic(broker))) as running:
+    with DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN,
+                  log_url=broker.log_url(_new_topic(broker))) as running:
         refusing = running.instances[0]
         refusing.client.close()
         os.unlink(refusing.socket_path)  # alive, but its socket refuses: as a container that is going away
@@ -236,7 +239,7 @@ def test_an_instance_that_refuses_the_connection_is_passed_over(broker):
 
 
 def test_a_stack_with_its_own_broker_stops_without_leftovers():
-    stack = DevStack(port=0, instances=2, partitions=2).start()
+    stack = DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN, partitions=2).start()
     try:
         assert request(stack, "PUT", "/cache/k", b"v")[0] == 201
         pids = [stack.broker.process.pid] + [instance.pid for instance in stack.instances]

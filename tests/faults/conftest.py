@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 
 PARTITIONS = 3
 
@@ -25,8 +26,9 @@ def stack_on(broker):
     started: list[DevStack] = []
 
     def start(topic: str, instances: int = 3, config: dict | None = None) -> DevStack:
+        # Round-robin: sequential requests spread over every instance, so each test crosses them.
         stack = DevStack(port=0, instances=instances, partitions=PARTITIONS, log_url=broker.log_url(topic),
-                         config=config)
+                         config=config, dispatch=Dispatch.ROUND_ROBIN)
         started.append(stack)
         return stack.start()
 

@@ -18,6 +18,7 @@ import orjson
 
 from streamcache_local.broker import start_broker
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 from streamcache_local.fn_runner import start_instance
 from support.history import CAS, READ, WRITE
 from support.waiting import wait_for
@@ -39,7 +40,7 @@ def _strong(instance, key: str) -> tuple[int, bytes]:
 
 
 def test_the_broker_restarts_empty_under_load():
-    stack = DevStack(port=0, instances=2, partitions=3, config=FAST_TIMEOUTS).start()
+    stack = DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN, partitions=3, config=FAST_TIMEOUTS).start()
     fresh = None
     fresh_dir = tempfile.mkdtemp(prefix="sc-f-", dir="/tmp")
     try:

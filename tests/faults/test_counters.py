@@ -14,6 +14,7 @@ import pytest
 from streamcache import Client, Conflict
 from streamcache.cli import main as cli
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 from streamcache_local.fn_runner import start_instance
 from support.gateway import request
 from support.history import INCR, READ, History, check
@@ -25,7 +26,7 @@ CLIENTS, INCREMENTS = 8, 50
 def three(broker, tmp_path_factory):
     topic = f"counters-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, 3)
-    with DevStack(port=0, instances=3, log_url=broker.log_url(topic)) as stack:
+    with DevStack(port=0, instances=3, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic)) as stack:
         yield stack
 
 

@@ -25,6 +25,7 @@ from streamcache.adapters.kafka_log import KafkaLog
 from streamcache.core.records import Put, encode
 from streamcache_local import lifecycle
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 from streamcache_local.fn_runner import start_instance
 from support.fault_proxy import FETCH, LIST_OFFSETS, PRODUCE, start_proxied_broker
 from support.history import CAS, DELETE, READ, WRITE, check
@@ -44,7 +45,8 @@ def proxied():
     broker.create_topic(topic, 3)
 
     def stack(instances: int = 3, **options) -> DevStack:
-        running = DevStack(port=0, instances=instances, partitions=3, log_url=broker.log_url(topic),
+        running = DevStack(port=0, instances=instances, dispatch=Dispatch.ROUND_ROBIN, partitions=3,
+                           log_url=broker.log_url(topic),
                            config=CONFIG, **options)
         started.append(running)
         return running.start()

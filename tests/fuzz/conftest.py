@@ -14,13 +14,14 @@ import pytest
 
 from fuzzing import TRIED, Canaries
 from streamcache_local.dev import DevStack
+from streamcache_local.pool import Dispatch
 
 
 @pytest.fixture(scope="module")
 def fuzz_stack(broker):
     topic = f"fuzz-{uuid.uuid4().hex[:8]}"
     broker.create_topic(topic, 3)
-    with DevStack(port=0, instances=2, log_url=broker.log_url(topic)) as stack:
+    with DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic)) as stack:
         pids = [instance.pid for instance in stack.instances]
         canaries = Canaries(stack)
         yield stack
