@@ -15,19 +15,14 @@ import orjson
 from fdk import response
 
 from streamcache import logs
-from streamcache.cache.app import CacheApp, build_from_env, misconfigured_response
+from streamcache.cache.app import SWITCH_INTERVAL_S, CacheApp, build_from_env, misconfigured_response
 from streamcache.core.errors import ConfigError
 from streamcache.cache.http_api import HttpRequest, HttpResponse
 
 logs.configure()
 _app: CacheApp | None = None
 DEADLINE_MARGIN_S = 1.0  # the answer (503 restoring) must leave before the platform's deadline
-# A write waits for kafka-python's I/O thread to complete its future; woken, the handler then waits
-# for the GIL until that thread's loop blocks again, up to the switch interval (5 ms by default).
-# Profiled: a PUT through the FDK spent ~0.1 ms there; 50 us takes ~0.06 ms off its p50. Nothing in
-# this process is CPU-bound in two threads at once (a cold start's replay runs while requests wait).
-SWITCH_INTERVAL_S = 0.00005
-sys.setswitchinterval(SWITCH_INTERVAL_S)
+sys.setswitchinterval(SWITCH_INTERVAL_S)  # why: see streamcache.cache.app
 
 
 def _wait_budget(ctx) -> float | None:

@@ -24,7 +24,7 @@ import time
 from typing import Callable, Mapping
 
 from streamcache.core.errors import LogTruncated, PositionNotReached, RecordError
-from streamcache.core.records import Position, decode
+from streamcache.core.records import Mutation, Position, decode
 from streamcache.core.quota import Quota
 from streamcache.core.table import Outcome, Table
 from streamcache.replay.fold import FoldStats, apply_records
@@ -135,8 +135,9 @@ class Replica:
         self.catch_up()
         return True
 
-    def apply_own(self, position: Position, record: bytes, request_id: str) -> Outcome:
-        """The outcome of this instance's own append of ``record`` (the encoded bytes) at ``position``.
+    def apply_own(self, position: Position, record: bytes | Mutation, request_id: str) -> Outcome:
+        """The outcome of this instance's own append of ``record`` (the encoded bytes, or what
+        :func:`~streamcache.core.records.decode` made of them) at ``position``.
 
         The fast path is only taken when this replica's next offset in the partition is exactly
         ``position.offset``: then no record, ours or anyone's, lies between what was applied and
@@ -146,10 +147,10 @@ class Replica:
         the log, where :meth:`apply_through` also notices a log that went backwards."""
         with self._lock:
             partition = position.partition
-            state_next = self.table.next_offsets().get(partition, 0)
+            state_next = self.table.next_offset(partition)
             if state_next == position.offset:
                 try:
-                    mutation = decode(record)
+                    mutation = decode(record) if isinstance(record, bytes) else record
                 except RecordError:
                     mutation = None  # every replica skips it; apply_through reports it
                 if mutation is not None and mutation.request_id == request_id:

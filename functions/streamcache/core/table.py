@@ -111,6 +111,11 @@ class Table:
         """The next offset to apply, per partition seen so far."""
         return {p: s.next_offset for p, s in self._partitions.items()}
 
+    def next_offset(self, partition: int) -> int:
+        """The next offset to apply in ``partition`` (0 before its first record)."""
+        state = self._partitions.get(partition)
+        return 0 if state is None else state.next_offset
+
     def clock_ms(self, partition: int) -> int:
         state = self._partitions.get(partition)
         return 0 if state is None else state.clock_ms
