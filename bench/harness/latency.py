@@ -28,11 +28,11 @@ from streamcache.settings import Settings
 from streamcache_local.dev import DevStack
 from streamcache_local.pool import Dispatch
 
-from .common import Samples, key_name, ratio, summarize, timed_loop, value_for
+from .common import Samples, interleaved, key_name, ratio, summarize, timed_loop, value_for
 from .context import BenchContext, Skipped
 from .datasets import CONTENT_TYPE, load_redis, load_topic
 from .redis_server import RedisServer
-from .write_floor import append_alone, targets
+from .write_floor import AppendAlone, targets
 
 WORKER = Path(__file__).resolve().parent / "load_worker.py"
 HANDLER_GET_FACTOR = 10  # the in-handler GET is ~100x cheaper than a round trip: more samples, same time
@@ -46,22 +46,28 @@ def measure_warm(ctx: BenchContext) -> dict:
     topic, url = ctx.new_topic("warm")
     load_topic(ctx.broker.bootstrap, topic, ctx.partitions, ((key_name(i), value_for(i)) for i in range(mode.warm_keys)))
     floor_topic, _ = ctx.new_topic("floor")
-    floor = {}  # the append alone, measured just before each path's PUTs (issue 13's targets)
+    floor = {}  # the append alone, in turns with each path's PUTs (issue 13's targets)
 
-    def beside(path: str) -> None:
-        floor[path] = append_alone(ctx.broker.bootstrap, floor_topic, mode.put_requests, mode.path_budget_s)
+    def beside() -> AppendAlone:
+        return AppendAlone(ctx.broker.bootstrap, floor_topic)
 
-    ours = {"handler": in_handler(ctx, url, lambda: beside("handler")), "append_alone": floor}
+    with beside() as appends:
+        ours = {"handler": in_handler(ctx, url, appends), "append_alone": floor}
+        floor["handler"] = appends.summary()
     ctx.say(f"warm: in the handler GET p50 {ours['handler']['get'].get('p50_ms')} ms, PUT p50 "
             f"{ours['handler']['put'].get('p50_ms')} ms, append alone {floor['handler'].get('p50_ms')} ms, list of "
             f"{ours['handler']['list']['keys_per_page']} keys p50 {ours['handler']['list'].get('p50_ms')} ms")
     stack = DevStack(port=0, instances=2, log_url=url)
     try:
         stack.start()
-        ours["fdk_socket"] = through_socket(ctx, stack, lambda: beside("fdk_socket"))
+        with beside() as appends:
+            ours["fdk_socket"] = through_socket(ctx, stack, appends)
+            floor["fdk_socket"] = appends.summary()
         ctx.say(f"warm: FDK socket GET p50 {ours['fdk_socket']['get'].get('p50_ms')} ms, PUT p50 "
                 f"{ours['fdk_socket']['put'].get('p50_ms')} ms, append alone {floor['fdk_socket'].get('p50_ms')} ms")
-        ours["gateway"] = through_gateway(ctx, stack.url, lambda: beside("gateway"))
+        with beside() as appends:
+            ours["gateway"] = through_gateway(ctx, stack.url, appends)
+            floor["gateway"] = appends.summary()
         ctx.say(f"warm: gateway GET p50 {ours['gateway']['get'].get('p50_ms')} ms, PUT p50 "
                 f"{ours['gateway']['put'].get('p50_ms')} ms, append alone {floor['gateway'].get('p50_ms')} ms")
         ours["gateway_concurrent"] = concurrent(ctx, stack.url)
@@ -89,7 +95,7 @@ def measure_warm(ctx: BenchContext) -> dict:
     return result
 
 
-def in_handler(ctx: BenchContext, url: str, before_put=lambda: None) -> dict:
+def in_handler(ctx: BenchContext, url: str, floor: AppendAlone | None = None) -> dict:
     mode = ctx.mode
     app = CacheApp(Settings.from_env({"STREAMCACHE_LOG_URL": url, "STREAMCACHE_INSTANCE_ID": "bench-handler"}))
     # The interpreter as a cache instance runs it (func.py sets this at import); the append alone
@@ -106,28 +112,26 @@ def in_handler(ctx: BenchContext, url: str, before_put=lambda: None) -> dict:
             mode.get_requests, mode.path_budget_s, WARMUP, ok=lambda s: s == 200))
         listing["keys_per_page"] = min(100, mode.warm_keys)
         headers = {"content-type": CONTENT_TYPE}
-        before_put()
         put = _loop_put(lambda path, body: app.handle(HttpRequest("PUT", path, headers, body)).status,
-                        mode.warm_keys, mode.put_requests, mode.path_budget_s)
+                        mode.warm_keys, mode.put_requests, mode.path_budget_s, floor)
     finally:
         sys.setswitchinterval(switch_interval)
         app.replica.log.close()
     return {"get": get, "put": put, "list": listing}
 
 
-def through_socket(ctx: BenchContext, stack: DevStack, before_put=lambda: None) -> dict:
+def through_socket(ctx: BenchContext, stack: DevStack, floor: AppendAlone | None = None) -> dict:
     mode = ctx.mode
     client = stack.instances[0].client
     get = _loop_get(lambda path: client.http_call("GET", path).status, mode.warm_keys, mode.get_requests,
                     mode.path_budget_s)
     headers = {"Content-Type": CONTENT_TYPE}
-    before_put()
     put = _loop_put(lambda path, body: client.http_call("PUT", path, body, headers).status, mode.warm_keys,
-                    mode.put_requests, mode.path_budget_s)
+                    mode.put_requests, mode.path_budget_s, floor)
     return {"get": get, "put": put}
 
 
-def through_gateway(ctx: BenchContext, base_url: str, before_put=lambda: None) -> dict:
+def through_gateway(ctx: BenchContext, base_url: str, floor: AppendAlone | None = None) -> dict:
     mode = ctx.mode
     host, port = base_url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -141,9 +145,8 @@ def through_gateway(ctx: BenchContext, base_url: str, before_put=lambda: None) -
     try:
         get = _loop_get(lambda path: call("GET", path), mode.warm_keys, mode.get_requests, mode.path_budget_s)
         headers = {"Content-Type": CONTENT_TYPE}
-        before_put()
         put = _loop_put(lambda path, body: call("PUT", path, body, headers), mode.warm_keys, mode.put_requests,
-                        mode.path_budget_s)
+                        mode.path_budget_s, floor)
     finally:
         conn.close()
     return {"get": get, "put": put}
@@ -217,11 +220,21 @@ def _loop_get(call, keys: int, count: int, budget_s: float) -> dict:
     return summarize(timed_loop(lambda i: call(paths[i % keys]), count, budget_s, WARMUP, ok=lambda s: s == 200))
 
 
-def _loop_put(call, keys: int, count: int, budget_s: float) -> dict:
+def _loop_put(call, keys: int, count: int, budget_s: float, floor: AppendAlone | None = None) -> dict:
+    """Sequential PUTs; with ``floor``, in turns with the append alone (its samples go to ``floor``)."""
     paths = [f"/cache/put:{i}" for i in range(keys)]
     values = [value_for(i, 3) for i in range(64)]
-    return summarize(timed_loop(lambda i: call(paths[i % keys], values[i % 64]), count, budget_s, WARMUP // 4,
-                                ok=lambda s: s in (200, 201)))
+
+    def put(i: int) -> object:
+        return call(paths[i % keys], values[i % 64])
+
+    def ok(status: object) -> bool:
+        return status in (200, 201)
+
+    if floor is None:
+        return summarize(timed_loop(put, count, budget_s, WARMUP // 4, ok=ok))
+    ours, floor.samples = interleaved(put, floor, count, budget_s, WARMUP // 4, ok=ok)
+    return summarize(ours)
 
 
 def ratios(ours: dict, redis_result: dict) -> dict:

@@ -1,7 +1,8 @@
 """The write path at the stream's floor (issue 13): every PUT path measured right after the stream
 append alone, in the same run, and the issue's targets checked against those neighbours.
 
-- ``append alone``: :meth:`KafkaLog.append` (acks=all) in this process: the floor a PUT stands on;
+- ``append alone``: :meth:`KafkaLog.append` (acks=all) in this process: the floor a PUT stands on,
+  measured in turns of 50 with the path's PUTs so that both see the same machine;
 - targets: PUT p50 in the handler <= 1.2x the append; through the FDK socket <= the append + the
   GET's FDK overhead (FDK GET p50 - handler GET p50) + 0.3 ms; through the gateway <= 2.5x the
   append; PUT req/s with 4 clients and 2 instances >= 2x the 196 req/s measured before the issue.
@@ -18,7 +19,7 @@ from streamcache.adapters.kafka_log import KafkaLog
 from streamcache.core import records
 from streamcache.core.records import Put
 
-from .common import key_name, summarize, timed_loop, value_for
+from .common import Samples, key_name, summarize, value_for
 from .datasets import CONTENT_TYPE
 
 #: PUT req/s through the gateway, 4 clients, 2 instances, before issue 13 (bench/results, full mode).
@@ -26,15 +27,29 @@ BEFORE_CONCURRENT_PUT_RPS = 196.0
 APPEND_WARMUP = 5
 
 
-def append_alone(bootstrap: str, topic: str, count: int, budget_s: float) -> dict:
-    """p50 of the stream append alone (acks=all), 100-byte values, as a PUT path's neighbour."""
-    log = KafkaLog(bootstrap, topic)
-    try:
-        encoded = [records.encode(Put(key_name(i), value_for(i), CONTENT_TYPE, f"floor-{i}", 0)) for i in range(64)]
-        return summarize(timed_loop(lambda i: log.append(key_name(i % 64), encoded[i % 64]), count, budget_s,
-                                    warmup=APPEND_WARMUP))
-    finally:
-        log.close()
+class AppendAlone:
+    """The stream append alone (:meth:`KafkaLog.append`, acks=all, 100-byte values) on a topic of its
+    own: the floor a PUT stands on, called in turns with one path's PUTs (:func:`.common.interleaved`)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._log = KafkaLog(bootstrap, topic)
+        self._encoded = [records.encode(Put(key_name(i), value_for(i), CONTENT_TYPE, f"floor-{i}", 0))
+                         for i in range(64)]
+        for i in range(APPEND_WARMUP):  # connect the producer before anything is timed
+            self(i)
+        self.samples = Samples()
+
+    def __call__(self, i: int) -> None:
+        self._log.append(key_name(i % 64), self._encoded[i % 64])
+
+    def summary(self) -> dict:
+        return summarize(self.samples)
+
+    def __enter__(self) -> "AppendAlone":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._log.close()
 
 
 def targets(ours: dict) -> list[dict]:
@@ -76,7 +91,7 @@ def markdown(ours: dict) -> list[str]:
     rows = ours.get("targets")
     if not rows:
         return []
-    out = ["### The write path at the stream's floor (issue 13's targets, each PUT beside the append alone measured just before it)",
+    out = ["### The write path at the stream's floor (issue 13's targets; each path's PUTs and the append alone in turns of 50)",
            "", "| PUT path | PUT p50 | append alone p50 | PUT / append | target | met |", "|---|---|---|---|---|---|"]
     for row in rows:
         met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
