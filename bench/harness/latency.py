@@ -17,8 +17,10 @@ from __future__ import annotations
 import http.client
 import json
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from streamcache.cache.app import SWITCH_INTERVAL_S, CacheApp
 from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
 from streamcache_local.dev import DevStack
+from streamcache_local.fn_runner import start_instance
 from streamcache_local.pool import Dispatch
 
 from .common import Samples, interleaved, key_name, ratio, summarize, timed_loop, value_for
@@ -35,6 +38,7 @@ from .redis_server import RedisServer
 from .write_floor import AppendAlone, targets
 
 WORKER = Path(__file__).resolve().parent / "load_worker.py"
+APPEND_FUNCTION = Path(__file__).resolve().parent / "append_function" / "func.py"
 HANDLER_GET_FACTOR = 10  # the in-handler GET is ~100x cheaper than a round trip: more samples, same time
 WARMUP = 20
 REDIS_FACTOR = 5
@@ -63,6 +67,9 @@ def measure_warm(ctx: BenchContext) -> dict:
         with beside() as appends:
             ours["fdk_socket"] = through_socket(ctx, stack, appends)
             floor["fdk_socket"] = appends.summary()
+        with beside() as appends:
+            ours["fdk_append_function"] = append_function(ctx, floor_topic, appends)
+            floor["fdk_append_function"] = appends.summary()
         ctx.say(f"warm: FDK socket GET p50 {ours['fdk_socket']['get'].get('p50_ms')} ms, PUT p50 "
                 f"{ours['fdk_socket']['put'].get('p50_ms')} ms, append alone {floor['fdk_socket'].get('p50_ms')} ms")
         with beside() as appends:
@@ -129,6 +136,22 @@ def through_socket(ctx: BenchContext, stack: DevStack, floor: AppendAlone | None
     put = _loop_put(lambda path, body: client.http_call("PUT", path, body, headers).status, mode.warm_keys,
                     mode.put_requests, mode.path_budget_s, floor)
     return {"get": get, "put": put}
+
+
+def append_function(ctx: BenchContext, topic: str, floor: AppendAlone) -> dict:
+    """The control: PUTs through the FDK socket of a function that only appends (append_function/)."""
+    mode = ctx.mode
+    socket_dir = tempfile.mkdtemp(prefix="sc-bench-", dir="/tmp")  # unix socket paths are short
+    config = {"BENCH_BOOTSTRAP": ctx.broker.bootstrap, "BENCH_TOPIC": topic}
+    instance = start_instance("append", socket_dir, config, function_path=APPEND_FUNCTION)
+    try:
+        headers = {"Content-Type": CONTENT_TYPE}
+        put = _loop_put(lambda path, body: instance.client.http_call("PUT", path, body, headers).status,
+                        mode.warm_keys, mode.put_requests, mode.path_budget_s, floor)
+    finally:
+        instance.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    return {"put": put}
 
 
 def through_gateway(ctx: BenchContext, base_url: str, floor: AppendAlone | None = None) -> dict:

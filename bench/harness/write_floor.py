@@ -7,6 +7,10 @@ append alone, in the same run, and the issue's targets checked against those nei
   GET's FDK overhead (FDK GET p50 - handler GET p50) + 0.3 ms; through the gateway <= 2.5x the
   append; PUT req/s with 4 clients and 2 instances >= 2x the 196 req/s measured before the issue.
 
+A control beside the FDK path: a function that does nothing but the append
+(``append_function/func.py``), through the same FDK socket: what the FDK and kafka-python's threads
+cost a write before any of the cache's own work.
+
 The gateway picks an idle instance as Fn's agent does (the one released last), so a sequential
 client stays on one instance and each write is applied straight from the record it holds. Also
 measured, for comparison: two instances taking turns (round-robin), where nearly every write finds
@@ -75,6 +79,12 @@ def targets(ours: dict) -> list[dict]:
     overhead = None if fdk_get is None or handler_get is None else fdk_get - handler_get
     add("fdk_socket", fdk_put, a, None if a is None or overhead is None else round(a + overhead + 0.3, 4),
         f"<= append + GET's FDK overhead ({'-' if overhead is None else f'{overhead:.3f}'} ms) + 0.3 ms")
+    control = p50(ours.get("fdk_append_function", {}).get("put"))
+    if control is not None:
+        a = p50(floor.get("fdk_append_function"))
+        add("fdk_socket, a function that only appends (control)", control, a,
+            None if a is None or overhead is None else round(a + overhead + 0.3, 4),
+            "(for comparison) the fdk_socket target")
     a = p50(floor.get("gateway"))
     add("gateway", gateway_put, a, None if a is None else round(2.5 * a, 4), "<= 2.5x the append")
     turns = ours.get("gateway_taking_turns", {}).get("put")

@@ -50,10 +50,12 @@ def test_streamcache_warm_paths_are_measured(tiny_run):
             _check_latency(ours[path][op])
     assert ours["gateway_concurrent"]["clients"] >= 2
     _check_latency(ours["gateway_taking_turns"]["put"])
-    for path in ("handler", "fdk_socket", "gateway"):  # the append alone, in turns with each path's PUTs
+    _check_latency(ours["fdk_append_function"]["put"])  # the control: a function that only appends
+    for path in ("handler", "fdk_socket", "fdk_append_function", "gateway"):  # in turns with each path's PUTs
         _check_latency(ours["append_alone"][path])
-    assert [row["path"] for row in ours["targets"]][:4] == ["handler", "fdk_socket", "gateway",
-                                                           "gateway, 2 instances taking turns"]
+    assert [row["path"] for row in ours["targets"]] == [
+        "handler", "fdk_socket", "fdk_socket, a function that only appends (control)", "gateway",
+        "gateway, 2 instances taking turns", "gateway, 4 clients, 2 instances"]
 
 
 def test_durability_scaling_and_snapshot_are_measured(tiny_run):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from harness.common import interleaved  # noqa: E402
+from harness.common import interleaved
 
 
 def test_the_two_sides_take_turns_in_blocks_and_each_runs_count_times():
