@@ -29,6 +29,7 @@ from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
 from streamcache_local.dev import DevStack
 from streamcache_local.fn_runner import start_instance
+from streamcache_local.gateway import GatewayServer, Pool
 from streamcache_local.pool import Dispatch
 
 from .common import Samples, interleaved, key_name, ratio, summarize, timed_loop, value_for
@@ -67,9 +68,11 @@ def measure_warm(ctx: BenchContext) -> dict:
         with beside() as appends:
             ours["fdk_socket"] = through_socket(ctx, stack, appends)
             floor["fdk_socket"] = appends.summary()
-        with beside() as appends:
-            ours["fdk_append_function"] = append_function(ctx, floor_topic, appends)
-            floor["fdk_append_function"] = appends.summary()
+        with beside() as socket_appends, beside() as gateway_appends:
+            ours["fdk_append_function"], ours["gateway_append_function"] = append_function(
+                ctx, floor_topic, socket_appends, gateway_appends)
+            floor["fdk_append_function"] = socket_appends.summary()
+            floor["gateway_append_function"] = gateway_appends.summary()
         ctx.say(f"warm: FDK socket GET p50 {ours['fdk_socket']['get'].get('p50_ms')} ms, PUT p50 "
                 f"{ours['fdk_socket']['put'].get('p50_ms')} ms, append alone {floor['fdk_socket'].get('p50_ms')} ms")
         with beside() as appends:
@@ -87,7 +90,9 @@ def measure_warm(ctx: BenchContext) -> dict:
     # write finds the other's record before its own and reads it back (the pool above, like Fn's
     # agent, keeps a sequential client on the instance released last).
     with DevStack(port=0, instances=2, log_url=url, dispatch=Dispatch.ROUND_ROBIN) as turns:
-        ours["gateway_taking_turns"] = through_gateway(ctx, turns.url)
+        with beside() as appends:
+            ours["gateway_taking_turns"] = through_gateway(ctx, turns.url, appends)
+            floor["gateway_taking_turns"] = appends.summary()
     ours["targets"] = targets(ours)
     result = {"streamcache": ours, "settings": {"instances": 2, "partitions": ctx.partitions, "value_bytes": 100,
                                                 "keys": mode.warm_keys, "staleness_ms": Settings.staleness_ms}}
@@ -138,23 +143,28 @@ def through_socket(ctx: BenchContext, stack: DevStack, floor: AppendAlone | None
     return {"get": get, "put": put}
 
 
-def append_function(ctx: BenchContext, topic: str, floor: AppendAlone) -> dict:
-    """The control: PUTs through the FDK socket of a function that only appends (append_function/)."""
+def append_function(ctx: BenchContext, topic: str, socket_floor: AppendAlone,
+                    gateway_floor: AppendAlone) -> tuple[dict, dict]:
+    """The control: PUTs to a function that only appends (append_function/), through its FDK socket
+    and through the local gateway (one instance behind it)."""
     mode = ctx.mode
     socket_dir = tempfile.mkdtemp(prefix="sc-bench-", dir="/tmp")  # unix socket paths are short
     config = {"BENCH_BOOTSTRAP": ctx.broker.bootstrap, "BENCH_TOPIC": topic}
     instance = start_instance("append", socket_dir, config, function_path=APPEND_FUNCTION)
+    gateway = GatewayServer(Pool([instance]), port=0).start()
     try:
         headers = {"Content-Type": CONTENT_TYPE}
         put = _loop_put(lambda path, body: instance.client.http_call("PUT", path, body, headers).status,
-                        mode.warm_keys, mode.put_requests, mode.path_budget_s, floor)
+                        mode.warm_keys, mode.put_requests, mode.path_budget_s, socket_floor)
+        through = through_gateway(ctx, gateway.url, gateway_floor, get=False)
     finally:
+        gateway.stop()
         instance.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
-    return {"put": put}
+    return {"put": put}, through
 
 
-def through_gateway(ctx: BenchContext, base_url: str, floor: AppendAlone | None = None) -> dict:
+def through_gateway(ctx: BenchContext, base_url: str, floor: AppendAlone | None = None, get: bool = True) -> dict:
     mode = ctx.mode
     host, port = base_url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -166,13 +176,14 @@ def through_gateway(ctx: BenchContext, base_url: str, floor: AppendAlone | None 
         return response.status
 
     try:
-        get = _loop_get(lambda path: call("GET", path), mode.warm_keys, mode.get_requests, mode.path_budget_s)
+        out = {"get": _loop_get(lambda path: call("GET", path), mode.warm_keys, mode.get_requests,
+                                mode.path_budget_s)} if get else {}
         headers = {"Content-Type": CONTENT_TYPE}
-        put = _loop_put(lambda path, body: call("PUT", path, body, headers), mode.warm_keys, mode.put_requests,
-                        mode.path_budget_s, floor)
+        out["put"] = _loop_put(lambda path, body: call("PUT", path, body, headers), mode.warm_keys,
+                               mode.put_requests, mode.path_budget_s, floor)
     finally:
         conn.close()
-    return {"get": get, "put": put}
+    return out
 
 
 def redis_warm(ctx: BenchContext) -> dict:

@@ -7,9 +7,9 @@ append alone, in the same run, and the issue's targets checked against those nei
   GET's FDK overhead (FDK GET p50 - handler GET p50) + 0.3 ms; through the gateway <= 2.5x the
   append; PUT req/s with 4 clients and 2 instances >= 2x the 196 req/s measured before the issue.
 
-A control beside the FDK path: a function that does nothing but the append
-(``append_function/func.py``), through the same FDK socket: what the FDK and kafka-python's threads
-cost a write before any of the cache's own work.
+A control beside the FDK and gateway paths: a function that does nothing but the append
+(``append_function/func.py``), through an FDK socket and through the gateway: what the FDK, the
+gateway and kafka-python's threads cost a write before any of the cache's own work.
 
 The gateway picks an idle instance as Fn's agent does (the one released last), so a sequential
 client stays on one instance and each write is applied straight from the record it holds. Also
@@ -87,6 +87,12 @@ def targets(ours: dict) -> list[dict]:
             "(for comparison) the fdk_socket target")
     a = p50(floor.get("gateway"))
     add("gateway", gateway_put, a, None if a is None else round(2.5 * a, 4), "<= 2.5x the append")
+    control = p50(ours.get("gateway_append_function", {}).get("put"))
+    if control is not None:
+        a = p50(floor.get("gateway_append_function"))
+        add("gateway, a function that only appends (control)", control, a,
+            None if a is None else round(2.5 * a, 4), "(for comparison) <= 2.5x the append")
+    a = p50(floor.get("gateway_taking_turns"))
     turns = ours.get("gateway_taking_turns", {}).get("put")
     if turns:
         add("gateway, 2 instances taking turns", p50(turns), a, None if a is None else round(2.5 * a, 4),

@@ -50,12 +50,15 @@ def test_streamcache_warm_paths_are_measured(tiny_run):
             _check_latency(ours[path][op])
     assert ours["gateway_concurrent"]["clients"] >= 2
     _check_latency(ours["gateway_taking_turns"]["put"])
-    _check_latency(ours["fdk_append_function"]["put"])  # the control: a function that only appends
-    for path in ("handler", "fdk_socket", "fdk_append_function", "gateway"):  # in turns with each path's PUTs
+    for control in ("fdk_append_function", "gateway_append_function"):  # a function that only appends
+        _check_latency(ours[control]["put"])
+    for path in ("handler", "fdk_socket", "fdk_append_function", "gateway", "gateway_append_function",
+                 "gateway_taking_turns"):  # the append alone, in turns with each path's PUTs
         _check_latency(ours["append_alone"][path])
     assert [row["path"] for row in ours["targets"]] == [
         "handler", "fdk_socket", "fdk_socket, a function that only appends (control)", "gateway",
-        "gateway, 2 instances taking turns", "gateway, 4 clients, 2 instances"]
+        "gateway, a function that only appends (control)", "gateway, 2 instances taking turns",
+        "gateway, 4 clients, 2 instances"]
 
 
 def test_durability_scaling_and_snapshot_are_measured(tiny_run):
