@@ -350,6 +350,7 @@ def test_a_version_shown_to_clients_parses_back(partition, offset):
 def test_format_time_is_rfc3339_utc_with_milliseconds():
     assert format_time(0) == "1970-01-01T00:00:00.000Z"
     assert format_time(1_790_000_000_123) == "2026-09-21T14:13:20.123Z"  # date -u -d @1790000000
+    assert format_time(-1) == "1969-12-31T23:59:59.999Z"  # the millisecond before the epoch
 
 
 @given(_times)
