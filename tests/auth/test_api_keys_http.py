@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import sys
 
 import orjson
 import pytest
 
 from streamcache.cli import main as cli
+from streamcache.logs import JsonFormatter
 from streamcache.cache.app import CacheApp
 from streamcache.auth import hash_key
 from streamcache.core.errors import ConfigError
@@ -74,6 +76,30 @@ def test_a_read_write_key_does_everything(app):
     assert call(app, "PUT", "/cache/k", b"v", x_api_key=WRITER).status == 201
     assert call(app, "POST", "/cache", b'{"key": "j", "value": [1]}', authorization=f"Bearer {WRITER}").status == 201
     assert call(app, "DELETE", "/cache/k", x_api_key=WRITER).status == 204
+
+
+def test_no_key_reaches_the_log(app):
+    # Log lines go to OCI Logging, readable by more people than the keys are meant for.
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("streamcache")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        for key in (WRITER, READER, "sck_a-wrong-key"):
+            for method, url, body in [*WRITES, ("GET", "/cache/k", b""), ("GET", "/cache", b"")]:
+                call(app, method, url, body, x_api_key=key)
+                call(app, method, url, body, authorization=f"Bearer {key}")
+        app.invoke(b'{"operation": "GET", "key": "k"}', "call-1")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    logged = lines.getvalue()
+    assert logged.count("\n") >= 2 * 3 * (len(WRITES) + 2)  # a line for every request
+    for key in (WRITER, READER, "sck_a-wrong-key", hash_key(WRITER)):
+        assert key not in logged
 
 
 def test_health_stays_open_for_health_checks(app):
