@@ -88,7 +88,14 @@ class FnInstance:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
             self.log_lines.append((stream_name, line))
             if sink is not None:
-                sink(self.name, stream_name, line)
+                try:
+                    sink(self.name, stream_name, line)
+                except Exception as exc:  # the pipe must keep draining, whatever the sink does
+                    # A relay that stopped reading would let the pipe fill: the instance would block
+                    # on its next log line, and every request after it would time out (504).
+                    print(f"{self.name}: the log sink failed ({type(exc).__name__}: {exc}); lines are "
+                          "still kept", file=sys.stderr)
+                    sink = None
         pipe.close()
 
     def _start_relays(self, sink: LogSink | None) -> None:

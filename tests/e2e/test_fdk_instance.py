@@ -167,6 +167,22 @@ def test_function_logs_are_json_lines_on_stderr_without_library_chatter(instance
         assert not parsed.get("logger", "").startswith(("kafka", "fdk", "asyncio"))
 
 
+def test_a_log_sink_that_fails_does_not_stop_the_instance(socket_dir, log_url):
+    # The runner must keep draining the instance's output: a pipe nobody reads fills up, and the
+    # instance then blocks on its next log line (every request after it a 504).
+    def failing_sink(name: str, stream: str, line: str) -> None:
+        raise RuntimeError("the sink is broken")
+
+    running = start_instance("fnsink", socket_dir, {"STREAMCACHE_LOG_URL": log_url}, log_sink=failing_sink)
+    try:
+        for n in range(600):  # a line of ~150 bytes each: far more than the 64 KiB a pipe holds
+            assert running.client.http_call("GET", f"/cache/sink-{n}", timeout_s=10).status == 404
+        _wait_for(lambda: [line for line in running.stderr_lines() if '"key":"sink-599"' in line],
+                  what="the last request's line, kept although the sink failed")
+    finally:
+        running.stop()
+
+
 def test_stale_phony_socket_does_not_block_a_start_and_stop_removes_both(socket_dir):
     # A phony socket left without its symlink makes the FDK fail with "Address already in use".
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
