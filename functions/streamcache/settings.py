@@ -18,6 +18,7 @@ from streamcache.adapters.urls import check_log_url, check_store_url
 from streamcache.auth import parse_api_keys
 from streamcache.core.errors import ConfigError
 from streamcache.core.retention import RetentionPolicy
+from streamcache.logs import AccessLog
 
 if TYPE_CHECKING:
     from streamcache.ports import MutationLog, SnapshotStore
@@ -102,6 +103,10 @@ class Settings:
     #: The compactor function's invoke endpoint (``https://<id>.<region>.functions.oci.oraclecloud.com``,
     #: Terraform's ``invoke_endpoint``). Required with ``STREAMCACHE_COMPACTOR_FUNCTION_ID``.
     compactor_invoke_endpoint: str = ""
+
+    #: Which requests get a JSON log line: ``problems`` (errors and slow answers), ``all`` or ``off``
+    #: (see :class:`streamcache.logs.AccessLog`).
+    access_log: AccessLog = AccessLog.PROBLEMS
 
     #: API keys allowed to call the HTTP API, hashed: comma-separated ``sha256:<64 hex>[:ro]``
     #: (``streamcache hash-key`` prints one). Empty: no API-key check (the gateway's only).
@@ -242,7 +247,15 @@ def _security_protocol(raw: str) -> str:
 _SECRETS = frozenset({"api_keys", "kafka_sasl_password"})
 
 
+def _access_log(raw: str) -> AccessLog:
+    try:
+        return AccessLog(raw)
+    except ValueError:
+        raise ValueError(f"must be one of {', '.join(level.value for level in AccessLog)}") from None
+
+
 _PARSERS: dict[str, Callable[[str], object]] = {
+    "access_log": _access_log,
     "api_keys": parse_api_keys,
     "route_prefix": _route_prefix,
     "staleness_ms": _non_negative_int,

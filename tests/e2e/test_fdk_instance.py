@@ -42,7 +42,7 @@ def log_url(broker):
 @pytest.fixture(scope="module")
 def instance(log_url):
     directory = tempfile.mkdtemp(prefix="sc-t-", dir="/tmp")
-    running = start_instance("fn1", directory, {"STREAMCACHE_LOG_URL": log_url})
+    running = start_instance("fn1", directory, {"STREAMCACHE_LOG_URL": log_url, "STREAMCACHE_ACCESS_LOG": "all"})
     yield running
     running.stop()
     shutil.rmtree(directory, ignore_errors=True)
@@ -173,7 +173,8 @@ def test_a_log_sink_that_fails_does_not_stop_the_instance(socket_dir, log_url):
     def failing_sink(name: str, stream: str, line: str) -> None:
         raise RuntimeError("the sink is broken")
 
-    running = start_instance("fnsink", socket_dir, {"STREAMCACHE_LOG_URL": log_url}, log_sink=failing_sink)
+    running = start_instance("fnsink", socket_dir, {"STREAMCACHE_LOG_URL": log_url, "STREAMCACHE_ACCESS_LOG": "all"},
+                             log_sink=failing_sink)
     try:
         for n in range(600):  # a line of ~150 bytes each: far more than the 64 KiB a pipe holds
             assert running.client.http_call("GET", f"/cache/sink-{n}", timeout_s=10).status == 404

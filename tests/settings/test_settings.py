@@ -8,6 +8,7 @@ import pytest
 
 from streamcache.auth import ApiKey
 from streamcache.core.errors import ConfigError
+from streamcache.logs import AccessLog
 from streamcache.settings import Settings
 
 LOG = {"STREAMCACHE_LOG_URL": "memory://cache"}
@@ -62,6 +63,7 @@ def test_every_setting_is_read_from_its_variable():
         "STREAMCACHE_COMPACT_AFTER_RECORDS": "0",
         "STREAMCACHE_COMPACTOR_FUNCTION_ID": "ocid1.fnfunc.oc1.phx.aaaa",
         "STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT": "https://abc.us-phoenix-1.functions.oci.oraclecloud.com/",
+        "STREAMCACHE_ACCESS_LOG": "all",
     }
     assert sorted(env) == sorted(Settings.env_names())
     settings = Settings.from_env(env)
@@ -95,6 +97,7 @@ def test_every_setting_is_read_from_its_variable():
         "compact_after_records": 0,
         "compactor_function_id": "ocid1.fnfunc.oc1.phx.aaaa",
         "compactor_invoke_endpoint": "https://abc.us-phoenix-1.functions.oci.oraclecloud.com",
+        "access_log": AccessLog.ALL,
     }
     assert settings.snapshot_store_options() == {
         "oci_profile": "STREAMCACHE", "oci_config_file": "/etc/oci/config", "oci_endpoint": "http://127.0.0.1:9000"}
@@ -167,6 +170,8 @@ INVALID = [
     ("IMPORT_PREFIX", "imports"),
     ("COMPACT_AFTER_RECORDS", "-1"),
     ("COMPACT_AFTER_RECORDS", "20k"),
+    ("ACCESS_LOG", "errors"),
+    ("ACCESS_LOG", "ALL"),
 ]
 
 # The compactor's OCID and invoke endpoint travel together (with the other set, so the pair is complete).

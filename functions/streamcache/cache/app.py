@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Callable
 
 import orjson
@@ -54,7 +55,8 @@ class CacheApp:
         self.instance_id, self.stream_id = settings.instance_id, settings.stream_id
         self.replica = Replica(settings.open_log(), max_bytes=settings.max_bytes)
         self.service = CacheService(self.replica, limits(settings), settings.event_source)
-        self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys)
+        self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys,
+                            access_log=settings.access_log)
         if store_factory is None and settings.snapshot_url:
             store_factory = settings.open_store  # opened in the restore thread
         self.cold_start = ColdStart(self.replica, settings.stream_id, store_factory, clock=clock,
@@ -91,6 +93,7 @@ class CacheApp:
 
     def invoke(self, body: bytes, request_id: str = "", wait_s: float | None = None) -> bytes:
         """Answer a direct invoke (no API Gateway): a JSON operation in, a JSON answer out."""
+        started = time.perf_counter()
         try:
             self.ensure_started(0.0 if _is_health_operation(body) else wait_s)
         except Exception as exc:
@@ -105,7 +108,11 @@ class CacheApp:
                 log.exception("unhandled error in a direct invoke")
                 answer = error_answer(INTERNAL)
         statuses = [a.get("status") for a in answer] if isinstance(answer, list) else answer.get("status")  # type: ignore[union-attr]
-        log.info("invoke", extra={"fields": {"request_id": request_id, "kind": "invoke", "status": statuses}})
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        if any(not isinstance(status, int) or self.http.access_log.wants(status, duration_ms)
+               for status in (statuses if isinstance(statuses, list) else [statuses])):
+            log.info("invoke", extra={"fields": {"request_id": request_id, "kind": "invoke", "status": statuses,
+                                                 "duration_ms": duration_ms}})
         return orjson.dumps(answer)
 
     def health(self) -> Health:

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from streamcache.auth import ApiKey, ApiKeys
+from streamcache.logs import AccessLog
 from streamcache.cache.changes import changes
 from streamcache.cache.console import console_asset, console_response
 from streamcache.cache.invoke_api import handle_invoke
@@ -107,8 +108,10 @@ class HttpApi:
     """Routes requests to a :class:`CacheService` and maps outcomes and errors to HTTP explicitly."""
 
     def __init__(self, service: CacheService, health: Callable[[], dict], prefix: str = "/cache",
-                 api_keys: tuple[ApiKey, ...] = (), monotonic=time.perf_counter) -> None:
+                 api_keys: tuple[ApiKey, ...] = (), monotonic=time.perf_counter,
+                 access_log: AccessLog = AccessLog.PROBLEMS) -> None:
         self.service = service
+        self.access_log = access_log
         self.prefix = prefix
         self._health = health
         self._monotonic = monotonic
@@ -129,8 +132,10 @@ class HttpApi:
             if problem is INTERNAL:
                 log.exception("unhandled error", extra={"fields": fields})
             response = problem_response(problem)
-        fields.update(status=response.status, duration_ms=round((self._monotonic() - started) * 1000, 3))
-        log.info("request", extra={"fields": fields})
+        duration_ms = round((self._monotonic() - started) * 1000, 3)
+        if self.access_log.wants(response.status, duration_ms):
+            fields.update(status=response.status, duration_ms=duration_ms)
+            log.info("request", extra={"fields": fields})
         return response
 
     # ---- routing ------------------------------------------------------------------------------
