@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import io
 import itertools
-import logging
 import sys
 
 import orjson
 import pytest
 
 from streamcache.cli import main as cli
-from streamcache.logs import AccessLog, JsonFormatter
+from streamcache.logs import AccessLog
 from streamcache.cache.app import CacheApp
 from streamcache.auth import hash_key
 from streamcache.core.errors import ConfigError
 from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
 from streamcache_local.dev import DevStack
+from support.json_logs import captured_json_logs
 from support.openapi import check_against_openapi
 
 WRITER, READER = "sck_test-writer", "sck_test-reader"
@@ -81,22 +81,12 @@ def test_a_read_write_key_does_everything(app):
 def test_no_key_reaches_the_log(app):
     # Log lines go to OCI Logging, readable by more people than the keys are meant for.
     app.http.access_log = AccessLog.ALL  # a line for every request, not only for problems
-    lines = io.StringIO()
-    handler = logging.StreamHandler(lines)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("streamcache")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
+    with captured_json_logs() as lines:
         for key in (WRITER, READER, "sck_a-wrong-key"):
             for method, url, body in [*WRITES, ("GET", "/cache/k", b""), ("GET", "/cache", b"")]:
                 call(app, method, url, body, x_api_key=key)
                 call(app, method, url, body, authorization=f"Bearer {key}")
         app.invoke(b'{"operation": "GET", "key": "k"}', "call-1")
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     logged = lines.getvalue()
     assert logged.count("\n") >= 2 * 3 * (len(WRITES) + 2)  # a line for every request
     for key in (WRITER, READER, "sck_a-wrong-key", hash_key(WRITER)):

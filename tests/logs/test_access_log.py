@@ -3,7 +3,6 @@ errors and slow answers, not a cache's normal misses and failed preconditions), 
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 
@@ -12,8 +11,9 @@ import pytest
 
 from streamcache.cache.app import CacheApp
 from streamcache.cache.http_api import HttpRequest
-from streamcache.logs import SLOW_MS, AccessLog, JsonFormatter
+from streamcache.logs import SLOW_MS, AccessLog
 from streamcache.settings import Settings
+from support.json_logs import captured_json_logs
 
 _logs = itertools.count()
 
@@ -34,19 +34,9 @@ def test_problems_are_errors_and_slow_answers(status, duration_ms, logged):
 
 @pytest.fixture
 def lines():
-    """The JSON lines the ``streamcache`` logger writes while the test runs."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("streamcache")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)  # as logs.configure() sets it in a function
-    try:
+    """The JSON lines the ``streamcache`` logger writes while the test runs (at INFO, as in a function)."""
+    with captured_json_logs(logging.INFO) as out:
         yield lambda: [orjson.loads(line) for line in out.getvalue().splitlines()]
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def _app(level: str | None) -> CacheApp:
