@@ -67,7 +67,7 @@ def measure_warm(ctx: BenchContext) -> dict:
     try:
         stack.start()
         with beside() as appends:
-            ours["fdk_socket"] = through_socket(ctx, stack, appends)
+            ours["fdk_socket"] = through_socket(ctx, stack.instances[0].client, appends)
             floor["fdk_socket"] = appends.summary()
         with beside() as socket_appends, beside() as gateway_appends:
             ours["fdk_append_function"], ours["gateway_append_function"] = append_function(
@@ -133,36 +133,32 @@ def in_handler(ctx: BenchContext, url: str, floor: AppendAlone | None = None) ->
     return {"get": get, "put": put, "list": listing}
 
 
-def through_socket(ctx: BenchContext, stack: DevStack, floor: AppendAlone | None = None) -> dict:
+def through_socket(ctx: BenchContext, client, floor: AppendAlone | None = None, get: bool = True) -> dict:
+    """Through one instance's FDK socket (``client``: its :class:`FnClient`)."""
     mode = ctx.mode
-    client = stack.instances[0].client
-    get = _loop_get(lambda path: client.http_call("GET", path).status, mode.warm_keys, mode.get_requests,
-                    mode.path_budget_s)
+    out = {"get": _loop_get(lambda path: client.http_call("GET", path).status, mode.warm_keys, mode.get_requests,
+                            mode.path_budget_s)} if get else {}
     headers = {"Content-Type": CONTENT_TYPE}
-    put = _loop_put(lambda path, body: client.http_call("PUT", path, body, headers).status, mode.warm_keys,
-                    mode.put_requests, mode.path_budget_s, floor)
-    return {"get": get, "put": put}
+    out["put"] = _loop_put(lambda path, body: client.http_call("PUT", path, body, headers).status, mode.warm_keys,
+                           mode.put_requests, mode.path_budget_s, floor)
+    return out
 
 
 def append_function(ctx: BenchContext, topic: str, socket_floor: AppendAlone,
                     gateway_floor: AppendAlone) -> tuple[dict, dict]:
     """The control: PUTs to a function that only appends (append_function/), through its FDK socket
     and through the local gateway (one instance behind it)."""
-    mode = ctx.mode
     socket_dir = tempfile.mkdtemp(prefix="sc-bench-", dir="/tmp")  # unix socket paths are short
     config = {"BENCH_BOOTSTRAP": ctx.broker.bootstrap, "BENCH_TOPIC": topic}
     instance = start_instance("append", socket_dir, config, function_path=APPEND_FUNCTION)
     gateway = GatewayServer(Pool([instance]), port=0).start()
     try:
-        headers = {"Content-Type": CONTENT_TYPE}
-        put = _loop_put(lambda path, body: instance.client.http_call("PUT", path, body, headers).status,
-                        mode.warm_keys, mode.put_requests, mode.path_budget_s, socket_floor)
-        through = through_gateway(ctx, gateway.url, gateway_floor, get=False)
+        return (through_socket(ctx, instance.client, socket_floor, get=False),
+                through_gateway(ctx, gateway.url, gateway_floor, get=False))
     finally:
         gateway.stop()
         instance.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
-    return {"put": put}, through
 
 
 def through_gateway(ctx: BenchContext, base_url: str, floor: AppendAlone | None = None, get: bool = True) -> dict:

@@ -37,9 +37,8 @@ class Pool:
     time; callers wait (bounded) when all are busy. With ``spawn`` (a callable that starts one ready
     instance) the pool also does what OCI does under load and after idle reclaim: when no instance
     is idle and fewer than ``capacity`` are running, the caller gets a freshly started one (a cold
-    start). Dead instances
-    leave the pool; :meth:`retire_idle` takes out the ones without a request for a while, for the
-    idle reaper to stop. ``clock`` (seconds, monotonic) only dates requests, so tests can drive idle
+    start). Dead instances leave the pool; :meth:`retire_idle` takes out the ones without a request
+    for a while, for the idle reaper to stop. ``clock`` (seconds, monotonic) only dates requests, so tests can drive idle
     time by hand; waiting for a busy instance always uses the real clock.
     """
 

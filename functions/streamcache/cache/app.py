@@ -109,8 +109,8 @@ class CacheApp:
                 answer = error_answer(INTERNAL)
         statuses = [a.get("status") for a in answer] if isinstance(answer, list) else answer.get("status")  # type: ignore[union-attr]
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        if any(not isinstance(status, int) or self.http.access_log.wants(status, duration_ms)
-               for status in (statuses if isinstance(statuses, list) else [statuses])):
+        listed = statuses if isinstance(statuses, list) else [statuses]
+        if any(not isinstance(status, int) or self.http.access_log.wants(status, duration_ms) for status in listed):
             log.info("invoke", extra={"fields": {"request_id": request_id, "kind": "invoke", "status": statuses,
                                                  "duration_ms": duration_ms}})
         return orjson.dumps(answer)
