@@ -55,6 +55,13 @@ _CREATED, _REPLACED = _CODES[OutcomeKind.CREATED], _CODES[OutcomeKind.REPLACED]
 
 
 
+def next_log_time(log_time_ms: int, record_ts_ms: int) -> int:
+    """A partition's log time after applying a record its writer stamped ``record_ts_ms``.
+    :meth:`Table.apply` inlines this rule (it runs for every record); everything else that needs to
+    know where log time stands (as-of moments, tools) calls this function."""
+    return record_ts_ms if record_ts_ms > log_time_ms else log_time_ms
+
+
 def request_hash(partition: int, request_id: str) -> int:
     """The ``requests`` row id of a request: a 64-bit BLAKE2b of (partition, request id), signed.
     Two different ids of one partition colliding within the window (p ~ n²/2^65: 3e-8 for a million
@@ -129,7 +136,7 @@ class Table:
         if position.offset < state.next_offset:
             return None
         state.next_offset = position.offset + 1
-        if mutation.ts_ms > state.clock_ms:
+        if mutation.ts_ms > state.clock_ms:  # next_log_time, inlined
             state.clock_ms = mutation.ts_ms
         if state.min_expiry is not None and state.min_expiry <= state.clock_ms:
             self._purge(partition, state)
