@@ -90,6 +90,18 @@ class MutationLog(Protocol):
         """
         ...
 
+    def records_at(self, offsets: Mapping[int, int]) -> dict[int, LogRecord | None]:
+        """For each ``partition -> offset``, the record the log holds at that offset now, or ``None``
+        when it holds none there (retention dropped it, the log ends at or below it, the offset is a
+        gap, or the log has no such partition).
+
+        The answer comes from the log itself (a fetch at that offset), never from offsets listed or
+        cached earlier: it is the proof that decisions which throw state away need (a log that went
+        backwards, a snapshot of another log). When no such answer can be had, raises
+        :class:`~streamcache.core.errors.LogUnavailable`, never ``None``.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections. Idempotent."""
         ...

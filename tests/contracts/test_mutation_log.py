@@ -209,3 +209,46 @@ def test_append_many_mixes_with_single_appends_and_accepts_nothing(make_log):
     last = log.append("a", b"4")
     assert [first.offset, *(p.offset for p in batch), last.offset] == [0, 1, 2, 3]
     assert [r.value for r in log.read({first.partition: 0})] == [b"1", b"2", b"3", b"4"]
+
+
+def test_records_at_answers_from_the_log_itself(make_log):
+    log = make_log(2)
+    positions = [log.append("a", b"%d" % i) for i in range(5)]
+    p = positions[0].partition
+    other = 1 - p
+    found = log.records_at({p: 3, other: 0})
+    assert found[p] is not None and found[p].position == Position(p, 3) and found[p].value == b"3"
+    assert found[other] is None  # an empty partition holds nothing at 0
+    assert log.records_at({p: 5}) == {p: None}  # the log ends there
+    assert log.records_at({p: 500}) == {p: None}
+    assert log.records_at({7: 0}) == {7: None}  # no such partition
+    # a client that read the end before asks again: the answer is the log's, not a cached one
+    assert [r.value for r in log.read({p: 0})] == [b"0", b"1", b"2", b"3", b"4"]
+    assert log.records_at({p: 4})[p].value == b"4"
+    assert log.records_at({p: 0, other: 0})[p].value == b"0"
+    # reads go on as before after a fetch at an offset
+    log.append("a", b"5")
+    assert [r.value for r in log.read({p: 2})] == [b"2", b"3", b"4", b"5"]
+
+
+def test_records_at_after_the_broker_lost_its_log_sees_the_new_log():
+    """A Kafka client that read a longer log (its cached high watermark says 5) is told the truth
+    after the local broker restarted empty and took one new record: the record at 3 is gone, the one
+    at 0 is the new log's. (The memory log cannot lose its records under a client.)"""
+    with start_broker() as first:
+        first.create_topic("t", 1)
+        log = KafkaLog(first.bootstrap, "t", timeout_ms=2000)
+        for i in range(5):
+            log.append("k", b"old%d" % i)
+        assert len(list(log.read({0: 0}))) == 5
+        port = int(first.bootstrap.rsplit(":", 1)[1])
+    with start_broker(port=port) as second:
+        second.create_topic("t", 1)
+        writer = KafkaLog(second.bootstrap, "t")
+        writer.append("k", b"new0")
+        writer.close()
+        try:
+            assert log.records_at({0: 3}) == {0: None}
+            assert log.records_at({0: 0})[0].value == b"new0"
+        finally:
+            log.close()

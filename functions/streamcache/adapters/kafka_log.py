@@ -255,6 +255,40 @@ class KafkaLog:
                     del targets[p]
         return out
 
+    def records_at(self, offsets: Mapping[int, int]) -> dict[int, LogRecord | None]:
+        with self._lock, map_kafka_errors(f"fetching records of {self.topic}"):
+            consumer = self._get_consumer()
+            tps = {tp.partition: tp for tp in self._topic_partitions()}
+            return {p: None if p not in tps else self._fetch_at(consumer, tps[p], offset)
+                    for p, offset in offsets.items()}
+
+    def _fetch_at(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> LogRecord | None:
+        """The record at ``offset``, from fetch responses only: ``None`` once a response says there is
+        none (an out-of-range answer, a first record past it, or a fresh high watermark at or below
+        it). A high watermark cached from an earlier response may belong to a log that is gone, so it
+        is forgotten first (kafka-python keeps it in the partition's subscription state)."""
+        others = [t for t in consumer.assignment() if t != tp]
+        consumer.pause(*others)
+        consumer.resume(tp)
+        consumer.seek(tp, offset)
+        consumer._subscription.assignment[tp].highwater = None  # pinned kafka-python 3.0.12
+        deadline = time.monotonic() + min(READ_DEADLINE_S, max(1.0, self._timeout_ms / 1000))
+        while time.monotonic() < deadline:  # later reads seek where they start: no cursor to restore
+            try:
+                batch = consumer.poll(timeout_ms=100).get(tp)
+            except kafka_errors.OffsetOutOfRangeError:
+                return None  # below the first offset held, or beyond the end
+            for r in batch or ():
+                if r.offset == offset:
+                    return LogRecord(Position(tp.partition, r.offset), r.key, r.value, r.timestamp)
+                if r.offset > offset:
+                    return None  # a gap: nothing was ever written there
+            highwater = consumer.highwater(tp)
+            if highwater is not None and highwater <= offset:
+                return None  # a response of this fetch: the log ends at or below the offset
+        self._drop_consumer()
+        raise LogUnavailable(f"fetching {self.topic} partition {tp.partition} at offset {offset}: no answer")
+
     def _current_end(self, consumer: KafkaConsumer, wanted: list[TopicPartition],
                      positions: Mapping[int, int]) -> dict[int, int]:
         """The log end of each partition as of now. ListOffsets may be short (Tansu): then the end is

@@ -90,6 +90,19 @@ class MemoryLog:
                 chunks.append(records[max(offset, base) - base : max(stop, base) - base])
         return iter([record for chunk in chunks for record in chunk])
 
+    def records_at(self, offsets: Mapping[int, int]) -> dict[int, LogRecord | None]:
+        self._check()
+        with self._lock:
+            out: dict[int, LogRecord | None] = {}
+            for partition, offset in offsets.items():
+                if not 0 <= partition < len(self._records):
+                    out[partition] = None
+                    continue
+                index = offset - self._first[partition]
+                records = self._records[partition]
+                out[partition] = records[index] if 0 <= index < len(records) else None
+            return out
+
     def truncate_before(self, partition: int, offset: int) -> None:
         """Drop records below ``offset`` (what stream retention does); for tests."""
         with self._lock:
