@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-from streamcache.core.errors import (ConfigError, InvalidRequest, LogUnavailable, OutcomeUnknown, Restoring,
+from streamcache.core.errors import (ConfigError, InvalidRequest, LogMismatch, LogUnavailable, OutcomeUnknown, Restoring,
                                      StreamcacheError)
 from streamcache.core.records import Precondition, PreconditionKind
 from streamcache.core.table import Outcome, OutcomeKind
@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     NOT_A_NUMBER = "not_a_number"
     OVERFLOW = "overflow"
     RESTORING = "restoring"
+    LOG_MISMATCH = "log_mismatch"
     STREAM_UNAVAILABLE = "stream_unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
     SNAPSHOT_STORE_UNAVAILABLE = "snapshot_store_unavailable"
@@ -55,6 +56,7 @@ class Problem(NamedTuple):
 #: prefix, retryable). The message is the prefix followed by the error's own text.
 ERRORS: tuple[tuple[type[BaseException], int, ErrorCode, str, bool], ...] = (
     (Restoring, 503, ErrorCode.RESTORING, "the instance is restoring its data; retry shortly", True),
+    (LogMismatch, 503, ErrorCode.LOG_MISMATCH, "the stream no longer matches its data; an operator must act", True),
     # 503, not 504: the FDK turns a handler's 504 into the platform's "function timed out" (its
     # socket status), and the answer's body and code would be lost on the way. A subclass of
     # LogUnavailable, so listed first: "stream_unavailable" promises that nothing was written.

@@ -249,9 +249,55 @@ def test_snapshots_ahead_of_the_log_make_the_compactor_refuse(log, store):
     fill(recreated, 5)
     before = store.list()
     summary = compact(recreated, store, STREAM, keep=1)
-    assert summary.outcome == REFUSED and "SNAPSHOT AHEAD OF LOG" in summary.problem
+    assert summary.outcome == REFUSED and "SNAPSHOT OF ANOTHER LOG" in summary.problem
     assert store.list() == before and snapshots(store) == [written]  # nothing written, nothing pruned
     assert summary.to_json()["problem"] == summary.problem
+
+
+def test_a_snapshot_of_a_lost_log_is_not_folded_onto_a_longer_new_one(log, store):
+    """Finding 2 of the log-identity issue: the new log holds more records than the snapshot covered,
+    so "snapshot offsets <= log end" holds; the record at the snapshot's last offset is another one."""
+    fill(log, 30, prefix="old")
+    written = compact(log, store, STREAM, keep=3).object
+    recreated = MemoryLog(3)  # a broker that lost its log, a stream recreated under the same identity
+    fill(recreated, 90, prefix="new")
+    assert all(o <= recreated.bounds().next[p] for p, o in load_newest_valid(store, STREAM).snapshot.header.next_offsets.items())
+    summary = compact(recreated, store, STREAM, keep=1)
+    assert summary.outcome == REFUSED and "SNAPSHOT OF ANOTHER LOG" in summary.problem
+    assert "is another one than the table applied" in summary.problem
+    assert snapshots(store) == [written]
+
+
+def test_the_same_log_is_recognised_record_by_record_and_folded(log, store):
+    fill(log, 30)
+    compact(log, store, STREAM, keep=3)
+    fill(log, 10, prefix="more")
+    summary = compact(log, store, STREAM, keep=3)
+    assert summary.outcome == WRITTEN
+    header = load_newest_valid(store, STREAM).snapshot.header
+    assert header.partition_count == 3 and header.max_bytes == 0 and header.dedup_window_ms == DEDUP_WINDOW_MS
+    assert set(header.fingerprints) == {p for p, o in header.next_offsets.items() if o > 0}
+
+
+def test_a_log_whose_partition_count_changed_makes_the_compactor_refuse(log, store):
+    fill(log, 30)
+    written = compact(log, store, STREAM, keep=3).object
+    grown = MemoryLog(4)  # the same records, then partitions added (Kafka allows it; OCI does not)
+    for record in log.read({0: 0, 1: 0, 2: 0}):
+        grown._records[record.position.partition].append(record)
+    summary = compact(grown, store, STREAM, keep=1)
+    assert summary.outcome == REFUSED and "PARTITION COUNT CHANGED" in summary.problem
+    assert "placed over 3 partitions, the log now has 4" in summary.problem
+    assert snapshots(store) == [written]
+
+
+def test_a_compactor_with_another_quota_than_the_snapshot_says_so(log, store):
+    fill(log, 30)
+    compact(log, store, STREAM, keep=3, max_bytes=1 << 20)
+    fill(log, 5, prefix="more")
+    summary = compact(log, store, STREAM, keep=3, max_bytes=2 << 20)
+    assert summary.outcome == WRITTEN
+    assert "STREAMCACHE_MAX_BYTES=1048576" in summary.settings_changed and "applies 2097152" in summary.settings_changed
 
 
 # ---- concurrency and crashes --------------------------------------------------------------------

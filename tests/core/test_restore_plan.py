@@ -65,7 +65,7 @@ def test_a_snapshot_beyond_the_log_end_means_another_stream_and_is_not_used():
     assert plan.ahead == {0: (5000, 12)}
     assert plan.start == {0: 0, 1: 0} and plan.end == {0: 12, 1: 9}
     text = plan.describe()
-    assert "SNAPSHOT AHEAD OF LOG" in text and "partition 0: snapshot at 5000, log ends at 12" in text
+    assert "SNAPSHOT OF ANOTHER LOG" in text and "partition 0: snapshot at 5000, log ends at 12" in text
 
 
 def test_a_snapshot_of_partitions_the_log_does_not_have_is_ahead():

@@ -124,7 +124,7 @@ def test_a_recreated_stream_makes_compact_refuse_with_3(run, log_name):
     MemoryLog.forget(log_name)
     fill(MemoryLog.named(log_name, 2), 2)
     code, _, err = run("compact")
-    assert code == 3 and "SNAPSHOT AHEAD OF LOG" in err
+    assert code == 3 and "SNAPSHOT OF ANOTHER LOG" in err
 
 
 def test_settings_problems_are_usage_errors(capsys, monkeypatch):

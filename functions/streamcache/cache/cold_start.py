@@ -18,6 +18,13 @@ tail is read while the image loads (:mod:`streamcache.cache.restore_prefetch`). 
   is not loaded; the instance serves what the log holds.
 - a data-loss record exists (a compactor met a truncated tail earlier): the snapshot covers the gap,
   the record says what was lost; degraded until an operator acknowledges it.
+- the snapshot was folded with another quota than this instance applies: degraded, and said (every
+  process must apply the same quota, or they decide puts differently).
+
+The snapshot is checked against the log first (:mod:`streamcache.replay.identity`): a snapshot of
+another log is never loaded, whatever offsets the log admits to. A log whose partition count is not
+the snapshot's makes the phase ``refusing``: every request but ``/health`` is answered 503
+``log_mismatch`` (the restore is tried again at most every :data:`REFUSED_RETRY_S`).
 
 Cold-start duration is measured from the start of the process (``/proc/self/stat`` against
 ``/proc/uptime``; the import of this module where /proc is missing) to the end of the restore.
@@ -37,13 +44,14 @@ from streamcache.cache.health import HealthProblem, Phase, ProblemKind
 from streamcache.cache.replica import Replica
 from streamcache.cache.restore_prefetch import load_with_tail
 from streamcache.core.data_loss import DataLossRecord
-from streamcache.core.errors import Restoring
+from streamcache.core.errors import LogMismatch, Restoring
 from streamcache.core.records import Position
 from streamcache.core.restore import RestoreAction, RestorePlan, plan_restore
 from streamcache.core.table import Table
 from streamcache.ports import SnapshotStore
 from streamcache.replay.catalog import LoadedSnapshot, Skipped, load_newest_valid, read_losses
 from streamcache.replay.fold import CHUNK_RECORDS, apply_decoded, gc_paused, replay
+from streamcache.replay.identity import check_identity
 from streamcache.replay.progress import Progress
 
 log = logging.getLogger("streamcache.restore")
@@ -68,6 +76,8 @@ _AGE_AT_IMPORT = process_age_s()
 #: time.monotonic() when the process started (or when this module was imported).
 PROCESS_STARTED = time.monotonic() - (_AGE_AT_IMPORT or 0.0)
 COLD_START_FROM = "process start" if _AGE_AT_IMPORT is not None else "module import"
+#: A restore that refused (the log's partition count is not the data's) is tried again after this.
+REFUSED_RETRY_S = 30.0
 
 
 class _Attempt:
@@ -112,6 +122,7 @@ class ColdStart:
         self.cold_start_ms: float | None = None
         self.restore_ms: float | None = None
         self.compaction = CompactionTrigger(compact_after_records, request_compaction)
+        self._refused_at: float | None = None
 
     @property
     def done(self) -> bool:
@@ -125,6 +136,11 @@ class ColdStart:
         with self._lock:
             attempt = self._attempt
             failed = None if attempt is None else attempt.error
+            if self.phase is Phase.REFUSING and self.plan is not None:
+                assert self._refused_at is not None
+                if time.monotonic() - self._refused_at < REFUSED_RETRY_S:
+                    raise LogMismatch(self.plan.describe())
+                attempt = None  # look again: the operator may have acted
             if attempt is None or failed is not None:
                 attempt = self._attempt = _Attempt()
                 self.phase = Phase.RESTORING
@@ -132,6 +148,8 @@ class ColdStart:
         attempt.finished.wait(max(0.0, wait_s))
         if self.done:
             return
+        if self.phase is Phase.REFUSING and self.plan is not None:
+            raise LogMismatch(self.plan.describe())
         if attempt.error is not None:
             raise attempt.error
         if failed is not None:  # the retry is still running: what stopped the last attempt says more
@@ -154,7 +172,7 @@ class ColdStart:
                       extra={"fields": {"kind": "cold_start_failed"}})
         finally:
             attempt.finished.set()
-        if attempt.error is None:
+        if attempt.error is None and self.done:
             # After the waiting requests are released: a long tail asks for a compaction on its own
             # thread, once, and nothing waits for it.
             self.compaction.after_restore(self.records_replayed)
@@ -177,10 +195,20 @@ class ColdStart:
             self.losses = list(read_losses(self._store, catalog).values())
         if fast is None:
             began_at = self.replica.monotonic()  # before the bounds: writes acknowledged earlier are in them
-            plan = plan_restore(loaded.header if loaded else None, log_.bounds())
+            bounds = log_.bounds()
+            identity = None if loaded is None else check_identity(log_, loaded.header.next_offsets,
+                                                                  loaded.header.fingerprints, bounds)
+            plan = plan_restore(loaded.header if loaded else None, bounds, identity)
         else:
             began_at, plan = fast.began_at, fast.plan
         self.plan = plan
+        if plan.refused:
+            self._refused_at = time.monotonic()
+            self.phase = Phase.REFUSING
+            progress.finish(self.phase.value)
+            log.error(plan.describe(), extra={"fields": {"kind": "cold_start", "phase": self.phase.value,
+                                                         "problem": ProblemKind.PARTITION_COUNT_CHANGED.value}})
+            return
         self.snapshot = loaded if plan.snapshot is not None else None
         table = loaded.table if self.snapshot is not None else Table()
         table.quota = self.replica.quota  # before the tail: the quota decides outcomes alike everywhere
@@ -204,7 +232,7 @@ class ColdStart:
         finished = time.monotonic()
         self.restore_ms = (finished - started) * 1000
         self.cold_start_ms = (finished - self._process_started) * 1000
-        degraded = plan.degraded or bool(self.losses)
+        degraded = plan.degraded or bool(self.losses) or self._settings_differ() is not None
         self.phase = Phase.DEGRADED if degraded else Phase.SERVING
         progress.finish(self.phase.value)
         self._log_outcome(plan)
@@ -216,12 +244,27 @@ class ColdStart:
                 log.error(problem.message, extra={"fields": {**fields, "problem": problem.kind.value}})
         log.info("cold start: %s", plan.describe(), extra={"fields": fields})
 
+    def _settings_differ(self) -> str | None:
+        """Why the snapshot's quota is not this instance's, or ``None``."""
+        header = None if self.snapshot is None else self.snapshot.header
+        quota = self.replica.quota
+        own = quota.max_bytes if quota is not None else 0
+        if header is None or header.max_bytes is None or header.max_bytes == own:
+            return None
+        return (f"the snapshot {self.snapshot.name} was folded with STREAMCACHE_MAX_BYTES={header.max_bytes} and this "
+                f"instance applies {own}: every instance and the compactor must apply the same quota, or they "
+                "decide puts differently. Operator: give every function the same setting.")
+
     def problems(self) -> list[HealthProblem]:
         """What is wrong with the restored data, and what an operator should do (for /health, logs)."""
+        plan = self.plan
+        if self.phase is Phase.REFUSING and plan is not None and plan.partitions_changed is not None:
+            was, now = plan.partitions_changed
+            return [HealthProblem(ProblemKind.PARTITION_COUNT_CHANGED, plan.describe(),
+                                  {"snapshot_partitions": was, "log_partitions": now})]
         if not self.done:
             return []
         out = []
-        plan = self.plan
         if plan is not None and plan.action is RestoreAction.STREAM_MISMATCH:
             out.append(HealthProblem(ProblemKind.SNAPSHOT_AHEAD_OF_LOG, plan.describe()))
         elif plan is not None and plan.action is RestoreAction.REPLAY_WITH_LOSS:
@@ -229,6 +272,9 @@ class ColdStart:
         for loss in self.losses:
             out.append(HealthProblem(ProblemKind.DATA_LOSS_RECORDED, loss.describe(),
                                      {"records_lost": loss.records_lost, "detected_at_ms": loss.detected_at_ms}))
+        differ = self._settings_differ()
+        if differ is not None:
+            out.append(HealthProblem(ProblemKind.SETTINGS_DIFFER, differ))
         return out
 
     def records_left(self) -> int | None:

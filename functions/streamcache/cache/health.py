@@ -19,6 +19,7 @@ class Phase(StrEnum):
     RESTORING = "restoring"  # loading the newest snapshot and replaying the stream's tail
     SERVING = "serving"  # restored; answers reflect every acknowledged write
     DEGRADED = "degraded"  # serving, but acknowledged writes may be missing (``problems`` says why)
+    REFUSING = "refusing"  # the log no longer matches the data (``problems`` says why): only /health answers
 
     @property
     def restored(self) -> bool:
@@ -32,6 +33,8 @@ class ProblemKind(StrEnum):
     DATA_LOSS = "data_loss"  # retention dropped records no snapshot covers
     DATA_LOSS_RECORDED = "data_loss_recorded"  # a compactor recorded such a loss earlier; not acknowledged
     LOG_REGRESSION = "log_regression"  # the stream went backwards under a running instance
+    PARTITION_COUNT_CHANGED = "partition_count_changed"  # the log's partitions are not the data's: refusing
+    SETTINGS_DIFFER = "settings_differ"  # the snapshot was folded with another quota than this instance's
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,13 @@ Steps, and why each is safe to interrupt or to run twice at once:
 1. Load the newest snapshot that verifies (corrupt ones are skipped and reported, older ones are the
    fallback) and only then capture the log's bounds: a snapshot a concurrent compactor wrote a moment
    ago is then never "ahead" of the end we captured.
-2. Plan as a cold start would (:func:`~streamcache.core.restore.plan_restore`). A snapshot ahead of
-   the log (the stream was recreated) makes the compactor *refuse*: writing a snapshot of the new log
-   would sort below the old ones and be pruned, and pruning would delete evidence an operator needs.
+2. Check the snapshot against the log (the record it applied last in each partition must be the one
+   the log holds there: :mod:`streamcache.core.identity`) and plan as a cold start would
+   (:func:`~streamcache.core.restore.plan_restore`). A snapshot of another log (the stream was
+   recreated, a broker lost its records) or a log whose partition count changed makes the compactor
+   *refuse*: folding this log onto that snapshot would mix two logs in every later snapshot, a
+   snapshot of the new log would sort below the old ones and be pruned, and pruning would delete
+   evidence an operator needs.
 3. Read from the snapshot's positions to the captured end and fold with the core table (expired
    entries are purged by log time, deletes drop keys). The result is deterministic: two compactors
    folding the same range write the same bytes (under different names).
@@ -46,6 +50,7 @@ from streamcache.core.snapshot import read_header as snapshot_header_of
 from streamcache.core.table import Table
 from streamcache.ports import MutationLog, SnapshotStore, SnapshotStoreUnavailable
 from streamcache.replay.catalog import Skipped, SkipReason, load_newest_valid
+from streamcache.replay.identity import check_identity
 from streamcache.replay.fold import CHUNK_RECORDS, FoldStats, gc_paused, replay
 from streamcache.replay.progress import Progress, SilentProgress
 
@@ -86,6 +91,8 @@ class CompactionSummary:
     #: Data-loss records in the store that no operator has acknowledged yet (including this run's).
     unacknowledged_losses: list[str] = field(default_factory=list)
     problem: str | None = None
+    #: The base snapshot was folded with another quota than this compactor's (said, not refused).
+    settings_changed: str | None = None
     duration_ms: float = 0.0
     phases_ms: dict[str, float] = field(default_factory=dict)
 
@@ -113,6 +120,7 @@ class CompactionSummary:
             "data_loss_record": self.data_loss_record,
             "unacknowledged_losses": self.unacknowledged_losses,
             "problem": self.problem,
+            "settings_changed": self.settings_changed,
             "duration_ms": round(self.duration_ms, 1),
             "phases_ms": {k: round(v, 1) for k, v in self.phases_ms.items()},
         }
@@ -173,21 +181,28 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
     loaded = load_newest_valid(store, stream_id, progress)
     base = loaded.snapshot
     bounds = mutation_log.bounds()  # after the load: see the module docstring, step 1
+    identity = None if base is None else check_identity(mutation_log, base.header.next_offsets,
+                                                        base.header.fingerprints, bounds)
     lap("load")
-    plan = plan_restore(base.header if base else None, bounds)
+    plan = plan_restore(base.header if base else None, bounds, identity)
     summary = CompactionSummary(
         UNCHANGED, stream_id, base_snapshot=base.name if base else None,
         positions_before=dict(base.header.next_offsets) if base else {},
         log_first=dict(bounds.first), log_end=dict(bounds.next), skipped_snapshots=loaded.skipped,
         unacknowledged_losses=list(loaded.catalog.losses), phases_ms=phases,
     )
-    if plan.snapshot_ahead_of_log:
+    if plan.snapshot_ahead_of_log or plan.refused:
         summary.outcome, summary.problem = REFUSED, "COMPACTION REFUSED: " + plan.describe()
         log.error(summary.problem, extra={"fields": {"kind": "compaction_refused", "stream": stream_id}})
         return _finish(summary, started, mono)
 
     table = base.table if base else Table()
     table.quota = Quota(max_bytes, mutation_log.partitions) if max_bytes > 0 else None  # as every replica
+    if base is not None and base.header.max_bytes is not None and base.header.max_bytes != max_bytes:
+        summary.settings_changed = (f"the snapshot was folded with STREAMCACHE_MAX_BYTES={base.header.max_bytes}, "
+                                    f"this compactor applies {max_bytes}: every instance and the compactor must "
+                                    "apply the same quota, or they decide puts differently")
+        log.warning(summary.settings_changed, extra={"fields": {"kind": "settings_changed", "stream": stream_id}})
     if base is not None:
         base.table = Table()  # the summary must not keep the (big) table alive
     before = table.next_offsets()
@@ -208,7 +223,7 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
         return _finish(summary, started, mono)
 
     progress.phase("writing the image")
-    data = encode_snapshot(table, stream_id)
+    data = encode_snapshot(table, stream_id, mutation_log.partitions)
     header = snapshot_header_of(table.db)  # the meta rows encode_snapshot just wrote
     name = format_name(header, writer_id(), checksum(data))
     summary.entries, summary.bytes = header.entries, len(data)

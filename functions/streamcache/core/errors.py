@@ -95,6 +95,11 @@ class LogTruncated(StreamcacheError):
     """The log no longer holds the records asked for: retention dropped them. Retrying cannot help."""
 
 
+class LogMismatch(StreamcacheError):
+    """The log no longer means what the data was made from (its partition count changed): no answer
+    would be right, so none is given until an operator acts. Maps to 503 ``log_mismatch``."""
+
+
 class Restoring(StreamcacheError):
     """The cold start is still running when the caller's wait budget ran out. Retry shortly."""
 

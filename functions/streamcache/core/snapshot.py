@@ -19,6 +19,7 @@ import sqlite3
 import zlib
 
 from streamcache.core import schema
+from streamcache.core.identity import decode_fingerprints, encode_fingerprints
 from streamcache.core.snapshot_names import (
     IMAGE_FORMAT,
     LEGACY_FORMAT,
@@ -73,21 +74,28 @@ HEADER_PROBE_BYTES = 64 * 1024
 # ---- writing --------------------------------------------------------------------------------
 
 
-def encode_snapshot(table: Table, stream: str) -> bytes:
-    """The image of ``table`` for the stream called ``stream``. Writes the ``meta`` rows and the
+def encode_snapshot(table: Table, stream: str, partitions: int | None = None) -> bytes:
+    """The image of ``table`` for the stream called ``stream`` (``partitions``: the log's partition
+    count, which placed its records; the quota's when not given). Writes the ``meta`` rows and the
     per-partition numbers into the table's database first (they are part of its state)."""
     table.flush()
     db = table.db
     positions = table.next_offsets()
     as_of = max((table.clock_ms(p) for p in positions), default=0)
+    quota = table.quota
     meta = {
         "stream": stream,
         "as_of_ms": as_of,
         "entries": len(table),
         "requests": db.execute("SELECT count(*) FROM requests").fetchone()[0],
         "used_bytes": table.used_bytes(),
+        # What gives the records their meaning, stored with the data (a process that disagrees says so).
         "dedup_window_ms": DEDUP_WINDOW_MS,
+        "partition_count": partitions if partitions is not None else (quota.partitions if quota else None),
+        "max_bytes": quota.max_bytes if quota else 0,
+        "last_records": encode_fingerprints(table.fingerprints()),
     }
+    meta = {name: value for name, value in meta.items() if value is not None}
     current = dict(db.execute("SELECT name, value FROM meta"))
     if current != meta:  # unchanged state, unchanged bytes
         db.execute("DELETE FROM meta")
@@ -170,6 +178,10 @@ def read_header(conn: sqlite3.Connection) -> SnapshotHeader:
             as_of_ms=int(meta["as_of_ms"]),
             entries=int(meta["entries"]),
             requests=int(meta["requests"]),
+            fingerprints=decode_fingerprints(meta.get("last_records")),
+            partition_count=None if meta.get("partition_count") is None else int(meta["partition_count"]),
+            max_bytes=None if meta.get("max_bytes") is None else int(meta["max_bytes"]),
+            dedup_window_ms=None if meta.get("dedup_window_ms") is None else int(meta["dedup_window_ms"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotCorrupt(f"snapshot: unreadable meta table: {exc}") from exc

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple
 
 from streamcache.core.errors import StreamcacheError
+from streamcache.core.identity import Fingerprint
 from streamcache.core.snapshot_names import IMAGE_FORMAT
 from streamcache.core.table import Table
 
@@ -34,7 +35,12 @@ class UnsupportedSnapshotVersion(SnapshotError):
 class SnapshotHeader:
     """What a snapshot covers. ``next_offsets[p]`` is the first offset of partition ``p`` NOT folded
     in (a partition that is absent is covered up to 0); ``log_time_ms[p]`` is that partition's log
-    time; ``as_of_ms`` the largest of them (the snapshot's age is measured from it)."""
+    time; ``as_of_ms`` the largest of them (the snapshot's age is measured from it).
+
+    What gives the records their meaning (``None``: an image of an earlier version, which did not
+    say): ``fingerprints`` of the last record applied per partition (:mod:`.identity`), the log's
+    ``partition_count`` that placed the records, the quota's ``max_bytes`` (0: none) and the
+    de-duplication window the fold applied."""
 
     stream: str
     next_offsets: dict[int, int]
@@ -43,6 +49,10 @@ class SnapshotHeader:
     entries: int
     requests: int
     format_version: int = FORMAT_VERSION
+    fingerprints: dict[int, Fingerprint] = field(default_factory=dict)
+    partition_count: int | None = None
+    max_bytes: int | None = None
+    dedup_window_ms: int | None = None
 
     def to_json(self) -> dict:
         """The header as shown to people."""
@@ -54,6 +64,10 @@ class SnapshotHeader:
             "entries": self.entries,
             "requests": self.requests,
             "format_version": self.format_version,
+            "partition_count": self.partition_count,
+            "max_bytes": self.max_bytes,
+            "dedup_window_ms": self.dedup_window_ms,
+            "last_records": {str(p): list(f) for p, f in sorted(self.fingerprints.items())},
         }
 
 

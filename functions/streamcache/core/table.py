@@ -32,6 +32,8 @@ from streamcache.core import schema
 from streamcache.core.outcome import Entry, Outcome, OutcomeKind
 from streamcache.core.quota import ENTRY_OVERHEAD_BYTES, Quota, QuotaState
 from streamcache.core.counters import count_up
+from streamcache.core.identity import Fingerprint, decode_fingerprints
+from streamcache.core.table_export import PartitionExport, export_state
 from streamcache.core.records import Delete, Increment, Mutation, Position, PreconditionKind, Put
 
 #: How long (in log time) a request id is remembered for de-duplication. Producer retries give up
@@ -73,13 +75,16 @@ def request_hash(partition: int, request_id: str) -> int:
 class PartitionState:
     """Where one partition stands. Mirrored into the ``partitions`` table by :meth:`Table.flush`."""
 
-    __slots__ = ("next_offset", "clock_ms", "used_bytes", "min_expiry")
+    __slots__ = ("next_offset", "clock_ms", "used_bytes", "min_expiry", "last_request", "last_ts")
 
     def __init__(self, next_offset: int = 0, clock_ms: int = 0, used_bytes: int = 0) -> None:
         self.next_offset = next_offset
         self.clock_ms = clock_ms
         self.used_bytes = used_bytes
         self.min_expiry: int | None = None  # a lower bound of the partition's earliest expiry
+        # The fingerprint of the record at next_offset - 1 (core/identity.py); None: not known.
+        self.last_request: int | None = None
+        self.last_ts = 0
 
 
 class Table:
@@ -111,6 +116,11 @@ class Table:
             self._partitions.setdefault(p, PartitionState()).min_expiry = earliest
         for type_id, name in db.execute("SELECT id, name FROM content_types"):
             self._types[name], self._type_names[type_id] = type_id, name
+        row = db.execute("SELECT value FROM meta WHERE name = 'last_records'").fetchone()
+        for p, fingerprint in decode_fingerprints(None if row is None else row[0]).items():
+            state = self._partitions.get(p)
+            if state is not None:
+                state.last_request, state.last_ts = fingerprint
 
     # ---- applying records -------------------------------------------------------------------
 
@@ -127,6 +137,17 @@ class Table:
         state = self._partitions.get(partition)
         return 0 if state is None else state.clock_ms
 
+    def fingerprint(self, partition: int) -> Fingerprint | None:
+        """The fingerprint of the record this table applied last in ``partition`` (at its next offset
+        minus one), ``None`` when it is not known (nothing applied, or a record skipped there)."""
+        state = self._partitions.get(partition)
+        if state is None or state.last_request is None:
+            return None
+        return Fingerprint(state.last_request, state.last_ts)
+
+    def fingerprints(self) -> dict[int, Fingerprint | None]:
+        return {p: self.fingerprint(p) for p in self._partitions}
+
     def apply(self, position: Position, mutation: Mutation) -> Outcome | None:
         """Apply the record at ``position``. Returns ``None`` if that position was already applied."""
         partition = position.partition
@@ -142,6 +163,7 @@ class Table:
             self._purge(partition, state)
 
         rid = request_hash(partition, mutation.request_id)
+        state.last_request, state.last_ts = rid, mutation.ts_ms  # this record's fingerprint
         # One statement finds both the remembered request and the key's entry (schema.LOOKUP).
         row = self.db.execute(schema.LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key, partition)).fetchone()
         if row[0] is not None:
@@ -182,7 +204,9 @@ class Table:
     def skip(self, position: Position) -> None:
         """Advance past a record that is not ours (undecodable); it changes nothing else."""
         state = self._partitions.setdefault(position.partition, PartitionState())
-        state.next_offset = max(state.next_offset, position.offset + 1)
+        if position.offset >= state.next_offset:
+            state.next_offset = position.offset + 1
+            state.last_request = None  # not a record of ours: nothing to recognise it by
 
     def _decide(self, position: Position, mutation: Mutation, state: PartitionState, current: tuple | None) -> Outcome:
         """Decide a new request; ``current`` is the key's (version partition, offset, expiry, key +
@@ -357,20 +381,9 @@ class Table:
             self.db.execute("DELETE FROM partitions")
             self.db.executemany("INSERT INTO partitions VALUES (?, ?, ?, ?)", rows)
 
-    def export_state(self) -> tuple[dict[str, Entry], dict[int, "PartitionExport"]]:
-        """Everything that decides future reads and outcomes, as plain values (for tests and the
-        legacy converter): the entries and, per partition, next offset, log time and the requests
-        remembered as ``(log time when applied, request hash, outcome)``, by log time then hash."""
-        entries = dict(self.items())
-        partitions = {}
-        for p, s in sorted(self._partitions.items()):
-            rows = self.db.execute(
-                "SELECT seen_ms, id, kind, key, version_partition, version_offset, expires_at_ms, quota_used, "
-                "quota_needed FROM requests "
-                "WHERE partition = ? AND seen_ms >= ? ORDER BY seen_ms, id", (p, s.clock_ms - DEDUP_WINDOW_MS))
-            requests = [(row[0], row[1], self._stored_outcome(p, row[2:])) for row in rows]
-            partitions[p] = PartitionExport(s.next_offset, s.clock_ms, requests)
-        return entries, partitions
+    def export_state(self) -> tuple[dict[str, Entry], dict[int, PartitionExport]]:
+        """Everything that decides future reads and outcomes, as plain values (see table_export)."""
+        return export_state(self, DEDUP_WINDOW_MS)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -389,10 +402,3 @@ class Table:
     def close(self) -> None:
         self.db.close()
 
-
-class PartitionExport(NamedTuple):
-    """One partition's part of :meth:`Table.export_state`."""
-
-    next_offset: int
-    clock_ms: int
-    requests: list[tuple[int, int, Outcome]]
