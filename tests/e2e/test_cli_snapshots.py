@@ -153,3 +153,50 @@ def test_the_console_script_compacts_a_kafka_stream_and_logs_progress_as_json(ka
     assert done.stdout.startswith("written: snapshots/") and "folded 30 records" in done.stdout
     progress = [orjson.loads(line) for line in done.stderr.splitlines() if '"kind":"progress"' in line]
     assert progress and progress[0]["task"] == "compaction"  # stderr is not a terminal: JSON lines
+
+
+def test_a_broker_that_lost_its_log_then_took_more_records_is_not_folded_onto_old_snapshots(tmp_path):
+    """Finding 2 of the log-identity issue, through the real console script and a real broker: write,
+    compact, lose the log (the local broker restarts empty), write MORE records than the snapshot
+    covered, compact again. The compactor refuses (the snapshot's last records are not this log's);
+    the operator retires the old snapshots, and the next compaction holds the new log's keys only."""
+    from streamcache.adapters.kafka_log import KafkaLog
+    from streamcache.core.snapshot import decode_snapshot
+    from streamcache_local.broker import start_broker
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCACHE_")}
+    env.update(STREAMCACHE_SNAPSHOT_URL=str(tmp_path), STREAMCACHE_STREAM_ID="orders", STREAMCACHE_URL="http://127.0.0.1:9")
+
+    def streamcache(*argv):
+        return subprocess.run([STREAMCACHE, *argv], env=env, capture_output=True, text=True, timeout=60)
+
+    def write(broker, count, prefix):
+        broker.create_topic("orders", 3)
+        log = KafkaLog(broker.bootstrap, "orders")
+        try:
+            fill(log, count, keys=count, prefix=prefix)
+        finally:
+            log.close()
+
+    with start_broker() as first:
+        env["STREAMCACHE_LOG_URL"] = first.log_url("orders")
+        port = int(first.bootstrap.rsplit(":", 1)[1])
+        write(first, 30, "old")
+        assert streamcache("compact").returncode == 0
+    with start_broker(port=port) as second:
+        write(second, 90, "new")
+        refused = streamcache("compact")
+        assert refused.returncode == 3, refused.stderr
+        assert "SNAPSHOT OF ANOTHER LOG" in refused.stderr and "is another one than the table applied" in refused.stderr
+        shown = streamcache("snapshots", "--retire-other-log")
+        assert shown.returncode == 1 and "retire snapshots/orders/" in shown.stdout and "nothing moved" in shown.stdout
+        moved = streamcache("snapshots", "--retire-other-log", "--yes")
+        assert moved.returncode == 0, moved.stderr
+        assert not list((tmp_path / "snapshots" / "orders").glob("*.db"))
+        assert len(list((tmp_path / "retired" / "orders").glob("*/*.db"))) == 1
+        written = streamcache("compact")
+        assert written.returncode == 0, written.stderr
+        name = written.stdout.split()[1]
+        table = decode_snapshot((tmp_path / name).read_bytes(), name).table
+        keys = {key for key, _ in table.items()}
+        assert keys == {f"new{i}" for i in range(90)}  # nothing of the lost log

@@ -25,7 +25,7 @@ from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse, error
 from streamcache.cache.invoke_api import error_answer, handle_invoke
 from streamcache.cache.replica import Replica
 from streamcache.cache.service import CacheService, Limits
-from streamcache.core.errors import ConfigError, Restoring
+from streamcache.core.errors import ConfigError, LogMismatch, Restoring
 from streamcache.ports import SnapshotStore
 from streamcache.settings import Settings
 from streamcache.statuses import INTERNAL, ErrorCode, for_error
@@ -81,8 +81,8 @@ class CacheApp:
         try:
             self.ensure_started(0.0 if self.http.is_health(request) else wait_s)
         except Exception as exc:
-            if isinstance(exc, Restoring) and self.http.is_health(request):
-                response = self.http.handle(request)  # /health answers while restoring: phase "restoring"
+            if isinstance(exc, (Restoring, LogMismatch)) and self.http.is_health(request):
+                response = self.http.handle(request)  # /health answers while restoring (or refusing)
             else:
                 problem = self._not_started(exc)
                 response = error_response(problem.status, problem.code, problem.message, problem.headers())
@@ -97,7 +97,7 @@ class CacheApp:
         try:
             self.ensure_started(0.0 if _is_health_operation(body) else wait_s)
         except Exception as exc:
-            if isinstance(exc, Restoring) and _is_health_operation(body):
+            if isinstance(exc, (Restoring, LogMismatch)) and _is_health_operation(body):
                 answer: object = {"status": 200, "health": self.health_json()}
             else:
                 answer = error_answer(self._not_started(exc))

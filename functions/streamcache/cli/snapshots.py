@@ -6,11 +6,13 @@ do; flags override them. They run in this process, against the log and the store
 
     streamcache compact [--log-url URL] [--snapshot-url URL] [--stream-id ID] [--keep N] [--json]
     streamcache snapshots [NAME] [--snapshot-url URL] [--stream-id ID] [--json] [--acknowledge-data-loss]
+    streamcache snapshots --retire-other-log [--yes]      (see cli/retire.py)
 
 Exit status of ``compact``: 0 done (a snapshot written, or nothing new to fold); 2 a usage or settings
 error, or the stream or the store cannot be reached; 3 refused (the snapshots are ahead of the log:
 the stream was recreated); 4 done, but this run found data loss (retention dropped records no
-snapshot covered). ``snapshots``: 0 ok; 1 NAME does not exist or does not verify; 2 as above.
+snapshot covered). ``snapshots``: 0 ok; 1 NAME does not exist or does not verify, or snapshots to
+retire were shown without ``--yes``; 2 as above.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def register(subparsers, url_parent: argparse.ArgumentParser) -> None:
     snapshots.add_argument("--json", action="store_true", help="print JSON")
     snapshots.add_argument("--acknowledge-data-loss", action="store_true",
                            help="show the data-loss records, then delete them: cold starts stop reporting degraded")
+    snapshots.add_argument("--retire-other-log", action="store_true",
+                           help="move the snapshots that belong to another log (a recreated stream) under retired/; "
+                                "shows them unless --yes")
+    snapshots.add_argument("--yes", action="store_true", help="with --retire-other-log: move them")
     snapshots.set_defaults(run=lambda client, args: cmd_snapshots(args), needs_url=False)
 
 
@@ -167,26 +173,38 @@ def _describe_summary(summary) -> str:
 
 def cmd_snapshots(args) -> int:
     from streamcache import logs
-    from streamcache.core.errors import ConfigError
+    from streamcache.core.errors import ConfigError, LogUnavailable
     from streamcache.ports import SnapshotStoreError
     from streamcache.replay.catalog import list_catalog
 
     logs.configure()
     store = None
     try:
-        settings = _settings(args, need_log=False)
+        settings = _settings(args, need_log=args.retire_other_log)
         store = settings.open_store()
+        if args.retire_other_log:
+            return _retire(store, settings, args.yes)
         if args.name:
             return _show(store, settings.stream_id, args.name, args.json)
         catalog = list_catalog(store, settings.stream_id)
         if args.acknowledge_data_loss:
             return _acknowledge(store, catalog)
         return _list(store, catalog, args.json)
-    except (ConfigError, SnapshotStoreError) as exc:
+    except (ConfigError, SnapshotStoreError, LogUnavailable) as exc:
         return _fail("snapshots", exc)
     finally:
         if store is not None:
             store.close()
+
+
+def _retire(store, settings, yes: bool) -> int:
+    from streamcache.cli.retire import retire_other_log
+
+    log = settings.open_log()
+    try:
+        return retire_other_log(store, log, settings.stream_id, yes)
+    finally:
+        log.close()
 
 
 def _list(store, catalog, as_json: bool) -> int:

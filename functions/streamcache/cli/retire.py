@@ -1,0 +1,65 @@
+"""``streamcache snapshots --retire-other-log``: move away the snapshots that belong to another log.
+
+When the stream was recreated (or a local broker lost its records), the snapshots under the stream's
+identity describe a log that is gone: cold starts do not load them (``snapshot_ahead_of_log``) and the
+compactor refuses to fold the new log onto them. What to do with them is the operator's choice:
+
+- start from the new log alone: retire them (this command), and the next compaction writes the first
+  snapshot of the new log;
+- or also seed the new log from one of them: retire them, then ``streamcache restore --from-snapshot
+  NAME --yes`` writes that table back as ordinary records (see docs/history.md).
+
+Each snapshot's header (its first pages) is checked against the log (:mod:`streamcache.replay.identity`);
+only snapshots whose last records the log proves gone or different are moved, to
+``retired/<stream>/<retired at, ms>/<name>`` in the same store (copied, then deleted), where they stay
+until an operator deletes them. Snapshots of this log, and ones that cannot be checked, stay.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from urllib.parse import quote
+
+from streamcache.ports import MutationLog, SnapshotNotFound, SnapshotStore
+
+EXIT_OK, EXIT_NOT_CONFIRMED = 0, 1
+
+
+def retired_prefix(stream: str, at_ms: int) -> str:
+    return f"retired/{quote(stream, safe='')}/{at_ms:016x}/"
+
+
+def retire_other_log(store: SnapshotStore, log: MutationLog, stream: str, yes: bool, clock=time.time) -> int:
+    from streamcache.core.snapshot import SnapshotError
+    from streamcache.replay.catalog import list_catalog, read_header
+    from streamcache.replay.identity import check_identity
+
+    catalog = list_catalog(store, stream)
+    bounds = log.bounds()
+    other: list[tuple[str, str]] = []
+    for name in catalog.snapshots:
+        try:
+            header, _ = read_header(store, name)
+        except (SnapshotError, SnapshotNotFound) as exc:
+            print(f"  kept {name}: cannot be checked ({exc})")
+            continue
+        check = check_identity(log, header.next_offsets, header.fingerprints, bounds)
+        if check.other_log:
+            other.append((name, check.describe()))
+        else:
+            print(f"  kept {name}: of this log")
+    if not other:
+        print(f"no snapshot of stream {stream!r} belongs to another log: nothing to retire")
+        return EXIT_OK
+    target = retired_prefix(stream, int(clock() * 1000))
+    for name, why in other:
+        print(f"  retire {name}: {why}")
+    if not yes:
+        print(f"nothing moved; run again with --yes to move these {len(other)} snapshots under {target}")
+        return EXIT_NOT_CONFIRMED
+    for name, _ in other:
+        store.put_new(target + name.rsplit("/", 1)[1], store.get(name))
+        store.delete(name)
+    print(f"retired {len(other)} snapshots under {target}; the next compaction starts from this log", file=sys.stderr)
+    return EXIT_OK
