@@ -127,3 +127,93 @@ def test_a_moment_neither_the_snapshots_nor_the_stream_reach_names_the_earliest_
     assert code == 2 and "cannot be reached" in err and format_time(START_MS + 29) in err
     code, _, err = run(capsys, "export", *flags, "--as-of", "yesterday")
     assert code == 2 and "RFC 3339" in err
+
+
+# ---- issue 20: one replica implementation (the quota, the snapshot an as-of by positions starts from) --
+
+QUOTA = 3_000  # 1,000 accounted bytes (key + value + 64 B an entry) per partition of 3
+
+
+def quota_instance(flags: list[str], name: str) -> CacheApp:
+    return CacheApp(Settings(log_url=flags[1], instance_id=name, max_bytes=QUOTA))
+
+
+def http_put(app: CacheApp, key: str, value: bytes) -> int:
+    return app.handle(HttpRequest("PUT", f"/cache/{key}", {}, value), 10).status
+
+
+def strong_get(app: CacheApp, key: str):
+    return app.handle(HttpRequest("GET", f"/cache/{key}?consistency=strong", {}, b""), 10)
+
+
+def same_partition(log, key: str, prefix: str) -> str:
+    """A key starting with ``prefix`` in the partition of ``key`` (the quota is per partition)."""
+    return next(f"{prefix}{i}" for i in range(1000) if log.partition_for(f"{prefix}{i}") == log.partition_for(key))
+
+
+def positions(log) -> str:
+    return ",".join(f"{p}-{o}" for p, o in sorted(log.bounds().next.items()))
+
+
+def test_export_leaves_out_what_every_instance_refused_for_the_quota(env, capsys, monkeypatch):
+    log, store, flags = env
+    monkeypatch.setenv("STREAMCACHE_MAX_BYTES", str(QUOTA))
+    app = quota_instance(flags, "a")
+    assert http_put(app, "small", b"s") == 201
+    assert http_put(app, "big", b"b" * 1_000) == 507  # past its partition's share on every instance
+    assert compact(log, store, STREAM, 3, max_bytes=QUOTA).outcome.value == "written"
+    assert http_put(app, "big-after-the-snapshot", b"b" * 1_000) == 507  # in the tail the export replays
+
+    code, out, err = run(capsys, "export", *flags)
+    assert code == 0, err
+    assert [orjson.loads(line)["key"] for line in out.splitlines()] == ["small"]
+
+
+def test_restore_deletes_first_so_that_the_space_they_free_takes_the_puts(env, capsys, monkeypatch):
+    log, store, flags = env
+    monkeypatch.setenv("STREAMCACHE_MAX_BYTES", str(QUOTA))
+    app = quota_instance(flags, "a")
+    newer = same_partition(log, "keep/a", "keep/new")
+    assert http_put(app, "keep/a", b"a" * 600) == 201
+    moment = positions(log)
+    assert app.handle(HttpRequest("DELETE", "/cache/keep/a", {}, b""), 10).status == 204
+    assert http_put(app, newer, b"n" * 600) == 201  # fits only because keep/a is gone
+
+    code, out, err = run(capsys, "restore", *flags, "--as-of", moment, "--prefix", "keep/", "--yes")
+    assert code == 0 and "restored 2 keys" in out, (out, err)
+    for instance in (app, quota_instance(flags, "fresh")):
+        assert strong_get(instance, "keep/a").body == b"a" * 600
+        assert strong_get(instance, newer).status == 404
+
+
+def test_restore_counts_puts_the_quota_refused_and_exits_non_zero(env, capsys, monkeypatch):
+    log, store, flags = env
+    monkeypatch.setenv("STREAMCACHE_MAX_BYTES", str(QUOTA))
+    app = quota_instance(flags, "a")
+    newer = same_partition(log, "keep/a", "keep/new")
+    filler = same_partition(log, "keep/a", "other/")
+    assert http_put(app, "keep/a", b"a" * 600) == 201
+    moment = positions(log)
+    assert http_put(app, "keep/a", b"x") == 200  # shrunk,
+    assert http_put(app, newer, b"n" * 300) == 201  # a key created since,
+    assert http_put(app, filler, b"f" * 400) == 201  # and one outside the prefix that stays: no room for 600 B
+
+    code, out, err = run(capsys, "restore", *flags, "--as-of", moment, "--prefix", "keep/", "--yes")
+    assert code == 3, (out, err)
+    assert "restored" not in out
+    assert "1 of 2 keys were not restored" in err and "1 refused for the quota (quota_exceeded): keep/a" in err
+    assert strong_get(quota_instance(flags, "fresh"), "keep/a").body == b"x"  # as every instance has it
+
+
+def test_an_export_as_of_positions_never_starts_from_a_snapshot_past_them(env, capsys):
+    log, store, flags = env
+    put(log, "k1", b"first", START_MS + 1_000)
+    assert compact(log, store, STREAM, 3).outcome.value == "written"  # as of START_MS + 1 s
+    moment = positions(log)
+    put(log, "k1", b"second", START_MS)  # a writer whose clock is behind: the next snapshot covers
+    put(log, "k2", b"later", START_MS)  # more of the log, and its as-of time is not later
+    assert compact(log, store, STREAM, 3).outcome.value == "written"
+
+    code, out, err = run(capsys, "export", *flags, "--as-of", moment)
+    assert code == 0, err
+    assert [(orjson.loads(line)["key"], orjson.loads(line)["value"]) for line in out.splitlines()] == [("k1", "first")]

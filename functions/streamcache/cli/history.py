@@ -5,14 +5,20 @@ store and the stream (not through the cache's HTTP API; see :mod:`streamcache.re
     streamcache restore --as-of WHEN [--prefix P] [--yes]        make the live table what it was then
 
 ``restore`` writes the differences as ordinary records through the stream, so every instance and
-every change-feed subscriber sees them: puts of the values as they were (content types and absolute
-expiries included) and deletes of keys created since. Each record is conditional on the version the
-restore saw, so a write that lands meanwhile is never overwritten (it is reported); the records carry
-the source ``<STREAMCACHE_EVENT_SOURCE>/restore``. Without ``--yes`` it only prints what it would do.
+every change-feed subscriber sees them: deletes of keys created since, then puts of the values as they
+were (content types and absolute expiries included). Each record is conditional on the version the
+restore saw, so a write that lands meanwhile is never overwritten; the records carry the source
+``<STREAMCACHE_EVENT_SOURCE>/restore``. Without ``--yes`` it only prints what it would do.
 
-Both find the stream and the snapshot store as ``compact`` does (flags, environment, or a running
-``streamcache dev``). Exit status: 0 done, 1 restore not confirmed (nothing written), 2 a usage error
-or a moment that cannot be reached, 3 some restore records were refused (a key changed meanwhile).
+Both fold the table as every instance does, under the same quota (``STREAMCACHE_MAX_BYTES``): a put the
+instances refused is not in an export, and ``restore`` reads its records back and counts every one
+that did not do what it meant (a precondition that failed because the key changed meanwhile, a put
+the quota refused, ...), by kind. Both find the stream and the snapshot store as ``compact`` does
+(flags, environment, or a running ``streamcache dev``).
+
+Exit status: 0 done (every key restored); 1 restore not confirmed (nothing written); 2 a usage error or
+a moment that cannot be reached; 3 some restore records were refused (the summary on stderr says how
+many of each kind and which keys; the others were written).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import sys
 import time
 import uuid
+from collections import defaultdict
 from typing import BinaryIO
 
 from streamcache.cli.snapshots import _fail, _settings, _store_flags
@@ -114,11 +121,27 @@ def cmd_restore(args, clock=time.time) -> int:
         return EXIT_NOT_CONFIRMED
     refused = _write(settings, now, plan, now_ms)
     if refused:
-        print(f"streamcache restore: {len(refused):,} keys changed while restoring and were left as they are: "
-              + ", ".join(refused[:SHOWN_KEYS]), file=sys.stderr)
+        _print_refused(refused, len(plan))
         return EXIT_REFUSED
     print(f"restored {len(plan):,} keys")
     return EXIT_OK
+
+
+def _print_refused(refused: dict, planned: int) -> None:
+    """The summary of a restore that did not write everything: how many keys of each kind, and which."""
+    from streamcache.core.outcome import OutcomeKind
+
+    labels = {
+        OutcomeKind.PRECONDITION_FAILED: "changed while restoring and left as they are",
+        OutcomeKind.QUOTA_EXCEEDED: "refused for the quota",
+        None: "not found applied when read back",
+    }
+    total = sum(len(keys) for keys in refused.values())
+    print(f"streamcache restore: {total:,} of {planned:,} keys were not restored (the others were):", file=sys.stderr)
+    for kind, keys in sorted(refused.items(), key=lambda item: "~" if item[0] is None else item[0].value):
+        more = f" and {len(keys) - SHOWN_KEYS:,} more" if len(keys) > SHOWN_KEYS else ""
+        print(f"  {len(keys):,} {labels.get(kind, 'refused')} ({'not_applied' if kind is None else kind.value}): "
+              f"{', '.join(keys[:SHOWN_KEYS])}{more}", file=sys.stderr)
 
 
 def plan_changes(then, now, prefix: str, then_ms: int, now_ms: int) -> list:
@@ -142,33 +165,42 @@ def _open_and_load(settings, moment):
 
     store, log = settings.open_store(), settings.open_log()
     try:
-        return table_as_of(store, log, settings.stream_id, moment)
+        return table_as_of(store, log, settings.stream_id, moment, settings.max_bytes)
     finally:
         store.close()
         log.close()
 
 
-def _write(settings, now, plan, now_ms: int) -> list[str]:
+def _write(settings, now, plan, now_ms: int) -> dict:
     """Append the plan's records, each conditional on what the restore saw, then read them back
-    (applying them to the table as every instance does) and return the keys whose record was refused."""
+    (applying them to the table as every instance does, quota included) and return the keys whose
+    record did not do what it meant, by :class:`~streamcache.core.outcome.OutcomeKind` (``None``: not
+    found applied when read back)."""
     from streamcache.core import records
     from streamcache.core.records import IF_ABSENT, if_match
     from streamcache.core.table import OutcomeKind
     from streamcache.replay.fold import replay
 
+    # Deletes first: the quota is per partition and decided in log order, so the space that deleting
+    # keys created since the moment frees is there for the puts that follow in the same partition
+    # (written the other way round, a put could be refused for room its own restore was about to
+    # free). Deletes are never refused for the quota, so this order restores all that can be.
+    ordered = [change for change in plan if change[1] is None] + [change for change in plan if change[1] is not None]
     source = settings.event_source.rstrip("/") + "/restore"
     batch, requests = [], []
-    for key, entry in plan:
+    for key, entry in ordered:
         current = now.table.get(key, now_ms)
         request_id = f"restore-{uuid.uuid4().hex}"
         precondition = IF_ABSENT if current is None else if_match(current.version)
         if entry is None:
             mutation: records.Mutation = records.Delete(key, request_id, now_ms, precondition)
+            meant = {OutcomeKind.DELETED}
         else:
             mutation = records.Put(key, entry.value, entry.content_type, request_id, now_ms, entry.expires_at_ms,
                                    precondition)
+            meant = {OutcomeKind.CREATED, OutcomeKind.REPLACED}
         batch.append((key, records.encode(mutation, source, settings.max_record_bytes)))
-        requests.append((key, request_id))
+        requests.append((key, request_id, meant))
     log = settings.open_log()
     try:
         positions = log.append_many(batch)
@@ -180,9 +212,9 @@ def _write(settings, now, plan, now_ms: int) -> list[str]:
         replay(now.table, log, start, end)
     finally:
         log.close()
-    refused = []
-    for (key, request_id), position in zip(requests, positions):
+    refused: dict[OutcomeKind | None, list[str]] = defaultdict(list)
+    for (key, request_id, meant), position in zip(requests, positions):
         outcome = now.table.outcome_for(position.partition, request_id)
-        if outcome is None or outcome.kind is OutcomeKind.PRECONDITION_FAILED:
-            refused.append(key)
-    return refused
+        if outcome is None or outcome.kind not in meant:
+            refused[None if outcome is None else outcome.kind].append(key)
+    return {kind: sorted(keys) for kind, keys in refused.items()}

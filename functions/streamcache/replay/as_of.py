@@ -11,20 +11,33 @@ Used by ``streamcache export --as-of`` and ``streamcache restore --as-of`` (and,
 
 A moment that neither the kept snapshots nor the stream's retention covers is refused with
 :class:`Unreachable`, which names the earliest moment that can be reached.
+
+The table is folded exactly as every instance and the compactor fold it: the same quota
+(``max_bytes``, ``STREAMCACHE_MAX_BYTES``), the shared fold of :mod:`.fold`, and, for a time, the state
+machine's own rule for log time (:func:`~streamcache.core.table.next_log_time`). It starts from a
+snapshot that is a prefix of the answer: for a time, the newest whose as-of time (its partitions'
+largest log time) is not after it; for positions, the newest that covers no partition past them (by
+coverage, never by as-of time: a writer whose clock was behind gives a newer snapshot an as-of time
+that is not later).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from streamcache.core.errors import InvalidRequest, LogTruncated, RecordError
+from streamcache.core.quota import Quota
 from streamcache.core.records import Position, format_time, parse_time
-from streamcache.core.snapshot import parse_name
-from streamcache.core.table import Table
-from streamcache.ports import MutationLog, SnapshotStore
-from streamcache.replay.catalog import list_catalog, load_newest_valid, read_header
-from streamcache.replay.fold import decode_placed
+from streamcache.core.snapshot import SnapshotError, parse_name
+from streamcache.core.table import Table, next_log_time
+from streamcache.ports import MutationLog, SnapshotNotFound, SnapshotStore
+from streamcache.replay.catalog import LoadedSnapshot, list_catalog, load_newest_valid, read_header
+from streamcache.replay.fold import FoldStats, apply_decoded, decode_records, replay
+from streamcache.replay.snapshot_image import load_image
+
+logger = logging.getLogger("streamcache.snapshots")
 
 #: Offsets read per request while replaying up to a moment.
 CHUNK_RECORDS = 50_000
@@ -78,8 +91,10 @@ class TableAsOf:
     records_replayed: int = 0
 
 
-def table_as_of(store: SnapshotStore | None, log: MutationLog, stream: str, moment: Moment = Moment()) -> TableAsOf:
-    """The table at ``moment`` (see the module docstring). Raises :class:`Unreachable`."""
+def table_as_of(store: SnapshotStore | None, log: MutationLog, stream: str, moment: Moment = Moment(),
+                max_bytes: int = 0) -> TableAsOf:
+    """The table at ``moment`` (see the module docstring) under the deployment's quota ``max_bytes``
+    (``STREAMCACHE_MAX_BYTES``; 0: none). Raises :class:`Unreachable`."""
     bounds = log.bounds()
     partitions = range(log.partitions)
     if moment.positions is not None:
@@ -90,18 +105,13 @@ def table_as_of(store: SnapshotStore | None, log: MutationLog, stream: str, mome
                                  f"stream (beyond its end: {beyond})")
     loaded = None
     if store is not None:
-        limit = moment.time_ms
-        result = load_newest_valid(store, stream, as_of_ms=limit)
-        loaded = result.snapshot
-        if loaded is not None and moment.positions is not None and any(
-                loaded.header.next_offsets.get(p, 0) > o for p, o in moment.positions.items()):
-            loaded = None  # a snapshot past the positions asked for: look for an older one below
-            for name in result.catalog.snapshots:
-                covered = _covered(store, name)
-                if covered is not None and all(covered.get(p, 0) <= o for p, o in moment.positions.items()):
-                    loaded = load_newest_valid(store, stream, as_of_ms=parse_name(name).as_of_ms).snapshot
-                    break
+        if moment.positions is not None:
+            loaded = _load_within(store, stream, moment.positions)
+        else:
+            loaded = load_newest_valid(store, stream, as_of_ms=moment.time_ms).snapshot
     table = loaded.table if loaded is not None else Table()
+    # Before any record is applied: the quota decides outcomes, alike on every replica and the compactor.
+    table.quota = Quota(max_bytes, log.partitions) if max_bytes > 0 else None
     start = {p: (loaded.header.next_offsets.get(p, 0) if loaded is not None else 0) for p in partitions}
     gone = {p: bounds.first.get(p, 0) for p in partitions if bounds.first.get(p, 0) > start[p]}
     end = dict(moment.positions) if moment.positions is not None else {p: bounds.next.get(p, 0) for p in partitions}
@@ -110,39 +120,66 @@ def table_as_of(store: SnapshotStore | None, log: MutationLog, stream: str, mome
     for p, offset in start.items():  # where this table stands, even in a partition replay skips
         if offset > 0:
             table.skip(Position(p, offset - 1))
-    replayed = _replay_until(table, log, start, end, moment.time_ms)
-    return TableAsOf(table, moment, loaded.name if loaded is not None else None, table.next_offsets(), replayed)
+    try:
+        if moment.time_ms is None:
+            stats = replay(table, log, start, end)
+        else:
+            stats = _replay_until(table, log, start, end, moment.time_ms)
+    except LogTruncated as exc:
+        raise Unreachable(f"the stream dropped records while they were read: {exc}") from None
+    return TableAsOf(table, moment, loaded.name if loaded is not None else None, table.next_offsets(), stats.applied)
+
+
+def _load_within(store: SnapshotStore, stream: str, positions: Mapping[int, int]) -> LoadedSnapshot | None:
+    """The newest snapshot of ``stream`` that verifies and covers no partition past ``positions``, or
+    ``None``. Chosen by coverage (the header), then that very object is downloaded and verified
+    against the checksum in its name; a damaged or vanished one gives way to the next older one."""
+    for name in list_catalog(store, stream).snapshots:
+        covered = _covered(store, name)
+        if covered is None or any(covered.get(p, 0) > positions.get(p, 0) for p in covered):
+            continue
+        try:
+            data = store.get(name)
+            snapshot = load_image(data, name)
+        except SnapshotNotFound:
+            continue  # pruned since the listing: the ones that replace it cover more, not less
+        except SnapshotError as exc:
+            logger.error("snapshot %s skipped: %s; trying an older one", name, exc,
+                      extra={"fields": {"kind": "snapshot_skipped", "name": name, "detail": str(exc)}})
+            continue
+        if snapshot.header.stream != stream or any(
+                snapshot.header.next_offsets.get(p, 0) > positions.get(p, 0) for p in snapshot.header.next_offsets):
+            snapshot.table.close()
+            continue
+        return LoadedSnapshot(name, snapshot.header, snapshot.table, len(data), 0.0)  # load time: not timed here
+    return None
 
 
 def _replay_until(table: Table, log: MutationLog, start: dict[int, int], end: dict[int, int],
-                  time_ms: int | None) -> int:
-    """Apply each partition's records in ``[start, end)``, stopping a partition at its first record
-    written after ``time_ms``. Records that are not ours are skipped, as every replica skips them."""
-    count = 0
+                  time_ms: int) -> FoldStats:
+    """Apply each partition's records in ``[start, end)`` up to the first one at which the partition's
+    log time passes ``time_ms`` (the state machine's own rule, :func:`next_log_time`), through the
+    shared fold. Per partition: where one stops depends only on that partition's records."""
+    stats = FoldStats()
     for partition in sorted(start):
-        offset = start[partition]
+        offset, clock = start[partition], table.clock_ms(partition)
         while offset < end.get(partition, 0):
             upto = min(offset + CHUNK_RECORDS, end[partition])
-            try:
-                records = list(log.read({partition: offset}, {partition: upto}))
-            except LogTruncated as exc:
-                raise Unreachable(f"the stream dropped records while they were read: {exc}") from None
-            stop = False
-            for record in records:
-                try:
-                    mutation = decode_placed(record, log.partition_for)  # skipped alike everywhere
-                except RecordError:
-                    table.skip(record.position)
-                    continue
-                if time_ms is not None and mutation.ts_ms > time_ms:
-                    stop = True  # the partition's log time passes the moment here
+            decoded = decode_records(log.read({partition: offset}, {partition: upto}), log.partition_for)
+            cut = len(decoded)
+            for index, (_, mutation) in enumerate(decoded):
+                if isinstance(mutation, RecordError):
+                    continue  # not ours: skipped alike everywhere, and it moves no clock
+                clock = next_log_time(clock, mutation.ts_ms)
+                if clock > time_ms:
+                    cut = index  # the partition's log time passes the moment here
                     break
-                table.apply(record.position, mutation)
-                count += 1
-            if stop:
+            with table.batch():
+                stats.add(apply_decoded(table, decoded[:cut]))
+            if cut < len(decoded):
                 break
             offset = upto
-    return count
+    return stats
 
 
 def _covered(store: SnapshotStore, name: str) -> dict[int, int] | None:
