@@ -217,3 +217,33 @@ def test_an_export_as_of_positions_never_starts_from_a_snapshot_past_them(env, c
     code, out, err = run(capsys, "export", *flags, "--as-of", moment)
     assert code == 0, err
     assert [(orjson.loads(line)["key"], orjson.loads(line)["value"]) for line in out.splitlines()] == [("k1", "first")]
+
+
+def test_a_recreated_stream_is_exported_alone_then_seeded_from_its_retired_snapshot(env, capsys, tmp_path):
+    """The log-identity issue: export must not fold the new log onto a snapshot of the lost one (the
+    new log is longer than the snapshot covered); the operator retires the old snapshot and seeds
+    the new stream from it, keeping the new stream's own writes."""
+    log, store, flags = env
+    fill(log, 30, keys=30, prefix="old")
+    assert compact(log, store, STREAM, 3).outcome.value == "written"
+    name = flags[1].removeprefix("memory://").split("?")[0]
+    MemoryLog.forget(name)
+    recreated = MemoryLog.named(name, 3)
+    fill(recreated, 60, keys=60, prefix="new")
+    put(recreated, "old1", b"rewritten in the new stream", START_MS + 10)
+
+    code, out, err = run(capsys, "export", *flags)
+    assert code == 0, err
+    exported = {orjson.loads(line)["key"] for line in out.splitlines()}
+    assert exported == {f"new{i}" for i in range(60)} | {"old1"} and "no snapshot" in err
+
+    assert run(capsys, "snapshots", "--retire-other-log", "--yes", *flags)[0] == 0
+    retired = [str(p.relative_to(tmp_path / "snapshots")) for p in (tmp_path / "snapshots" / "retired").rglob("*.db")]
+    assert len(retired) == 1
+    code, out, err = run(capsys, "restore", "--from-snapshot", retired[0], *flags)
+    assert code == 1 and "29 to write back, 0 to delete" in out  # old1 is the new stream's now
+    code, out, err = run(capsys, "restore", "--from-snapshot", retired[0], "--yes", *flags)
+    assert code == 0, err
+    table = full_replay(recreated)
+    assert table.get("old2", START_MS).value == b"old-2" and table.get("new59", START_MS).value == b"new-59"
+    assert table.get("old1", START_MS).value == b"rewritten in the new stream"

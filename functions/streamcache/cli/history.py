@@ -3,6 +3,11 @@ store and the stream (not through the cache's HTTP API; see :mod:`streamcache.re
 
     streamcache export [--prefix P] [--as-of WHEN] [-o FILE]     JSON Lines in exactly the import format
     streamcache restore --as-of WHEN [--prefix P] [--yes]        make the live table what it was then
+    streamcache restore --from-snapshot NAME [--prefix P] [--yes]   seed the stream with a snapshot's keys
+
+``--from-snapshot`` seeds: it writes the snapshot's live keys that the stream does not hold (each
+``If-None-Match: *``) and never deletes or replaces a key, so writes the stream took since it was
+recreated stay. NAME may be a snapshot retired by ``streamcache snapshots --retire-other-log``.
 
 ``restore`` writes the differences as ordinary records through the stream, so every instance and
 every change-feed subscriber sees them: deletes of keys created since, then puts of the values as they
@@ -45,8 +50,10 @@ def register(subparsers, url_parent: argparse.ArgumentParser) -> None:
 
     restore = subparsers.add_parser("restore", help="make the live table (under --prefix) what it was --as-of a moment")
     _common(restore)
-    restore.add_argument("--as-of", metavar="WHEN", required=True,
-                         help="a time (2026-11-26T09:00:00Z) or positions P-O[,P-O...]")
+    source = restore.add_mutually_exclusive_group(required=True)
+    source.add_argument("--as-of", metavar="WHEN", help="a time (2026-11-26T09:00:00Z) or positions P-O[,P-O...]")
+    source.add_argument("--from-snapshot", metavar="NAME",
+                        help="a snapshot's object name (also one retired under retired/): its live keys, as they are")
     restore.add_argument("--yes", action="store_true", help="write the changes (without it: only show them)")
     restore.set_defaults(run=lambda client, args: cmd_restore(args), needs_url=False)
 
@@ -98,17 +105,20 @@ def cmd_restore(args, clock=time.time) -> int:
     logs.configure()
     try:
         settings = _settings(args, need_log=True)
-        moment = parse_moment(args.as_of)
-        then = _open_and_load(settings, moment)
+        moment = parse_moment(args.as_of) if args.as_of else None
+        then = _open_and_load(settings, moment) if moment is not None else _load_named(settings, args.from_snapshot)
         now = _open_and_load(settings, Moment())
     except Exception as exc:
         return _fail("restore", exc)
     now_ms = int(clock() * 1000)
-    then_ms = moment.time_ms if moment.time_ms is not None else now_ms
+    then_ms = moment.time_ms if moment is not None and moment.time_ms is not None else now_ms
     plan = plan_changes(then.table, now.table, args.prefix, then_ms, now_ms)
+    if moment is None:  # seeding: add what the stream lacks, never delete or replace what it holds
+        plan = [(key, entry) for key, entry in plan if entry is not None and now.table.get(key, now_ms) is None]
     puts = [key for key, entry in plan if entry is not None]
     deletes = [key for key, entry in plan if entry is None]
-    print(f"restore under {args.prefix or '(every key)'!r} as of {moment.describe()}: {len(puts):,} to write back, "
+    what = f"as of {moment.describe()}" if moment is not None else f"as snapshot {then.snapshot} holds it"
+    print(f"restore under {args.prefix or '(every key)'!r} {what}: {len(puts):,} to write back, "
           f"{len(deletes):,} to delete")
     for key, entry in plan[:SHOWN_KEYS]:
         print(f"  {'put   ' if entry is not None else 'delete'} {key}")
@@ -169,6 +179,26 @@ def _open_and_load(settings, moment):
     finally:
         store.close()
         log.close()
+
+
+def _load_named(settings, name: str):
+    """The table a snapshot object holds, verified against the checksum its name carries: any object
+    of the store (a snapshot of this stream, or one retired under ``retired/``), with ``name`` or its
+    last part (then looked for among this stream's snapshots)."""
+    from streamcache.core.snapshot import stream_prefix
+    from streamcache.replay.as_of import Moment, TableAsOf
+    from streamcache.replay.snapshot_image import load_image
+
+    if "/" not in name:
+        name = stream_prefix(settings.stream_id) + name
+    store = settings.open_store()
+    try:
+        data = store.get(name)
+    finally:
+        store.close()
+    # The name's last part carries the length and CRC-32; under retired/ the prefix is not a stream's.
+    snapshot = load_image(data, stream_prefix(settings.stream_id) + name.rsplit("/", 1)[1])
+    return TableAsOf(snapshot.table, Moment(), name, snapshot.table.next_offsets(), 0)
 
 
 def _write(settings, now, plan, now_ms: int) -> dict:

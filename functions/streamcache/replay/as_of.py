@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from streamcache.core.errors import InvalidRequest, LogTruncated, RecordError
+from streamcache.core.errors import InvalidRequest, LogMismatch, LogTruncated, RecordError
 from streamcache.core.quota import Quota
 from streamcache.core.records import Position, format_time, parse_time
 from streamcache.core.snapshot import SnapshotError, parse_name
@@ -35,6 +35,7 @@ from streamcache.core.table import Table, next_log_time
 from streamcache.ports import MutationLog, SnapshotNotFound, SnapshotStore
 from streamcache.replay.catalog import LoadedSnapshot, list_catalog, load_newest_valid, read_header
 from streamcache.replay.fold import FoldStats, apply_decoded, decode_records, replay
+from streamcache.replay.identity import check_identity
 from streamcache.replay.snapshot_image import load_image
 
 logger = logging.getLogger("streamcache.snapshots")
@@ -109,6 +110,9 @@ def table_as_of(store: SnapshotStore | None, log: MutationLog, stream: str, mome
             loaded = _load_within(store, stream, moment.positions)
         else:
             loaded = load_newest_valid(store, stream, as_of_ms=moment.time_ms).snapshot
+    if loaded is not None and _of_another_log(log, loaded, bounds):
+        loaded.table.close()
+        loaded = None  # as a cold start does: the snapshot is not this log's, only the log counts
     table = loaded.table if loaded is not None else Table()
     # Before any record is applied: the quota decides outcomes, alike on every replica and the compactor.
     table.quota = Quota(max_bytes, log.partitions) if max_bytes > 0 else None
@@ -128,6 +132,20 @@ def table_as_of(store: SnapshotStore | None, log: MutationLog, stream: str, mome
     except LogTruncated as exc:
         raise Unreachable(f"the stream dropped records while they were read: {exc}") from None
     return TableAsOf(table, moment, loaded.name if loaded is not None else None, table.next_offsets(), stats.applied)
+
+
+def _of_another_log(log: MutationLog, loaded: LoadedSnapshot, bounds) -> bool:
+    """True when ``loaded`` is a snapshot of another log (:mod:`streamcache.replay.identity`). A log
+    whose partition count is not the snapshot's cannot be read at all: :class:`LogMismatch`."""
+    header = loaded.header
+    if header.partition_count is not None and header.partition_count != log.partitions:
+        raise LogMismatch(f"the snapshot {loaded.name} was made of a log with {header.partition_count} partitions; "
+                          f"the stream has {log.partitions}: keys hash to other partitions now, no table can be right")
+    check = check_identity(log, header.next_offsets, header.fingerprints, bounds)
+    if check.other_log:
+        logger.warning("snapshot %s is of another log (%s): not used", loaded.name, check.describe(),
+                       extra={"fields": {"kind": "snapshot_of_another_log", "name": loaded.name}})
+    return check.other_log
 
 
 def _load_within(store: SnapshotStore, stream: str, positions: Mapping[int, int]) -> LoadedSnapshot | None:
