@@ -7,12 +7,12 @@
 """
 
 from streamcache.client.cache_client import Client, Op
-from streamcache.client.models import (BadRequest, CacheError, Change, Item, KeyInfo, NotFound, OutcomeUnknown,
+from streamcache.client.models import (BadRequest, CacheError, Change, ChangeKind, Item, KeyInfo, NotFound, OutcomeUnknown,
                                        PreconditionFailed, QuotaExceeded, Conflict, ServerError, Transport, TransportError, UnansweredWrite,
                                        Unavailable, Unreachable, ValueTooLarge, WriteResult)
 
 __all__ = [
-    "Client", "Op", "Transport", "TransportError", "Change", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
+    "Client", "Op", "Transport", "TransportError", "Change", "ChangeKind", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
     "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "QuotaExceeded", "Conflict", "ServerError",
     "OutcomeUnknown", "UnansweredWrite",
 ]
