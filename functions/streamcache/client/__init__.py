@@ -1,7 +1,8 @@
 """The client side of streamcache, never staged into a function image.
 
 - :class:`Client` (:mod:`.cache_client`): the typed client of a running cache, over HTTP
-  (:mod:`.http`) or the OCI Functions invoke API (:mod:`.invoke`); results and errors in :mod:`.models`.
+  (:mod:`.http`) or the OCI Functions invoke API (:mod:`.invoke`); results and errors in :mod:`.models`,
+  the operations it sends (:class:`Op`) in :mod:`.ops`.
 - :mod:`.subscribe`: the change feed, read straight from the stream with a Kafka consumer
   (:meth:`Client.changes` reads it over HTTP or invokes instead, from ``/changes``).
 """
