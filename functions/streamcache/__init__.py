@@ -19,7 +19,7 @@ One room per role; the boundaries between them are checked by ``make check`` (im
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "Client", "Op", "Change", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
+    "__version__", "Client", "Op", "Change", "ChangeKind", "Item", "WriteResult", "KeyInfo", "CacheError", "NotFound",
     "PreconditionFailed", "Unavailable", "Unreachable", "BadRequest", "ValueTooLarge", "QuotaExceeded", "Conflict", "ServerError",
     "OutcomeUnknown", "UnansweredWrite",
 ]

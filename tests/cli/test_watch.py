@@ -134,6 +134,19 @@ def test_json_mode_prints_one_change_event_per_line(stream):
                                  records.Delete("user/1", "req-del", 1_800_000_000_000, records.IF_EXISTS)).as_json()
 
 
+def test_an_increment_is_printed_as_an_increment_with_its_delta(stream):
+    url, log = stream
+    position = put(log, "visits", b"10")
+    log.append("visits", records.encode(records.Increment("visits", 5, "req-incr", 1_800_000_000_000)))
+    with watching("--from", "earliest", "--log-url", url) as watcher:
+        lines = watcher.take(2)
+    assert [line.split()[1:] for line in lines][1] == [f"{position.partition}-{position.offset + 1}", "increment",
+                                                       "visits", "by", "5"]
+    with watching("--from", "earliest", "--json", "--log-url", url) as watcher:
+        counted = orjson.loads(watcher.take(2)[1])
+    assert (counted["kind"], counted["key"], counted["by"]) == ("increment", "visits", 5)
+
+
 def test_from_a_position_resumes_where_the_last_watch_stopped(stream):
     url, log = stream
     for n in range(12):
@@ -285,3 +298,9 @@ def test_a_delete_line_and_preconditions():
     assert change(records.Put("k", b"v", "text/plain", "r", 0, 60_000, records.IF_ABSENT)).split()[-1] == "if-absent"
     line = change(records.Put("k", b"v", "text/plain", "r", 0, 60_000))  # RFC 3339, UTC, ms: the API's format
     assert line.startswith("1970-01-01T00:00:00.000Z") and line.endswith("expires 1970-01-01T00:01:00.000Z")
+
+
+def test_an_increment_line_shows_its_delta_and_the_expiry_it_gives_a_new_counter():
+    assert change(records.Increment("visits", -3, "r", 0)).split()[1:] == ["2-17", "increment", "visits", "by", "-3"]
+    line = change(records.Increment("visits", 1, "r", 0, 60_000))
+    assert line.endswith("increment visits  by 1  expires 1970-01-01T00:01:00.000Z")

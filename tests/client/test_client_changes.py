@@ -54,3 +54,13 @@ def test_a_bad_token_is_a_clear_bad_request(client):
     with pytest.raises(BadRequest) as refused:
         next(client.changes("yesterday"))
     assert refused.value.status == 400 and refused.value.code == "invalid_token"
+
+
+def test_an_increment_in_the_feed_is_an_increment_with_its_delta(client):
+    prefix = unique("counted") + "/"
+    client.put(prefix + "visits", b"10")
+    client.increment(prefix + "visits", by=5)
+    client.delete(prefix + "visits")
+    seen = list(client.changes("earliest", prefix, follow=False))
+    assert [(c.key, c.kind, c.by) for c in seen] == [
+        (prefix + "visits", "put", None), (prefix + "visits", "increment", 5), (prefix + "visits", "delete", None)]

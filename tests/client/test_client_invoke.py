@@ -13,7 +13,7 @@ import pytest
 from support.client_checks import unique
 from support.oci_fakes import REGION, new_rsa_key, private_pem, session_token, write_api_key_profile
 
-from streamcache import (BadRequest, CacheError, Client, Item, KeyInfo, NotFound, Op, PreconditionFailed,
+from streamcache import (BadRequest, CacheError, Client, Conflict, Item, KeyInfo, NotFound, Op, PreconditionFailed,
                          Unavailable, Unreachable, ValueTooLarge, WriteResult)
 from streamcache_local.invoke_endpoint import function_ocid
 
@@ -153,6 +153,16 @@ def test_a_batch_over_http_runs_one_by_one(stack):
     with Client(stack.url) as client:
         written, item, deleted = client.batch([Op.put(key, b"v"), Op.get(key, "strong"), Op.delete(key)])
     assert isinstance(written, WriteResult) and item.value == b"v" and deleted is True
+
+
+@pytest.mark.parametrize("transport", ["http", "invoke"])
+def test_a_batch_increment_answers_the_counters_new_value(stack, invoke_client, transport):
+    key = unique()
+    with (invoke_client() if transport == "invoke" else Client(stack.url)) as client:
+        assert client.batch([Op.increment(key, 5), Op.increment(key, -2)]) == [5, 3]
+        client.put(key, b"x")
+        (refused,) = client.batch([Op.increment(key)])
+    assert isinstance(refused, Conflict) and refused.code == "not_a_number"
 
 
 # ---- credentials --------------------------------------------------------------------------------

@@ -132,3 +132,39 @@ def test_two_group_members_split_the_partitions(stream):
     assert got_a and got_b
     assert sorted(e.key for e in got_a + got_b) == sorted(f"k{i}" for i in range(30))
     assert not {e.position.partition for e in got_a} & {e.position.partition for e in got_b}
+
+
+def test_an_increment_reads_as_an_increment_with_its_delta_and_a_mirror_can_apply_it(stream):
+    """A subscriber mirroring the cache by ``kind`` ends with the cache's counters (not deleting them)."""
+    url, log = stream
+    ts = 1_700_000_000_000
+    log.append("n", records.encode(records.Put("n", b"10", "text/plain", "r-put-n", ts)))
+    log.append("n", records.encode(records.Increment("n", 5, "r-incr-n", ts + 1)))
+    log.append("m", records.encode(records.Increment("m", -3, "r-incr-m", ts + 2, ts + 60_000)))
+    log.append("gone", records.encode(records.Put("gone", b"1", "text/plain", "r-put-gone", ts + 3)))
+    log.append("gone", records.encode(records.Delete("gone", "r-del-gone", ts + 4)))
+    with Subscription(*_split(url), start="earliest") as sub:
+        events = _collect(sub, 5)
+    mirror: dict[str, int] = {}
+    for event in events:  # a key's records arrive in log order: all a mirror needs
+        if event.kind == "put":
+            mirror[event.key] = int(event.mutation.value)
+        elif event.kind == "increment":
+            mirror[event.key] = mirror.get(event.key, 0) + event.mutation.by
+        else:
+            mirror.pop(event.key, None)
+    assert mirror == {"n": 15, "m": -3}
+    increment = next(e for e in events if e.key == "m")
+    assert (increment.kind, increment.by) == ("increment", -3)
+    assert {k: increment.as_json()[k] for k in ("kind", "key", "by", "expires_at_ms")} == \
+        {"kind": "increment", "key": "m", "by": -3, "expires_at_ms": ts + 60_000}
+    assert [e.by for e in events if e.kind != "increment"] == [None, None, None]
+
+
+def test_change_kinds_name_the_record_types():
+    from streamcache import ChangeKind  # the client's own copy of the record types: the same strings
+
+    assert {ChangeKind.of_type(t) for t in (records.PUT_TYPE, records.DELETE_TYPE, records.INCREMENT_TYPE)} \
+        == set(ChangeKind)
+    with pytest.raises(ValueError, match="io.streamcache.put.v2"):
+        ChangeKind.of_type("io.streamcache.put.v2")

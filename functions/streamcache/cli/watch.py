@@ -8,8 +8,10 @@ stream: ``--log-url kafka://HOST:PORT/TOPIC`` (OCI Streaming: set ``STREAMCACHE_
 dev`` at ``--url`` (default ``$STREAMCACHE_URL`` or http://127.0.0.1:8080) is asked for its stream
 (``GET /_local/stack``, which only the local gateway answers).
 
-Output: one line per change, ``time position kind key size content-type preview`` (the time is the
-writer's, in local time), or with ``--json`` one JSON object per line (``ChangeEvent.as_json()``).
+Output: one line per change, ``time position kind key`` (the time is the writer's clock, in UTC; the
+kind ``put``, ``delete`` or ``increment``), then a put's ``size content-type preview``, an
+increment's ``by N``, any precondition and expiry; or with ``--json`` one JSON object per line
+(``ChangeEvent.as_json()``: an increment has ``by``).
 Records of one key come in log order; keys in different partitions interleave. On Ctrl-C it prints
 (on stderr) the ``--from`` value that resumes exactly where it stopped.
 
@@ -182,17 +184,19 @@ def _security_from_env() -> dict:
 
 
 def format_change(event) -> str:
-    """``2026-11-26T21:14:44.283Z  0-12      put    user/1  14 B application/json  {"n":1}`` (times
-    in the API's one format: RFC 3339, UTC, milliseconds)."""
-    from streamcache.core.records import Put, format_time
+    """``2026-11-26T21:14:44.283Z  0-12      put       user/1  14 B application/json  {"n":1}``, or
+    ``... increment visits  by 5`` (times in the API's one format: RFC 3339, UTC, milliseconds)."""
+    from streamcache.core.records import Delete, Increment, Put, format_time
 
     mutation = event.mutation
     when = format_time(mutation.ts_ms)
-    line = f"{when}  {str(event.position):<9} {event.kind:<6} {mutation.key}"
+    line = f"{when}  {str(event.position):<9} {event.kind:<9} {mutation.key}"
     if isinstance(mutation, Put):
         line += f"  {len(mutation.value)} B {mutation.content_type}  {preview(mutation.value, mutation.content_type)}"
-        if mutation.expires_at_ms is not None:
-            line += "  expires " + format_time(mutation.expires_at_ms)
+    elif isinstance(mutation, Increment):
+        line += f"  by {mutation.by}"
+    if not isinstance(mutation, Delete) and mutation.expires_at_ms is not None:
+        line += "  expires " + format_time(mutation.expires_at_ms)
     pre = mutation.precondition
     if pre is not None:
         line += {"match": f"  if-match {pre.version}", "exists": "  if-exists", "absent": "  if-absent"}[pre.kind]

@@ -18,7 +18,8 @@ connection errors, with exponential backoff and full jitter. Conditional writes 
 whether a lost attempt ran is unknown, and repeating it could fail its own precondition. A write whose
 outcome is unknown (503 ``outcome_unknown``, a 504, or sent without an answer) is not retried either
 and raises :class:`OutcomeUnknown` (:class:`UnansweredWrite`): read the key with
-``consistency="strong"`` to learn what happened.
+``consistency="strong"`` to learn what happened. So does a batch holding a write or an increment
+that may have run (:meth:`Client.batch`); a batch of reads raises :class:`Unreachable`.
 
 A client reads its own writes: every write answers a session position (``Streamcache-Position``),
 and every get and listing carries the client's latest ones (``Streamcache-After``), so the instance
@@ -38,6 +39,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
+from streamcache.client.ops import Op, idempotent, is_write
 from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Change, Item,
                                        KeyInfo, NotFound, OutcomeUnknown, PreconditionFailed, ServerError,
                                        UnansweredWrite, Unavailable, Unreachable, ValueTooLarge, WriteResult, error_for)
@@ -49,48 +51,6 @@ __all__ = ["Client", "Op", "Transport", "TransportError", "Change", "Item", "Wri
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_BATCH = 100  # the function's limit on one {"operations": [...]} invoke
-
-
-# ---- transports ---------------------------------------------------------------------------------
-
-
-class Op:
-    """Operations for :meth:`Client.batch`: ``Op.put("k", b"v")``, ``Op.get("k")``, ``Op.delete("k")``."""
-
-    @staticmethod
-    def get(key: str, consistency: str | None = None) -> dict:
-        return _drop_none({"operation": "get", "key": key, "consistency": consistency})
-
-    @staticmethod
-    def put(key: str, value: bytes | str, ttl: float | None = None, if_match: str | None = None,
-            if_none_match: bool = False, content_type: str | None = None) -> dict:
-        if isinstance(value, str):
-            value, content_type = value.encode("utf-8"), content_type or "text/plain; charset=utf-8"
-        elif not isinstance(value, (bytes, bytearray, memoryview)):
-            raise TypeError(f"value must be bytes or str, not {type(value).__name__}")
-        return _drop_none({"operation": "put", "key": key, "value": bytes(value), "ttl": ttl,
-                           "content_type": content_type or "application/octet-stream",
-                           "if_match": _unquoted(if_match), "if_none_match": "*" if if_none_match else None})
-
-    @staticmethod
-    def increment(key: str, by: int = 1, ttl: float | None = None) -> dict:
-        return _drop_none({"operation": "incr", "key": key, "by": by, "ttl": ttl})
-
-    @staticmethod
-    def delete(key: str, if_match: str | None = None) -> dict:
-        return _drop_none({"operation": "delete", "key": key, "if_match": _unquoted(if_match)})
-
-    @staticmethod
-    def list(prefix: str = "", limit: int = 100, cursor: str | None = None, consistency: str | None = None) -> dict:
-        return _drop_none({"operation": "list", "prefix": prefix, "limit": limit, "cursor": cursor,
-                           "consistency": consistency})
-
-
-def idempotent(op: dict) -> bool:
-    """Safe to send twice: reads, and writes without a precondition (the second leaves the same state)."""
-    if op["operation"] == "incr":  # adds again: never safe to repeat
-        return False
-    return op["operation"] in ("get", "list", "health", "changes") or ("if_match" not in op and "if_none_match" not in op)
 
 
 # ---- the client ---------------------------------------------------------------------------------
@@ -227,26 +187,41 @@ class Client:
         return _result(op, self._call(op))  # type: ignore[return-value]
 
     def batch(self, ops: Iterable[dict]) -> list:
-        """Run :class:`Op` operations in order. Over a direct invoke, each 100 travel in one call (an
-        idempotent batch is retried whole); over HTTP they run one by one. Answers a list of
-        results (Item, WriteResult, True/False for a delete, a list of KeyInfo): a failed operation is
-        its :class:`CacheError`, returned, not raised (later operations still ran)."""
+        """Run :class:`Op` operations in order. Over a direct invoke, each 100 travel in one call;
+        over HTTP they run one by one. Answers a list of results (Item, WriteResult, True/False for a
+        delete, the new value of an increment, a list of KeyInfo): a failed operation is its
+        :class:`CacheError`, returned, not raised (later operations still ran).
+
+        Raises when a call as a whole fails. A batch of reads raises :class:`Unreachable` (or the
+        call's error) and is safe to repeat. Once a batch's write or increment may have run (sent
+        without an answer, or answered but lost with the rest of the batch), it raises
+        :class:`OutcomeUnknown` (:class:`UnansweredWrite` when nothing answered) and is never
+        retried: repeating it could count an increment twice. Read the keys to learn what ran."""
         ops = list(ops)
         send_batch = getattr(self.transport, "send_batch", None)
         answers: list[dict] = []
-        if send_batch is None:
-            answers = [self._attempts(lambda op=op: self.transport.send(op), idempotent(op),
-                                      op.get("operation") in ("put", "delete")) for op in ops]
-        else:
-            for start in range(0, len(ops), MAX_BATCH):
-                chunk = ops[start:start + MAX_BATCH]
-                got = self._attempts(lambda chunk=chunk: send_batch(chunk), all(map(idempotent, chunk)),
-                                     any(op.get("operation") in ("put", "delete") for op in chunk))
-                if isinstance(got, dict):  # the whole call failed (the platform, or an invalid batch)
-                    raise error_for(got)
-                answers.extend(got)
-        for answer in answers:
-            self._remember(answer)
+        try:
+            if send_batch is None:
+                for op in ops:
+                    answers.append(self._attempts(lambda op=op: self.transport.send(op), idempotent(op), is_write(op),
+                                                  retry_unanswered=not is_write(op)))
+            else:
+                for start in range(0, len(ops), MAX_BATCH):
+                    chunk = ops[start:start + MAX_BATCH]
+                    has_writes = any(map(is_write, chunk))
+                    got = self._attempts(lambda chunk=chunk: send_batch(chunk), all(map(idempotent, chunk)), has_writes,
+                                         retry_unanswered=not has_writes)
+                    if isinstance(got, dict):  # the whole call failed (the platform, or an invalid batch)
+                        raise error_for(got, writes=has_writes)
+                    answers.extend(got)
+        except CacheError as exc:
+            failed = _failed_batch(exc, ops, len(answers))
+            if failed is exc:
+                raise
+            raise failed from exc
+        finally:
+            for answer in answers:
+                self._remember(answer)
         return [_batch_result(op, answer) for op, answer in zip(ops, answers)]
 
     # ---- read your own writes: the session -----------------------------------------------------
@@ -289,16 +264,20 @@ class Client:
     # ---- retries ------------------------------------------------------------------------------
 
     def _call(self, op: dict) -> dict:
-        return self._attempts(lambda: self.transport.send(op), idempotent(op), op["operation"] in ("put", "delete"))
+        return self._attempts(lambda: self.transport.send(op), idempotent(op), is_write(op))
 
-    def _attempts(self, send: Callable[[], object], may_retry: bool, writes: bool = False):
-        attempt = 0
+    def _attempts(self, send: Callable[[], object], may_retry: bool, writes: bool = False,
+                  retry_unanswered: bool = True):
+        """``send`` until it answers, retrying what ``may_retry`` (429/503 and connection errors);
+        a request that was sent and got no answer is retried only if ``retry_unanswered``."""
+        attempt, lost = 0, False
         while True:
             try:
                 answer = send()
             except TransportError as exc:
-                if not may_retry or attempt >= self.retries:
-                    if writes and exc.sent:  # it may have run: say so, as a 503 outcome_unknown does
+                lost = lost or exc.sent  # an earlier attempt that was sent may have run, whatever this one did
+                if not may_retry or attempt >= self.retries or (exc.sent and not retry_unanswered):
+                    if writes and lost:  # it may have run: say so, as a 503 outcome_unknown does
                         raise UnansweredWrite(0, "outcome_unknown", f"no answer to a write that was sent: {exc}") from exc
                     raise Unreachable(0, "unreachable", str(exc)) from exc
                 retry_after = None
@@ -328,7 +307,7 @@ def _result(op: dict, answer: dict) -> object:
     if status not in (200, 201, 204):
         if name == "delete" and status == 404 and answer.get("error") == "not_found":
             return False
-        raise error_for(answer, writes=name in ("put", "delete"))
+        raise error_for(answer, writes=is_write(op))
     try:
         if name == "get":
             return Item(answer["key"], bytes(answer["value"]), answer["content_type"], answer["version"],
@@ -339,10 +318,25 @@ def _result(op: dict, answer: dict) -> object:
             return [KeyInfo(k["key"], k["version"], k["size"], _when(k.get("expires_at"))) for k in answer["keys"]]
         if name == "health":
             return dict(answer["health"])
+        if name == "incr":
+            return int(answer["value"])
         return status == 204  # a delete
     except (KeyError, TypeError, ValueError) as exc:
         message = f"the answer does not have the expected shape: {exc}"
         raise CacheError(int(status or 0), "invalid_answer", message) from exc
+
+
+def _failed_batch(exc: CacheError, ops: list[dict], answered: int) -> CacheError:
+    """What a batch that failed as a whole raises, its first ``answered`` operations having run.
+    Their answers are lost with the batch: if a write is among them, repeating the batch repeats it,
+    so the outcome is unknown, never a plain Unreachable (which says "safe to retry")."""
+    if isinstance(exc, OutcomeUnknown) or not any(map(is_write, ops[:answered])):
+        return exc
+    message = (f"the batch's first {answered} operation(s) ran, writes among them, and their answers are lost "
+               f"with the rest: {exc.message}")
+    if isinstance(exc, Unreachable):
+        return UnansweredWrite(0, "outcome_unknown", message)
+    return OutcomeUnknown(exc.status, "outcome_unknown", message, getattr(exc, "retry_after", None))
 
 
 def _batch_result(op: dict, answer: dict) -> object:
@@ -357,12 +351,3 @@ def _when(value: object) -> datetime | None:
         return value
     moment = datetime.fromisoformat(str(value))
     return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _unquoted(version: str | None) -> str | None:
-    """Versions are accepted as the ETag too (``"2-15"`` with quotes)."""
-    return None if version is None else version.strip().removeprefix("W/").strip('"')
-
-
-def _drop_none(op: dict) -> dict:
-    return {name: value for name, value in op.items() if value is not None}

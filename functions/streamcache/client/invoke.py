@@ -31,6 +31,7 @@ class InvokeTransport:
     def __init__(self, function_id: str, endpoint: str, *, config: dict | None = None, profile: str | None = None,
                  config_file: str | None = None, signer: object | None = None, timeout: float = 10.0) -> None:
         import oci  # here, not at module level: the SDK takes a third of a second to import
+        import urllib3  # the SDK's (its vendored requests uses it)
 
         self.function_id = function_id
         self.endpoint = endpoint
@@ -50,6 +51,8 @@ class InvokeTransport:
         self._client = oci.functions.FunctionsInvokeClient(config or {}, **options)
         self._service_error = oci.exceptions.ServiceError
         self._request_error = oci._vendor.requests.exceptions.RequestException
+        self._connect_timeout = oci._vendor.requests.exceptions.ConnectTimeout
+        self._not_connected = urllib3.exceptions.ConnectTimeoutError  # refused and unresolvable too
 
     def send(self, op: dict) -> dict:
         answer = self._invoke(_wire(op))
@@ -78,7 +81,7 @@ class InvokeTransport:
                 answer["retry_after"] = int(retry_after)
             return answer
         except self._request_error as exc:  # refused, reset, timed out (the SDK wraps requests' errors)
-            raise TransportError(f"invoke {self.function_id} at {self.endpoint}: {exc}") from exc
+            raise TransportError(f"invoke {self.function_id} at {self.endpoint}: {exc}", sent=not self._never_sent(exc)) from exc
         try:
             answer = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -87,6 +90,18 @@ class InvokeTransport:
             # An answer without a status is an error made for HTTP (e.g. "misconfigured"): a 500.
             answer = {"status": 500, **answer}
         return answer
+
+    def _never_sent(self, exc: Exception) -> bool:
+        """The connection could not be made (refused, unresolvable, timed out connecting): nothing
+        left, so a write certainly did not run (a plain Unreachable, not an UnansweredWrite)."""
+        cause: BaseException | None = exc
+        for _ in range(8):  # the SDK's error, from requests' error, from urllib3's, from the socket's
+            if cause is None:
+                return False
+            if isinstance(cause, (self._connect_timeout, self._not_connected)):
+                return True
+            cause = cause.__cause__ or cause.__context__
+        return False
 
     def close(self) -> None:
         session = getattr(self._client.base_client, "session", None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 import orjson
@@ -56,6 +57,29 @@ class KeyInfo:
     expires_at: datetime | None
 
 
+class ChangeKind(StrEnum):
+    """What a change record asks for (its CloudEvent ``type``, events/README.md). A subscriber that
+    mirrors the cache must tell them apart: an increment carries a delta (``by``), not a value."""
+
+    PUT = "put"
+    DELETE = "delete"
+    INCREMENT = "increment"
+
+    @classmethod
+    def of_type(cls, event_type: object) -> "ChangeKind":
+        """The kind of an event ``type`` (``io.streamcache.increment.v1`` -> INCREMENT)."""
+        kind = _EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
+        if kind is None:
+            raise ValueError(f"not a streamcache change record type: {event_type!r}")
+        return kind
+
+
+# The record types of events/README.md: core/records.py's *_TYPE, not imported (it would cost every
+# `import streamcache` the codec's import time); tests/client/test_subscribe.py holds them equal.
+_EVENT_TYPES = {"io.streamcache.put.v1": ChangeKind.PUT, "io.streamcache.delete.v1": ChangeKind.DELETE,
+                "io.streamcache.increment.v1": ChangeKind.INCREMENT}
+
+
 @dataclass(frozen=True)
 class Change:
     """One change record from the feed: its stream position and the CloudEvent as it is on the stream."""
@@ -63,6 +87,20 @@ class Change:
     position: str  # PARTITION-OFFSET
     event: dict
     token: str  # the resume token after this page: give it as ``after`` to go on
+
+    @property
+    def key(self) -> str:
+        return self.event["subject"]
+
+    @property
+    def kind(self) -> ChangeKind:
+        return ChangeKind.of_type(self.event.get("type"))
+
+    @property
+    def by(self) -> int | None:
+        """An increment's delta (what a mirror adds to the counter); None for a put or a delete."""
+        data = self.event.get("data")
+        return data.get("by") if self.kind is ChangeKind.INCREMENT and isinstance(data, dict) else None
 
 
 # ---- errors -------------------------------------------------------------------------------------

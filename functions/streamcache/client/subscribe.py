@@ -23,8 +23,11 @@ from typing import Iterator, Mapping
 from kafka import KafkaConsumer, TopicPartition
 
 from streamcache.adapters.kafka_log import key_partition, map_kafka_errors
+from streamcache.client.models import ChangeKind
 from streamcache.core.errors import InvalidRequest, RecordError
-from streamcache.core.records import Delete, Mutation, Position, Put, decode, parse_version
+from streamcache.core.records import Delete, Increment, Mutation, Position, Put, decode, parse_version
+
+_KINDS = {Put: ChangeKind.PUT, Delete: ChangeKind.DELETE, Increment: ChangeKind.INCREMENT}
 
 
 @dataclass(frozen=True)
@@ -39,19 +42,28 @@ class ChangeEvent:
         return self.mutation.key
 
     @property
-    def kind(self) -> str:
-        return "put" if isinstance(self.mutation, Put) else "delete"
+    def kind(self) -> ChangeKind:
+        return _KINDS[type(self.mutation)]
+
+    @property
+    def by(self) -> int | None:
+        """An increment's delta (what a mirror adds to the counter); None for a put or a delete."""
+        return self.mutation.by if isinstance(self.mutation, Increment) else None
 
     def as_json(self) -> dict:
-        """A JSON-friendly summary (what ``streamcache watch --json`` prints)."""
+        """A JSON-friendly summary (what ``streamcache watch --json`` prints). An increment carries
+        its delta ``by`` and the expiry it gives the counter if it creates it."""
         m = self.mutation
-        out: dict = {"position": str(self.position), "kind": self.kind, "key": m.key, "time_ms": m.ts_ms, "id": m.request_id}
+        out: dict = {"position": str(self.position), "kind": self.kind.value, "key": m.key, "time_ms": m.ts_ms,
+                     "id": m.request_id}
         if isinstance(m, Put):
             out.update(content_type=m.content_type, size=len(m.value), expires_at_ms=m.expires_at_ms)
             try:
                 out["value"] = m.value.decode("utf-8")
             except UnicodeDecodeError:
                 out["value"] = None
+        elif isinstance(m, Increment):
+            out.update(by=m.by, expires_at_ms=m.expires_at_ms)
         if m.precondition is not None:
             out["precondition"] = m.precondition.kind if m.precondition.version is None else str(m.precondition.version)
         return out
@@ -179,4 +191,4 @@ class Subscription:
         self.close()
 
 
-__all__ = ["ChangeEvent", "Subscription", "parse_resume_token", "Delete", "Put"]
+__all__ = ["ChangeEvent", "ChangeKind", "Subscription", "parse_resume_token", "Delete", "Increment", "Put"]
