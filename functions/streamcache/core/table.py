@@ -1,4 +1,4 @@
-"""The table state machine: applies mutation records in log order and answers reads.
+"""The table state machine: applies mutation records in log order and answers reads (:mod:`.table_reads`).
 
 Everything here is a function of the records applied and of the ``now_ms`` a reader passes in, so
 two tables fed the same records per partition reach the same entries and report the same outcomes,
@@ -30,6 +30,7 @@ from typing import Iterator, NamedTuple
 
 from streamcache.core import schema
 from streamcache.core.outcome import Entry, Outcome, OutcomeKind
+from streamcache.core.table_reads import TableReads, _new_position
 from streamcache.core.quota import ENTRY_OVERHEAD_BYTES, Quota, QuotaState
 from streamcache.core.counters import count_up
 from streamcache.core.records import Delete, Increment, Mutation, Position, PreconditionKind, Put
@@ -42,17 +43,12 @@ DEDUP_WINDOW_MS = 120_000
 #: so sweeping only saves memory). A sweep scans the whole window, so it runs after at least this
 #: many inserts and at least as many as the rows the last sweep kept: amortised O(1) per record.
 SWEEP_MIN_INSERTS = 50_000
-#: Rows fetched per step of a listing (listings are consumed lazily, often only 100 rows).
-SCAN_BATCH = 128
 
 
-_new_entry = partial(tuple.__new__, Entry)
 _new_outcome = partial(tuple.__new__, Outcome)
-_new_position = partial(tuple.__new__, Position)
 _KINDS = [OutcomeKind(k) for k in schema.KIND_CODES]
 _CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _CREATED, _REPLACED = _CODES[OutcomeKind.CREATED], _CODES[OutcomeKind.REPLACED]
-
 
 
 def next_log_time(log_time_ms: int, record_ts_ms: int) -> int:
@@ -82,7 +78,7 @@ class PartitionState:
         self.min_expiry: int | None = None  # a lower bound of the partition's earliest expiry
 
 
-class Table:
+class Table(TableReads):
     """The cache table. Single-threaded: callers serialise access."""
 
     def __init__(self, quota: Quota | None = None, *, connection: sqlite3.Connection | None = None) -> None:
@@ -301,49 +297,6 @@ class Table:
     def used_bytes(self) -> int:
         """Accounted bytes of every entry held (key + value + overhead each), all partitions."""
         return sum(s.used_bytes for s in self._partitions.values())
-
-    # ---- reading ----------------------------------------------------------------------------
-
-    def get(self, key: str, now_ms: int) -> Entry | None:
-        """The live entry for ``key`` at ``now_ms``, or ``None``."""
-        row = self.db.execute(
-            "SELECT value, content_type, version_partition, version_offset, expires_at_ms FROM entries WHERE key = ?",
-            (key,)).fetchone()
-        if row is None or (row[4] is not None and now_ms >= row[4]):
-            return None
-        return _new_entry((row[0], self._type_names[row[1]], _new_position((row[2], row[3])), row[4]))
-
-    def scan(self, prefix: str, start_after: str | None, now_ms: int) -> Iterator[tuple[str, Entry]]:
-        """Live entries whose key starts with ``prefix``, in key order, after ``start_after``."""
-        lower = prefix if start_after is None or start_after < prefix else start_after
-        op = ">" if lower == start_after else ">="
-        names = self._type_names
-        while True:
-            rows = self.db.execute(
-                "SELECT key, value, content_type, version_partition, version_offset, expires_at_ms FROM entries "
-                f"WHERE key {op} ? ORDER BY key LIMIT {SCAN_BATCH}", (lower,)).fetchall()
-            for key, value, type_id, vpart, voff, expires in rows:
-                if not key.startswith(prefix):
-                    return
-                if expires is None or now_ms < expires:
-                    yield key, _new_entry((value, names[type_id], _new_position((vpart, voff)), expires))
-            if len(rows) < SCAN_BATCH:
-                return
-            lower, op = rows[-1][0], ">"
-
-    def __len__(self) -> int:
-        """Entries held, including expired ones not yet purged."""
-        if self._count is None:  # 15 ms at 1M entries: once, not at every /health
-            self._count = self.db.execute("SELECT count(*) FROM entries").fetchone()[0]
-        return self._count
-
-    def items(self) -> Iterator[tuple[str, Entry]]:
-        """Every entry held, in key order (for snapshots and tests)."""
-        names = self._type_names
-        rows = self.db.execute(
-            "SELECT key, value, content_type, version_partition, version_offset, expires_at_ms FROM entries ORDER BY key")
-        for key, value, type_id, vpart, voff, expires in rows:
-            yield key, _new_entry((value, names[type_id], _new_position((vpart, voff)), expires))
 
     # ---- state as a whole -------------------------------------------------------------------
 
