@@ -19,6 +19,7 @@ import sqlite3
 import zlib
 
 from streamcache.core import schema
+from streamcache.core.log_time import CLOCK_ROW, MAX_CLOCK_STEP_MS, encode_clocks
 from streamcache.core.snapshot_names import (
     IMAGE_FORMAT,
     LEGACY_FORMAT,
@@ -87,6 +88,8 @@ def encode_snapshot(table: Table, stream: str) -> bytes:
         "requests": db.execute("SELECT count(*) FROM requests").fetchone()[0],
         "used_bytes": table.used_bytes(),
         "dedup_window_ms": DEDUP_WINDOW_MS,
+        "max_clock_step_ms": MAX_CLOCK_STEP_MS,
+        CLOCK_ROW: encode_clocks({p: table.log_clock(p) for p in positions}),
     }
     current = dict(db.execute("SELECT name, value FROM meta"))
     if current != meta:  # unchanged state, unchanged bytes
