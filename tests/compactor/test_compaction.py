@@ -105,7 +105,10 @@ def test_pruning_keeps_every_snapshot_of_the_window_then_one_a_day(log, store):
     made = {}
     for label, at in (("6d+1h", 6 * day + hour), ("7d+1h", 7 * day + hour), ("8d+1h", 8 * day + hour),
                       ("8d+2h", 8 * day + 2 * hour), ("9d+2h", 9 * day + 2 * hour), ("10d-1m", 10 * day - 60_000)):
-        put(log, f"key-{label}", b"v", ts_ms=midnight + at)  # the snapshot's as-of time is its newest record's
+        # The snapshot's as-of time is its newest record's: a day after the last one, it takes two
+        # records in a row to vouch for it (a record alone moves log time a minute: core/log_time.py).
+        put(log, f"tick-{label}", b"v", ts_ms=midnight + at - 1)
+        put(log, f"key-{label}", b"v", ts_ms=midnight + at)
         made[label] = compact(log, store, STREAM, policy, clock=lambda: now / 1000).object
     # The window (the last day): 9d+2h and 10d-1m. Before it, for two days, the newest of each day:
     # 8d+2h (not 8d+1h, the same day) and 7d+1h. 6d+1h is older than the window and two days.

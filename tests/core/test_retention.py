@@ -38,6 +38,15 @@ def test_a_damaged_snapshot_is_no_fallback_and_only_stays_while_newer_than_the_f
     assert policy.keep(snapshots, NOW, damaged={"s4800h"}) == {"s2400h"}
 
 
+def test_a_snapshot_dated_after_now_is_kept_only_as_one_of_the_newest():
+    """A writer's clock a day ahead gave the last five snapshots an as-of time after now: the window
+    of rule 2 does not keep them all; the newest ones are the fallbacks, as always."""
+    future = [(f"f{i}", NOW + DAY_MS + (5 - i) * HOUR) for i in range(5)]  # newest first
+    snapshots = future + names(1, 2)
+    kept = RetentionPolicy(keep_newest=2, keep_all_for_ms=DAY_MS, daily_for_days=7).keep(snapshots, NOW)
+    assert kept == {"f0", "f1", "s1h", "s2h"}
+
+
 def test_a_policy_keeps_at_least_one_snapshot():
     with pytest.raises(ValueError):
         RetentionPolicy(keep_newest=0)

@@ -249,11 +249,13 @@ def test_a_retried_conditional_write_keeps_its_failure(feed):
 def test_request_ids_are_remembered_for_the_dedup_window_of_log_time(feed):
     original = put("k", b"one", rid="req-1", ts=T0)
     first_pos, first = feed(original)
+    feed(put("tick", ts=T0 + DEDUP_WINDOW_MS // 2))  # log time moves a step (a minute) at a time
     feed(put("tick", ts=T0 + DEDUP_WINDOW_MS))
     assert feed.table.outcome_for(0, "req-1") == first
     _, again = feed(original)
     assert again == first
-    feed(put("tick", ts=T0 + DEDUP_WINDOW_MS + 1))
+    feed(put("tick", ts=T0 + DEDUP_WINDOW_MS + 1))  # after the retry's old time, it takes two
+    feed(put("tick", ts=T0 + DEDUP_WINDOW_MS + 2))  # records in a row to vouch for a later one
     assert feed.table.outcome_for(0, "req-1") is None
     # Past the window a copy is applied as a new write (the producer gave up long before).
     late_pos, late = feed(original)

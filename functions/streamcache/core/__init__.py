@@ -11,9 +11,12 @@ Design, in the order a record lives through it:
 3. :class:`~.table.Table` applies records in log order. A key's version is the position of the
    record that last wrote it. Preconditions are decided *at apply time* from the table's own state,
    so every replica and the compactor reach the same outcome without talking to each other.
-4. Time inside the state machine is *log time*: per partition, the largest writer timestamp applied
-   so far. Expiry purges and precondition checks use it, never a wall clock, so replaying the same
-   records always gives the same state. Reads pass the reader's ``now_ms`` explicitly.
+4. Time inside the state machine is *log time*: per partition, a clock that follows the writers'
+   timestamps but never goes more than :data:`~.log_time.MAX_CLOCK_STEP_MS` past a time two
+   consecutive records agree on (:mod:`.log_time`), so one writer's clock far ahead cannot expire a
+   partition. Expiry purges, the de-duplication window and snapshots' as-of times use it, never a
+   wall clock, so replaying the same records always gives the same state. A record decides the key
+   it writes as of the later of its writer's time and log time. Reads pass the reader's ``now_ms``.
 5. A record whose request id was already applied in the same partition within
    :data:`~.table.DEDUP_WINDOW_MS` of log time is a retried append: it changes nothing and reports
    the first outcome again (OCI Streaming has no idempotent producer).

@@ -11,6 +11,9 @@ back in time further than the stream's retention. The policy:
 
 Everything else is pruned. A snapshot found damaged counts for nothing: it is kept only while it is
 newer than the fallbacks of rule 1 (so that a listing shows what happened) and never by rules 2-3.
+A snapshot whose as-of time lies after now (a writer's clock was ahead, see ``core/log_time.py``)
+counts for rule 1 only: rule 2 would otherwise keep it, and every snapshot after it, until the wall
+clock caught up, however many there were.
 Pure: the caller passes the names (newest first, with their as-of times) and the wall clock's now.
 """
 
@@ -54,6 +57,8 @@ class RetentionPolicy:
         daily_start = window_start - self.daily_for_days * DAY_MS
         days_taken: set[int] = set()
         for name, as_of in intact:  # newest first: the first seen of a day is its newest
+            if as_of > now_ms:
+                continue  # from the future: only rule 1 keeps it
             if as_of >= window_start:
                 kept.add(name)
             elif as_of >= daily_start and as_of // DAY_MS not in days_taken:

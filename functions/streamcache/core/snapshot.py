@@ -20,6 +20,7 @@ import zlib
 
 from streamcache.core import schema
 from streamcache.core.identity import decode_fingerprints, encode_fingerprints
+from streamcache.core.log_time import CLOCK_ROW, MAX_CLOCK_STEP_MS, encode_clocks
 from streamcache.core.snapshot_names import (
     IMAGE_FORMAT,
     LEGACY_FORMAT,
@@ -94,6 +95,8 @@ def encode_snapshot(table: Table, stream: str, partitions: int | None = None) ->
         "partition_count": partitions if partitions is not None else (quota.partitions if quota else None),
         "max_bytes": quota.max_bytes if quota else 0,
         "last_records": encode_fingerprints(table.fingerprints()),
+        "max_clock_step_ms": MAX_CLOCK_STEP_MS,
+        CLOCK_ROW: encode_clocks({p: table.log_clock(p) for p in positions}),
     }
     meta = {name: value for name, value in meta.items() if value is not None}
     current = dict(db.execute("SELECT name, value FROM meta"))

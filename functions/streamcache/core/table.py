@@ -1,12 +1,13 @@
-"""The table state machine: applies mutation records in log order and answers reads.
+"""The table state machine: applies mutation records in log order and answers reads (:mod:`.table_reads`).
 
 Everything here is a function of the records applied and of the ``now_ms`` a reader passes in, so
 two tables fed the same records per partition reach the same entries and report the same outcomes,
 whatever the interleaving of partitions (all state that outcomes depend on is kept per partition).
 
 - A key's version is the :class:`~.records.Position` of the record that last wrote it.
-- Preconditions are checked when the record is applied, against the partition's *log time* (the
-  largest writer timestamp applied in that partition so far), never against a wall clock.
+- Preconditions are checked when the record is applied, never against a wall clock: the record
+  decides the key it writes as of its writer's time or the partition's *log time*, whichever is later
+  (log time follows the writers' clocks, a bounded step at a time: :mod:`.log_time`).
 - Expired entries read as absent for a reader's ``now_ms`` and are purged once log time passes them.
 - A request id seen again within :data:`DEDUP_WINDOW_MS` of log time in the same partition is a
   retried append: nothing changes and the first outcome is reported again.
@@ -30,11 +31,13 @@ from typing import Iterator
 
 from streamcache.core import schema
 from streamcache.core.outcome import Entry, Outcome, OutcomeKind
+from streamcache.core.table_reads import TableReads, _new_position
 from streamcache.core.quota import ENTRY_OVERHEAD_BYTES, Quota, QuotaState
 from streamcache.core.counters import count_up
 from streamcache.core.identity import Fingerprint, decode_fingerprints
+from streamcache.core.log_time import CLOCK_ROW, MAX_CLOCK_STEP_MS, LogClock, decode_clocks
+from streamcache.core.log_time import next_log_time as next_log_time  # the rule, where callers look for it
 from streamcache.core.table_export import PartitionExport, export_state
-from streamcache.core.table_reads import TableReads
 from streamcache.core.records import Delete, Increment, Mutation, Position, PreconditionKind, Put
 
 #: How long (in log time) a request id is remembered for de-duplication. Producer retries give up
@@ -48,18 +51,9 @@ SWEEP_MIN_INSERTS = 50_000
 
 
 _new_outcome = partial(tuple.__new__, Outcome)
-_new_position = partial(tuple.__new__, Position)
 _KINDS = [OutcomeKind(k) for k in schema.KIND_CODES]
 _CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _CREATED, _REPLACED = _CODES[OutcomeKind.CREATED], _CODES[OutcomeKind.REPLACED]
-
-
-
-def next_log_time(log_time_ms: int, record_ts_ms: int) -> int:
-    """A partition's log time after applying a record its writer stamped ``record_ts_ms``.
-    :meth:`Table.apply` inlines this rule (it runs for every record); everything else that needs to
-    know where log time stands (as-of moments, tools) calls this function."""
-    return record_ts_ms if record_ts_ms > log_time_ms else log_time_ms
 
 
 def request_hash(partition: int, request_id: str) -> int:
@@ -73,13 +67,15 @@ def request_hash(partition: int, request_id: str) -> int:
 class PartitionState:
     """Where one partition stands. Mirrored into the ``partitions`` table by :meth:`Table.flush`."""
 
-    __slots__ = ("next_offset", "clock_ms", "used_bytes", "min_expiry", "last_request", "last_ts")
+    __slots__ = ("next_offset", "clock_ms", "used_bytes", "min_expiry", "vouched_ms", "previous_ts", "last_request",
+                 "last_ts")
 
     def __init__(self, next_offset: int = 0, clock_ms: int = 0, used_bytes: int = 0) -> None:
         self.next_offset = next_offset
         self.clock_ms = clock_ms
         self.used_bytes = used_bytes
         self.min_expiry: int | None = None  # a lower bound of the partition's earliest expiry
+        self.vouched_ms = self.previous_ts = clock_ms  # the rest of its LogClock (see log_time)
         # The fingerprint of the record at next_offset - 1 (core/identity.py); None: not known.
         self.last_request: int | None = None
         self.last_ts = 0
@@ -108,6 +104,10 @@ class Table(TableReads):
         db = self.db
         for p, next_offset, clock_ms, used in db.execute("SELECT partition, next_offset, log_time_ms, used_bytes FROM partitions"):
             self._partitions[p] = PartitionState(next_offset, clock_ms, used)
+        row = db.execute("SELECT value FROM meta WHERE name = ?", (CLOCK_ROW,)).fetchone()
+        for p, (vouched, previous) in decode_clocks(None if row is None else row[0]).items():
+            state = self._partitions.setdefault(p, PartitionState())
+            state.vouched_ms, state.previous_ts = vouched, previous
         for p, earliest in db.execute(
             "SELECT version_partition, min(expires_at_ms) FROM entries WHERE expires_at_ms IS NOT NULL GROUP BY 1"
         ):
@@ -116,9 +116,8 @@ class Table(TableReads):
             self._types[name], self._type_names[type_id] = type_id, name
         row = db.execute("SELECT value FROM meta WHERE name = 'last_records'").fetchone()
         for p, fingerprint in decode_fingerprints(None if row is None else row[0]).items():
-            state = self._partitions.get(p)
-            if state is not None:
-                state.last_request, state.last_ts = fingerprint
+            if p in self._partitions:
+                self._partitions[p].last_request, self._partitions[p].last_ts = fingerprint
 
     # ---- applying records -------------------------------------------------------------------
 
@@ -134,6 +133,11 @@ class Table(TableReads):
     def clock_ms(self, partition: int) -> int:
         state = self._partitions.get(partition)
         return 0 if state is None else state.clock_ms
+
+    def log_clock(self, partition: int) -> LogClock:
+        """Where ``partition``'s clock stands: what :func:`next_log_time` takes."""
+        state = self._partitions.get(partition)
+        return LogClock() if state is None else LogClock(state.clock_ms, state.vouched_ms, state.previous_ts)
 
     def fingerprint(self, partition: int) -> Fingerprint | None:
         """The fingerprint of the record this table applied last in ``partition`` (at its next offset
@@ -155,8 +159,19 @@ class Table(TableReads):
         if position.offset < state.next_offset:
             return None
         state.next_offset = position.offset + 1
-        if mutation.ts_ms > state.clock_ms:  # next_log_time, inlined
-            state.clock_ms = mutation.ts_ms
+        ts, previous = mutation.ts_ms, state.previous_ts  # next_log_time, inlined:
+        if ts != previous:
+            vouched = ts if ts < previous else previous
+            if vouched > state.vouched_ms:
+                state.vouched_ms = vouched
+            state.previous_ts = ts
+        clock = state.clock_ms
+        if ts > clock:
+            bound = state.vouched_ms + MAX_CLOCK_STEP_MS
+            if ts <= bound or clock == 0:
+                state.clock_ms = ts
+            elif bound > clock:
+                state.clock_ms = bound
         if state.min_expiry is not None and state.min_expiry <= state.clock_ms:
             self._purge(partition, state)
 
@@ -166,11 +181,19 @@ class Table(TableReads):
         row = self.db.execute(schema.LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key, partition)).fetchone()
         if row[0] is not None:
             return self._stored_outcome(partition, row[:5] + row[9:])
-        outcome = self._decide(position, mutation, state, None if row[5] is None else row[5:9])
+        # The record is decided and remembered as of its writer's time when that is later than log
+        # time, which purges everyone's entries and may lag it (core/log_time.py): a key expired by
+        # then is absent to it, and its request id is not forgotten as soon as log time catches up.
+        when = ts if ts > state.clock_ms else state.clock_ms
+        current = None if row[5] is None else row[5:9]
+        if current is not None and current[2] is not None and current[2] <= when:
+            self._drop(mutation.key, current)
+            current = None
+        outcome = self._decide(position, mutation, state, current)
         version = outcome[2]
         self.db.execute(
             "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rid, partition, state.clock_ms, _CODES[outcome[0]], outcome[1],
+            (rid, partition, when, _CODES[outcome[0]], outcome[1],
              None if version is None or version[0] == partition else version[0],
              None if version is None else version[1], outcome[3],
              *((None, None) if outcome[4] is None else (outcome[4].used_bytes, outcome[4].needed_bytes))))
@@ -284,6 +307,13 @@ class Table(TableReads):
         self.db.execute("INSERT INTO content_types VALUES (?, ?)", (type_id, name))
         self._types[name], self._type_names[type_id] = type_id, name
         return type_id
+
+    def _drop(self, key: str, current: tuple) -> None:
+        """Delete ``key``'s entry (``current``: as :meth:`_decide` takes it), expired."""
+        self.db.execute("DELETE FROM entries WHERE key = ?", (key,))
+        self._account(current[0], -(current[3] + ENTRY_OVERHEAD_BYTES))
+        if self._count is not None:
+            self._count -= 1
 
     def _purge(self, partition: int, state: PartitionState) -> None:
         """Delete the partition's entries whose expiry log time has reached (only entries whose

@@ -1,7 +1,8 @@
-"""The table's reads: a key, a listing by prefix, every entry. A mixin of :class:`~.table.Table`.
+"""The reading side of :class:`~.table.Table`: lookups, listings and counts at a reader's ``now_ms``.
 
-Reads never change state: an entry past its expiry reads as absent for the reader's ``now_ms``
-(purging is the writer's business, by log time), so any reader's clock can ask.
+An entry past its expiry reads as absent for that reader at once, whether or not log time has purged
+it yet (purging only frees its memory). A mixin, so that reads cost no extra call: the table's own
+module holds what applying records takes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _new_position = partial(tuple.__new__, Position)
 
 
 class TableReads:
-    """What :class:`~.table.Table` answers readers; it provides ``db``, ``_type_names`` and ``_count``."""
+    """Reads of the table's database; :class:`~.table.Table` sets the attributes."""
 
     db: sqlite3.Connection
     _type_names: dict[int, str]
@@ -67,3 +68,4 @@ class TableReads:
             "SELECT key, value, content_type, version_partition, version_offset, expires_at_ms FROM entries ORDER BY key")
         for key, value, type_id, vpart, voff, expires in rows:
             yield key, _new_entry((value, names[type_id], _new_position((vpart, voff)), expires))
+

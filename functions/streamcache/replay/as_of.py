@@ -180,7 +180,7 @@ def _replay_until(table: Table, log: MutationLog, start: dict[int, int], end: di
     shared fold. Per partition: where one stops depends only on that partition's records."""
     stats = FoldStats()
     for partition in sorted(start):
-        offset, clock = start[partition], table.clock_ms(partition)
+        offset, clock = start[partition], table.log_clock(partition)
         while offset < end.get(partition, 0):
             upto = min(offset + CHUNK_RECORDS, end[partition])
             decoded = decode_records(log.read({partition: offset}, {partition: upto}), log.partition_for)
@@ -189,7 +189,7 @@ def _replay_until(table: Table, log: MutationLog, start: dict[int, int], end: di
                 if isinstance(mutation, RecordError):
                     continue  # not ours: skipped alike everywhere, and it moves no clock
                 clock = next_log_time(clock, mutation.ts_ms)
-                if clock > time_ms:
+                if clock.log_time_ms > time_ms:
                     cut = index  # the partition's log time passes the moment here
                     break
             with table.batch():
