@@ -20,11 +20,12 @@ class PartitionExport(NamedTuple):
     clock_ms: int
     requests: list[tuple[int, int, Outcome]]
     last: Fingerprint | None = None
+    log_clock: tuple | None = None  # the partition's whole LogClock (core/log_time.py)
 
 
 def export_state(table: Any, window_ms: int) -> tuple[dict[str, Entry], dict[int, PartitionExport]]:
     """The entries of ``table`` (a :class:`~.table.Table`) and, per partition, next offset, log time,
-    the last record's fingerprint and the requests remembered within ``window_ms`` of log time, as
+    the last record's fingerprint, its whole log clock and the requests remembered within ``window_ms`` of log time, as
     ``(log time when applied, request hash, outcome)``, by log time then hash."""
     entries = dict(table.items())
     partitions = {}
@@ -34,5 +35,5 @@ def export_state(table: Any, window_ms: int) -> tuple[dict[str, Entry], dict[int
             "quota_needed FROM requests "
             "WHERE partition = ? AND seen_ms >= ? ORDER BY seen_ms, id", (p, s.clock_ms - window_ms))
         requests = [(row[0], row[1], table._stored_outcome(p, row[2:])) for row in rows]
-        partitions[p] = PartitionExport(s.next_offset, s.clock_ms, requests, table.fingerprint(p))
+        partitions[p] = PartitionExport(s.next_offset, s.clock_ms, requests, table.fingerprint(p), table.log_clock(p))
     return entries, partitions
