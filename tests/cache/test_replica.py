@@ -11,6 +11,7 @@ from streamcache.adapters.memory_log import MemoryLog
 from streamcache.core.errors import LogUnavailable, RecordError, Restoring
 from streamcache.core.records import Delete, Position, Put, encode
 from streamcache.core.table import OutcomeKind
+from streamcache.cache.log_watch import LogWatch
 from streamcache.cache.replica import Replica
 
 T0 = 1_790_000_000_000
@@ -184,3 +185,21 @@ def test_an_instance_that_fell_behind_retention_asks_for_a_reload_and_skips_noth
     assert replica.reloading is not None and "retention" in reloads[0]
     with pytest.raises(Restoring):  # until the reload installs a table, nothing reads the log
         replica.apply_past({0: 2})
+
+
+def test_a_tail_longer_than_a_request_reads_is_reloaded_in_the_background(log, replica):
+    """Finding 1's five minutes of 503s: a long tail read inside every request, each missing the read
+    deadline. Fails before the change: the catch-up read the whole tail in the request."""
+    reloads: list[str] = []
+    replica.reloader = reloads.append
+    replica.reload_tail_records = 5
+    for n in range(4):
+        write(log, f"k{n}")
+    assert replica.catch_up() == 4  # a short tail is read in the request
+    replica.watch = LogWatch(check_every_s=0)
+    for n in range(6):
+        write(log, f"k{n}")
+    with pytest.raises(Restoring):
+        replica.catch_up()
+    assert sum(replica.positions().values()) == 4  # nothing of the long tail was read
+    assert "a tail of 6 records" in reloads[0]

@@ -27,7 +27,8 @@ the snapshot's makes the phase ``refusing``: every request but ``/health`` is an
 ``log_mismatch`` (the restore is tried again at most every :data:`REFUSED_RETRY_S`).
 
 The same restore **reloads** a running instance (:meth:`ColdStart.reload`, asked for by the replica):
-when the log proved it went backwards, or retention dropped records the instance had not applied.
+when the log proved it went backwards, retention dropped records the instance had not applied, or
+the tail grew longer than a request reads (:data:`~streamcache.cache.replica.RELOAD_TAIL_RECORDS`).
 The phase is ``recovering`` meanwhile: the old table stays installed and default reads are served
 from it, marked stale; everything that needs the log or the new table (strong reads, ``after=``
 reads, writes, before anything is appended) is answered 503 ``restoring`` at once. The newest

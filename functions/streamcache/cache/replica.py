@@ -44,6 +44,12 @@ from streamcache.ports import MutationLog
 
 log = logging.getLogger("streamcache.cache.replica")
 
+#: A tail longer than this (seen by the periodic look at the log) is not read inside a request: a
+#: request's read of the log has a deadline (the Kafka adapter's READ_DEADLINE_S) and a longer tail
+#: would miss it in every request, throwing its progress away each time. It is reloaded in the
+#: background instead (the newest snapshot plus the tail), with default reads served stale meanwhile.
+RELOAD_TAIL_RECORDS = 100_000
+
 
 class Replica:
     """A table plus the position it has applied. Thread-safe; operations are serialised."""
@@ -71,6 +77,7 @@ class Replica:
         #: Starts the background reload (the cold start's :meth:`~streamcache.cache.cold_start.ColdStart.reload`);
         #: called again by every operation while one is due, so a reload that failed is retried.
         self.reloader: Callable[[str], None] | None = None
+        self.reload_tail_records = RELOAD_TAIL_RECORDS
         #: Why this process refuses to answer (the log's partition count changed under it), or ``None``.
         self.refused: str | None = None
         # Own writes applied from the record held (no read) and by reading the log back (see apply_own).
@@ -221,9 +228,14 @@ class Replica:
             log.error(changed, extra={"fields": {"event": "partition_count_changed"}})
             raise LogMismatch(changed)
         bounds = self._log.bounds()
-        suspicion = check_log_regression(self.positions(), bounds)
+        applied = self.positions()
+        suspicion = check_log_regression(applied, bounds)
         if suspicion is not None:
             self._confirm(suspicion, bounds)
+        tail = sum(max(0, end - applied.get(p, 0)) for p, end in bounds.next.items())
+        if tail > self.reload_tail_records:
+            raise self._begin_reload(f"a tail of {tail:,} records is longer than a request reads "
+                                     f"({self.reload_tail_records:,}): reloaded in the background")
 
     def _confirm(self, suspicion: str, bounds) -> None:
         """A short end (or an own write at an applied offset) is only a suspicion: fetch the record
