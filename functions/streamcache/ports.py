@@ -53,7 +53,14 @@ class MutationLog(Protocol):
 
     @property
     def partitions(self) -> int:
-        """The number of partitions (fixed for the life of the stream)."""
+        """The number of partitions this process places keys over (:meth:`partition_for`), learnt once
+        and fixed for the life of the process, so that keys never silently move."""
+        ...
+
+    def current_partitions(self) -> int:
+        """The number of partitions the log has now, from fresh metadata (Kafka allows adding
+        partitions; OCI Streaming does not). Differs from :attr:`partitions` only when the log
+        changed under this process: then keys hash elsewhere and no answer is right."""
         ...
 
     def partition_for(self, key: str) -> int:

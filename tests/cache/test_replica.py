@@ -8,9 +8,10 @@ import itertools
 import pytest
 
 from streamcache.adapters.memory_log import MemoryLog
-from streamcache.core.errors import LogUnavailable, RecordError
+from streamcache.core.errors import LogUnavailable, RecordError, Restoring
 from streamcache.core.records import Delete, Position, Put, encode
 from streamcache.core.table import OutcomeKind
+from streamcache.cache.log_watch import LogWatch
 from streamcache.cache.replica import Replica
 
 T0 = 1_790_000_000_000
@@ -152,15 +153,6 @@ def test_a_foreign_record_where_our_write_should_be_is_an_error_not_a_crash(log,
     assert replica.apply_through(later, rid).kind is OutcomeKind.CREATED
 
 
-def test_a_fresh_replica_starts_at_the_first_record_retention_kept(log, replica):
-    key = keys_in(log, 0, 1)[0]
-    for value in (b"1", b"2", b"3"):
-        write(log, key, value)
-    log.truncate_before(0, 2)
-    assert replica.catch_up() == 1
-    assert replica.table.get(key, T0).version == Position(0, 2)
-
-
 def test_replicas_converge_on_deletes_and_expiry(log, clock):
     key, doomed = keys_in(log, 1, 2)
     write(log, key, expires_at_ms=T0 + 10)
@@ -175,16 +167,39 @@ def test_replicas_converge_on_deletes_and_expiry(log, clock):
     assert early.table.get(key, T0 + 10) is None and early.table.get(doomed, T0) is None
 
 
-def test_an_instance_that_fell_behind_retention_reports_the_loss_and_goes_on(log):
+def test_an_instance_that_fell_behind_retention_asks_for_a_reload_and_skips_nothing(log):
+    """Finding 4: the replica used to skip to the log's first offset (losing what a snapshot may
+    cover). Now it asks for a reload (see test_reload.py) and applies nothing meanwhile."""
     replica = Replica(log)
+    reloads: list[str] = []
+    replica.reloader = reloads.append
     [early, lost, kept] = keys_in(log, 0, 3)
     write(log, early, b"1")
     replica.catch_up()
     write(log, lost, b"2")  # offset 1: dropped by retention before this replica reads it
     write(log, kept, b"3")  # offset 2
     log.truncate_before(0, 2)
-    replica.catch_up()
-    assert replica.table.get(kept, T0) is not None and replica.table.get(lost, T0) is None
-    assert replica.positions()[0] == 3
-    [loss] = replica.tail_losses
-    assert "offsets 1 to 1 (1 records)" in loss
+    with pytest.raises(Restoring):
+        replica.catch_up()
+    assert replica.positions()[0] == 1 and replica.table.get(kept, T0) is None
+    assert replica.reloading is not None and "retention" in reloads[0]
+    with pytest.raises(Restoring):  # until the reload installs a table, nothing reads the log
+        replica.apply_past({0: 2})
+
+
+def test_a_tail_longer_than_a_request_reads_is_reloaded_in_the_background(log, replica):
+    """Finding 1's five minutes of 503s: a long tail read inside every request, each missing the read
+    deadline. Fails before the change: the catch-up read the whole tail in the request."""
+    reloads: list[str] = []
+    replica.reloader = reloads.append
+    replica.reload_tail_records = 5
+    for n in range(4):
+        write(log, f"k{n}")
+    assert replica.catch_up() == 4  # a short tail is read in the request
+    replica.watch = LogWatch(check_every_s=0)
+    for n in range(6):
+        write(log, f"k{n}")
+    with pytest.raises(Restoring):
+        replica.catch_up()
+    assert sum(replica.positions().values()) == 4  # nothing of the long tail was read
+    assert "a tail of 6 records" in reloads[0]

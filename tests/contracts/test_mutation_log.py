@@ -252,3 +252,26 @@ def test_records_at_after_the_broker_lost_its_log_sees_the_new_log():
             assert log.records_at({0: 0})[0].value == b"new0"
         finally:
             log.close()
+
+
+def test_the_partition_count_placement_uses_stays_and_the_current_one_is_asked_for(make_log, broker):
+    """Kafka allows adding partitions (Tansu does not implement CreatePartitions: the topic is
+    recreated with more, which changes the count as seen by a running client all the same). The
+    count keys are placed with stays what the process learnt; ``current_partitions`` asks the log."""
+    log = make_log(2)
+    keys = [f"k{i}" for i in range(50)]
+    placed = [log.partition_for(k) for k in keys]
+    assert log.current_partitions() == log.partitions == 2
+    if make_log.kind == "memory":
+        log.add_partitions(4)
+    else:
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=log.bootstrap)
+        try:
+            admin.delete_topics([log.topic])
+        finally:
+            admin.close()
+        broker.create_topic(log.topic, 4)
+    assert log.current_partitions() == 4
+    assert log.partitions == 2 and [log.partition_for(k) for k in keys] == placed

@@ -8,7 +8,8 @@ is recorded:
 - a definite answer (2xx, 404, 412) is the operation's output;
 - the gateway's own 503 ``busy`` never reached a function: the operation did not happen;
 - a function's 503 ``stream_unavailable``: the record never left the instance, so the write did not
-  happen (the checker holds the function to that promise: a write that did land would show);
+  happen (the checker holds the function to that promise: a write that did land would show); the
+  same for 503 ``restoring`` (an instance reloading its table refuses a write before appending it);
 - a 503 ``outcome_unknown``, a 502/504 (the gateway's ``function_timeout``) or a broken
   connection: the append may have landed, so the write is *indeterminate*; a read without an answer
   constrains nothing;
@@ -173,7 +174,7 @@ class Workload:
         code = _error_code(answer)
         with self._lock:
             self.codes[(kind, status, code)] += 1
-        if status == 503 and code in ("busy", "stream_unavailable"):
+        if status == 503 and code in ("busy", "stream_unavailable", "restoring"):
             self.history.drop(op)  # refused before anything was written (see the module's docstring)
             return
         if status in (502, 504) or (status == 503 and code == "outcome_unknown"):

@@ -146,6 +146,17 @@ class KafkaLog:
         with self._lock:
             return len(self._topic_partitions())
 
+    def current_partitions(self) -> int:
+        """From a metadata request made now (``topics()`` asks the broker for every topic's), never
+        from the count cached for placement: that one stays what this process started with."""
+        with self._lock, map_kafka_errors(f"reading the metadata of {self.topic}"):
+            consumer = self._get_consumer()
+            consumer.topics()
+            ids = consumer.partitions_for_topic(self.topic)
+            if not ids:
+                raise LogUnavailable(f"topic {self.topic!r} not found at {self.bootstrap}")
+            return len(ids)
+
     def partition_for(self, key: str) -> int:
         return key_partition(key, self.partitions)
 

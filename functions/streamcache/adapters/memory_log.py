@@ -27,6 +27,7 @@ class MemoryLog:
         if partitions < 1:
             raise ValueError("a log needs at least one partition")
         self._records: list[list[LogRecord]] = [[] for _ in range(partitions)]
+        self._placed = partitions  # what partition_for uses: fixed, as a Kafka process's count is
         self._first = [0] * partitions
         self._lock = threading.Lock()
         self._clock = clock
@@ -48,10 +49,14 @@ class MemoryLog:
 
     @property
     def partitions(self) -> int:
+        return self._placed
+
+    def current_partitions(self) -> int:
+        self._check()
         return len(self._records)
 
     def partition_for(self, key: str) -> int:
-        return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % len(self._records)
+        return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % self._placed
 
     def _check(self) -> None:
         if not self.available:
@@ -109,6 +114,22 @@ class MemoryLog:
             drop = max(0, offset - self._first[partition])
             del self._records[partition][:drop]
             self._first[partition] += drop
+
+    def lose_everything(self) -> None:
+        """Drop every record and start offsets at 0 again, as a broker that keeps its log in memory does
+        when it restarts (or a stream recreated under the same name); for tests."""
+        with self._lock:
+            self._records = [[] for _ in self._records]
+            self._first = [0] * len(self._records)
+
+    def add_partitions(self, count: int) -> None:
+        """Grow the log to ``count`` partitions (Kafka's CreatePartitions); for tests. As with Kafka,
+        a process that learnt the count before keeps placing keys with it (:attr:`partitions`);
+        :meth:`current_partitions` and :meth:`bounds` show the new count."""
+        with self._lock:
+            while len(self._records) < count:
+                self._records.append([])
+                self._first.append(0)
 
     def close(self) -> None:
         pass

@@ -3,7 +3,8 @@
 Built once per container (module scope of ``func.py``) and kept while the container is hot. The
 first request starts the cold start (newest snapshot + the log's tail, see
 :mod:`streamcache.cache.cold_start`); requests wait for it within their deadline budget and are
-answered ``503 restoring`` (Retry-After: 1) when it runs out first.
+answered ``503 restoring`` (Retry-After: 1) when it runs out first. The same restore reloads a
+running instance whose log went backwards or left it behind retention (phase ``recovering``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import Callable
 
 import orjson
@@ -20,7 +22,7 @@ from streamcache.adapters.oci_functions import invoke_detached  # light: the SDK
 from streamcache.adapters.oci_secrets import with_secrets
 from streamcache.cache.cold_start import ColdStart
 from streamcache.cache.compaction_request import RequestCompaction
-from streamcache.cache.health import Health, HealthProblem, ProblemKind
+from streamcache.cache.health import Health, HealthProblem, Phase, ProblemKind
 from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse, error_response
 from streamcache.cache.invoke_api import error_answer, handle_invoke
 from streamcache.cache.replica import Replica
@@ -140,8 +142,9 @@ class CacheApp:
             last = regression["log_regression"]
             health = health.with_problem(HealthProblem(ProblemKind.LOG_REGRESSION, last["message"],
                                                        {"detected_at": last["detected_at"]}))
-        for loss in replica.tail_losses:  # a hot instance that fell behind the stream's retention
-            health = health.with_problem(HealthProblem(ProblemKind.DATA_LOSS, loss))
+        if replica.refused is not None:  # the log's partition count changed under this process
+            health = replace(health, phase=Phase.REFUSING, problems=(
+                *health.problems, HealthProblem(ProblemKind.PARTITION_COUNT_CHANGED, replica.refused)))
         return health
 
     def health_json(self) -> dict:

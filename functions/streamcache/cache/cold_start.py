@@ -26,6 +26,15 @@ another log is never loaded, whatever offsets the log admits to. A log whose par
 the snapshot's makes the phase ``refusing``: every request but ``/health`` is answered 503
 ``log_mismatch`` (the restore is tried again at most every :data:`REFUSED_RETRY_S`).
 
+The same restore **reloads** a running instance (:meth:`ColdStart.reload`, asked for by the replica):
+when the log proved it went backwards, retention dropped records the instance had not applied, or
+the tail grew longer than a request reads (:data:`~streamcache.cache.replica.RELOAD_TAIL_RECORDS`).
+The phase is ``recovering`` meanwhile: the old table stays installed and default reads are served
+from it, marked stale; everything that needs the log or the new table (strong reads, ``after=``
+reads, writes, before anything is appended) is answered 503 ``restoring`` at once. The newest
+snapshot that belongs to the log as it now is covers what it can (a gap retention left behind it
+disappears); what none covers ends the reload ``degraded`` with the data-loss problem.
+
 Cold-start duration is measured from the start of the process (``/proc/self/stat`` against
 ``/proc/uptime``; the import of this module where /proc is missing) to the end of the restore.
 """
@@ -123,6 +132,9 @@ class ColdStart:
         self.restore_ms: float | None = None
         self.compaction = CompactionTrigger(compact_after_records, request_compaction)
         self._refused_at: float | None = None
+        self.reload_reason: str | None = None  # why the running reload started (phase recovering)
+        self.reloads = 0
+        replica.reloader = self.reload
 
     @property
     def done(self) -> bool:
@@ -156,6 +168,24 @@ class ColdStart:
             raise failed
         raise Restoring(self.describe_progress())
 
+    def reload(self, reason: str) -> None:
+        """Reload the replica's table in the background (see the module's docstring); nothing when a
+        restore runs already. Called by every operation that meets a reload still due, so one that
+        failed is tried again."""
+        with self._lock:
+            attempt = self._attempt
+            if attempt is not None and not attempt.finished.is_set():
+                return
+            if self.phase is Phase.REFUSING:
+                return  # ensure() decides when to look again
+            self.reloads += 1
+            self.reload_reason = reason
+            self.phase = Phase.RECOVERING
+            attempt = self._attempt = _Attempt()
+            log.warning("reloading the table in the background: %s", reason,
+                        extra={"fields": {"kind": "reload", "reloads": self.reloads}})
+            threading.Thread(target=self._run, args=(attempt,), name="streamcache-reload", daemon=True).start()
+
     def describe_progress(self) -> str:
         return "restoring: " + (self.progress.describe() if self.progress is not None else "starting")
 
@@ -182,6 +212,8 @@ class ColdStart:
         self.progress = progress = Progress("restore")
         loaded = fast = None
         log_ = self.replica.log
+        if self.phase is Phase.RECOVERING:
+            log_.close()  # what the adapter cached (high watermarks, positions) may be of a log that is gone
         if self._store_factory is not None:
             if self._store is None:
                 self._store = self._store_factory()
@@ -231,7 +263,8 @@ class ColdStart:
             loaded.table = Table()  # the replica owns the table now; keep only the description
         finished = time.monotonic()
         self.restore_ms = (finished - started) * 1000
-        self.cold_start_ms = (finished - self._process_started) * 1000
+        if self.cold_start_ms is None:  # a reload is not a cold start
+            self.cold_start_ms = (finished - self._process_started) * 1000
         degraded = plan.degraded or bool(self.losses) or self._settings_differ() is not None
         self.phase = Phase.DEGRADED if degraded else Phase.SERVING
         progress.finish(self.phase.value)
@@ -265,6 +298,8 @@ class ColdStart:
         if not self.done:
             return []
         out = []
+        if self.phase is Phase.RECOVERING and self.reload_reason is not None:
+            out.append(HealthProblem(ProblemKind.RELOADING, self.reload_reason))
         if plan is not None and plan.action is RestoreAction.STREAM_MISMATCH:
             out.append(HealthProblem(ProblemKind.SNAPSHOT_AHEAD_OF_LOG, plan.describe()))
         elif plan is not None and plan.action is RestoreAction.REPLAY_WITH_LOSS:

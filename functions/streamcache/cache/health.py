@@ -20,10 +20,14 @@ class Phase(StrEnum):
     SERVING = "serving"  # restored; answers reflect every acknowledged write
     DEGRADED = "degraded"  # serving, but acknowledged writes may be missing (``problems`` says why)
     REFUSING = "refusing"  # the log no longer matches the data (``problems`` says why): only /health answers
+    # reloading the table in the background (``problems`` says why): default reads are served from the
+    # old table, marked stale; strong reads, after= reads and writes are answered 503 restoring
+    RECOVERING = "recovering"
 
     @property
     def restored(self) -> bool:
-        return self in (Phase.SERVING, Phase.DEGRADED)
+        """True when requests are answered by the service (during a reload, from the old table)."""
+        return self in (Phase.SERVING, Phase.DEGRADED, Phase.RECOVERING)
 
 
 class ProblemKind(StrEnum):
@@ -35,6 +39,7 @@ class ProblemKind(StrEnum):
     LOG_REGRESSION = "log_regression"  # the stream went backwards under a running instance
     PARTITION_COUNT_CHANGED = "partition_count_changed"  # the log's partitions are not the data's: refusing
     SETTINGS_DIFFER = "settings_differ"  # the snapshot was folded with another quota than this instance's
+    RELOADING = "reloading"  # the table is being reloaded (a proven log regression, a gap left by retention)
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,10 @@ class Health:
     max_bytes: int | None = None  # the quota (STREAMCACHE_MAX_BYTES); None: no bound
 
     def with_problem(self, problem: HealthProblem) -> "Health":
-        """This health with one more problem: an instance with a problem is degraded."""
-        return replace(self, phase=Phase.DEGRADED, problems=(*self.problems, problem))
+        """This health with one more problem: a serving instance with a problem is degraded (one that
+        is recovering or refusing says so instead)."""
+        phase = Phase.DEGRADED if self.phase is Phase.SERVING else self.phase
+        return replace(self, phase=phase, problems=(*self.problems, problem))
 
     def to_json(self) -> dict:
         return {

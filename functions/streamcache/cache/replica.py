@@ -10,10 +10,20 @@ next offsets. It moves forward in three ways only:
   read; otherwise (someone else's records lie in between) :meth:`Replica.apply_through` reads the
   partition through that position. Either way the write's outcome is the outcome of applying that
   very record in log order (read-your-writes);
-- :meth:`Replica.install`: once, at cold start, the table a restore built (a snapshot plus the
-  replayed tail; see :mod:`streamcache.cache.cold_start`);
+- :meth:`Replica.install`: the table a restore built (a snapshot plus the replayed tail; see
+  :mod:`streamcache.cache.cold_start`), at cold start and after a **reload**;
 - nothing else. Catching up happens inside requests (OCI may freeze a container between
-  invocations); only the cold start runs in a thread, which requests wait for.
+  invocations); only restores run in a thread.
+
+A reload replaces the table when the replica cannot go on from where it stands: the log proved it
+went backwards (:mod:`streamcache.cache.log_watch`: a short end is only a suspicion until a fetch at
+the applied position finds the record gone or different), or retention dropped records it has not
+applied yet. The replica then never replays the log itself: it asks for a reload
+(:attr:`Replica.reloader`, the cold start's background restore: the newest snapshot of this log plus
+the tail) and, until :meth:`install`, answers every operation that needs the log with
+:class:`~streamcache.core.errors.Restoring` at once (the service serves default reads from the old
+table, marked stale). A partition count that changed under the running process makes it refuse
+(:class:`~streamcache.core.errors.LogMismatch`) until it is replaced.
 """
 
 from __future__ import annotations
@@ -23,15 +33,22 @@ import threading
 import time
 from typing import Callable, Mapping
 
-from streamcache.core.errors import LogTruncated, PositionNotReached, RecordError
+from streamcache.core.errors import LogMismatch, LogTruncated, PositionNotReached, RecordError, Restoring
 from streamcache.core.records import Mutation, Position, decode
 from streamcache.core.quota import Quota
 from streamcache.core.table import Outcome, Table
 from streamcache.replay.fold import FoldStats, apply_records
-from streamcache.cache.log_watch import LogWatch
+from streamcache.replay.identity import check_table
+from streamcache.cache.log_watch import LogWatch, check_log_regression, own_write_regression, partitions_changed
 from streamcache.ports import MutationLog
 
 log = logging.getLogger("streamcache.cache.replica")
+
+#: A tail longer than this (seen by the periodic look at the log) is not read inside a request: a
+#: request's read of the log has a deadline (the Kafka adapter's READ_DEADLINE_S) and a longer tail
+#: would miss it in every request, throwing its progress away each time. It is reloaded in the
+#: background instead (the newest snapshot plus the tail), with default reads served stale meanwhile.
+RELOAD_TAIL_RECORDS = 100_000
 
 
 class Replica:
@@ -55,7 +72,14 @@ class Replica:
         # catch-ups and its own writes reached): lag is measured against it without asking the broker.
         self.known_end: dict[int, int] = {}
         self.watch = LogWatch()  # notices a log that went backwards (recreated, or a broker that lost it)
-        self.tail_losses: list[str] = []  # records retention dropped before this instance applied them
+        #: Why the table is being reloaded (``None``: it is not); set until :meth:`install`.
+        self.reloading: str | None = None
+        #: Starts the background reload (the cold start's :meth:`~streamcache.cache.cold_start.ColdStart.reload`);
+        #: called again by every operation while one is due, so a reload that failed is retried.
+        self.reloader: Callable[[str], None] | None = None
+        self.reload_tail_records = RELOAD_TAIL_RECORDS
+        #: Why this process refuses to answer (the log's partition count changed under it), or ``None``.
+        self.refused: str | None = None
         # Own writes applied from the record held (no read) and by reading the log back (see apply_own).
         self.own_direct = 0
         self.own_read_back = 0
@@ -83,6 +107,7 @@ class Replica:
         ``began_at``, this replica's clock): it counts as a full catch-up that began then."""
         with self._lock:
             self.table = table
+            self.reloading = None
             self.known_end = dict(end)
             self._last_catch_up = began_at
             self.catch_ups += 1
@@ -99,9 +124,10 @@ class Replica:
     def catch_up(self) -> int:
         """Apply every record up to the log end as of now. Returns how many records were applied."""
         with self._lock:
+            self.ensure_serving(strong=True)
             started = self._monotonic()
-            if self.watch.due() and self.watch.check(self.positions(), self._log.bounds()):
-                self._start_over()
+            if self.watch.due():
+                self._check_log()
             count = self._apply_all(self._read(self.positions()))
             self._last_catch_up = started
             self.catch_ups += 1
@@ -113,6 +139,8 @@ class Replica:
         Raises :class:`PositionNotReached` for a position beyond the log's end, or in a partition the
         log does not have."""
         with self._lock:
+            # The old table's positions are of a log that may be gone: no session is judged by them.
+            self.ensure_serving(strong=True)
             applied = self.positions()
             behind = {p: applied[p] for p, offset in after.items() if p in applied and applied[p] <= offset}
             if behind:
@@ -146,6 +174,7 @@ class Replica:
         (foreign records in between, an offset already passed, a record that does not decode) reads
         the log, where :meth:`apply_through` also notices a log that went backwards."""
         with self._lock:
+            self.ensure_serving(strong=True)  # a reload began since the append: the outcome is the new table's
             partition = position.partition
             state_next = self.table.next_offset(partition)
             if state_next == position.offset:
@@ -168,45 +197,74 @@ class Replica:
         """Apply ``position``'s partition up to and including ``position`` and return the outcome of
         the request ``request_id`` that was appended there (the first outcome, if it was a retry)."""
         with self._lock:
+            self.ensure_serving(strong=True)
             partition = position.partition
             start = {partition: self.positions()[partition]}
             if start[partition] <= position.offset:
                 self._apply_all(self._read(start, {partition: position.offset + 1}))
             outcome = self.table.outcome_for(partition, request_id)
-            if outcome is None and self.watch.check_own_write(position, start[partition]):
-                self._start_over()
-                self._apply_all(self._log.read({partition: 0}, {partition: position.offset + 1}))
-                outcome = self.table.outcome_for(partition, request_id)
+            suspicion = None if outcome is not None else own_write_regression(position, start[partition])
+            if suspicion is not None:
+                self._confirm(suspicion, self._log.bounds())  # raises Restoring once proven
             if outcome is None:
                 raise RecordError(f"the record at {position} was not read back as request {request_id}")
             return outcome
 
+    def ensure_serving(self, strong: bool) -> None:
+        """Raise what an operation must be answered with instead: :class:`LogMismatch` while this
+        process refuses, :class:`Restoring` while a reload runs (``strong``: for operations that need
+        the log or the new table; a default read is served from the old table, marked stale)."""
+        if self.refused is not None:
+            raise LogMismatch(self.refused)
+        if strong and self.reloading is not None:
+            self._ask_reload(self.reloading)
+            raise Restoring(f"reloading the table ({self.reloading})")
+
+    def _check_log(self) -> None:
+        """The periodic look at the log (see log_watch): its partition count, then its end."""
+        changed = partitions_changed(self._log.partitions, self._log.current_partitions())
+        if changed is not None:
+            self.refused = changed
+            log.error(changed, extra={"fields": {"event": "partition_count_changed"}})
+            raise LogMismatch(changed)
+        bounds = self._log.bounds()
+        applied = self.positions()
+        suspicion = check_log_regression(applied, bounds)
+        if suspicion is not None:
+            self._confirm(suspicion, bounds)
+        tail = sum(max(0, end - applied.get(p, 0)) for p, end in bounds.next.items())
+        if tail > self.reload_tail_records:
+            raise self._begin_reload(f"a tail of {tail:,} records is longer than a request reads "
+                                     f"({self.reload_tail_records:,}): reloaded in the background")
+
+    def _confirm(self, suspicion: str, bounds) -> None:
+        """A short end (or an own write at an applied offset) is only a suspicion: fetch the record
+        this table applied last in each partition. Gone or another one: the log went backwards, report
+        it and reload (raises :class:`Restoring`). Found: the end answer was short, nothing changes."""
+        identity = check_table(self._log, self.table, bounds)
+        if not identity.other_log:
+            self.watch.refuted(suspicion, identity.describe())
+            return
+        problem = self.watch.report(f"{suspicion}; proof: {identity.describe()}")
+        raise self._begin_reload(problem)
+
+    def _begin_reload(self, reason: str) -> Restoring:
+        """Ask for a reload; the error to answer the operation that found the need with."""
+        self.reloading = reason
+        self._ask_reload(reason)
+        return Restoring(f"reloading the table ({reason})")
+
+    def _ask_reload(self, reason: str) -> None:
+        if self.reloader is not None:
+            self.reloader(reason)
+
     def _read(self, start: dict[int, int], end: dict[int, int] | None = None):
-        """Read the log; if retention already dropped records this instance never applied, say so
-        loudly, go on from the oldest record still held, and remember the loss for /health."""
+        """Read the log. If retention already dropped records this instance never applied, reload
+        (the newest snapshot may cover the gap; if none does, the reload reports the loss)."""
         try:
             return self._log.read(start, end)
-        except LogTruncated:
-            first = self._log.bounds().first
-            for partition, offset in start.items():
-                if offset < first.get(partition, 0):
-                    lost = first[partition] - offset
-                    problem = (f"partition {partition}: the stream's retention dropped offsets {offset} to "
-                               f"{first[partition] - 1} ({lost} records) before this instance applied them; "
-                               "those writes are lost here. Compact more often than the retention.")
-                    self.tail_losses.append(problem)
-                    log.error(problem, extra={"fields": {"event": "data_loss", "partition": partition, "records": lost}})
-                    self.table.skip(Position(partition, first[partition] - 1))
-                    start[partition] = first[partition]
-            return self._log.read(start, end)
-
-    def _start_over(self) -> None:
-        """The log went backwards (see log_watch): what was applied describes records that are gone.
-        Forget it all; reads replay the log from its start."""
-        self.table = Table(self.quota)
-        self.known_end = {}
-        self._last_catch_up = None
-        self._log.close()  # the adapter's cached view of the log (high watermarks) is of the old log
+        except LogTruncated as exc:
+            raise self._begin_reload(f"this instance fell behind the stream's retention: {exc}") from exc
 
     def _apply_all(self, records) -> int:
         stats = apply_records(self.table, records, self._log.partition_for)

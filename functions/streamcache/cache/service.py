@@ -9,6 +9,12 @@ Read path: catch up with the log first if the last catch-up is older than the st
 always, for ``strong`` reads), then answer from memory. If the log cannot be reached, a default read
 is answered from memory and flagged ``stale``; a strong read raises
 :class:`~streamcache.core.errors.LogUnavailable`.
+
+While the replica reloads its table (see :mod:`streamcache.cache.replica`), default reads are answered
+from the old table and flagged ``stale``, as when the log cannot be reached; strong reads, ``after=``
+reads and writes raise :class:`~streamcache.core.errors.Restoring` at once, a write before anything
+is appended. While the process refuses (the log's partition count changed), everything raises
+:class:`~streamcache.core.errors.LogMismatch`.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from enum import StrEnum
 from typing import Callable, Mapping
 
 from streamcache.core import records
-from streamcache.core.errors import (InvalidConsistency, InvalidPosition, InvalidRequest, InvalidTTL, LogUnavailable,
-                                     OutcomeUnknown, ValueTooLarge)
+from streamcache.core.errors import (InvalidConsistency, InvalidPosition, InvalidRequest, InvalidTTL, LogMismatch,
+                                     LogUnavailable, OutcomeUnknown, Restoring, ValueTooLarge)
 from streamcache.core.records import Delete, Increment, Position, Precondition, PreconditionKind, Put
 from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.cache.replica import Replica
@@ -113,12 +119,15 @@ class CacheService:
 
     def _fresh(self, strong: bool, force: bool = False) -> bool:
         """Catch up as the consistency level asks. Returns True when the answer may be stale."""
+        self.replica.ensure_serving(strong)
+        if self.replica.reloading is not None:
+            return True  # a default read during a reload: the old table, said to be stale
         try:
             if strong or force:
                 self.replica.catch_up()
             else:
                 self.replica.catch_up_if_older_than(self.limits.staleness_ms / 1000)
-        except LogUnavailable:
+        except (LogUnavailable, Restoring):  # Restoring: this catch-up found that a reload is needed
             if strong:
                 raise
             return True
@@ -128,6 +137,7 @@ class CacheService:
         """The key's entry. ``after`` (a session's positions, see :func:`parse_positions`): answer
         only once those are applied here, so a client reads its own writes on any instance."""
         records.validate_key(key)
+        self.replica.ensure_serving(strong=False)
         if after:
             self.replica.apply_past(after)
         caught_up = self.replica.catch_ups
@@ -147,6 +157,7 @@ class CacheService:
         if not 1 <= limit <= self.limits.max_list_limit:
             raise InvalidLimit(f"limit must be between 1 and {self.limits.max_list_limit}")
         start_after = _decode_cursor(cursor) if cursor else None
+        self.replica.ensure_serving(strong=False)
         if after:
             self.replica.apply_past(after)
         stale = self._fresh(strong)
@@ -216,6 +227,7 @@ class CacheService:
         return max(1, round(ttl_seconds * 1000))
 
     def _write(self, mutation: Put | Delete | Increment) -> Outcome:
+        self.replica.ensure_serving(strong=True)  # nothing is appended while reloading or refusing
         pre = mutation.precondition
         if pre is not None and pre.kind is PreconditionKind.MATCH and pre.version is None:
             # If-Match with a tag we never issued fails whatever the key holds: answer the 412 from a
@@ -233,7 +245,7 @@ class CacheService:
             return self._settle(mutation, unknown)
         try:
             return self.replica.apply_own(position, own, mutation.request_id)
-        except LogUnavailable as exc:
+        except (LogUnavailable, Restoring, LogMismatch) as exc:
             # The record is on the stream; only its outcome (created or replaced, 412 or not) is
             # unknown here. Never "stream_unavailable": that promises nothing happened.
             raise OutcomeUnknown(f"the record landed at {position}, but its outcome could not be read "
@@ -245,7 +257,7 @@ class CacheService:
         have landed, or still be on its way), and so does the answer: never a guess."""
         try:
             self.replica.catch_up()
-        except LogUnavailable:
+        except (LogUnavailable, Restoring, LogMismatch):
             raise unknown from None
         partition = self.replica.log.partition_for(mutation.key)
         outcome = self.replica.table.outcome_for(partition, mutation.request_id)
