@@ -67,6 +67,7 @@ class Conn:
     last_activity: float = field(default_factory=time.monotonic)
     state: dict = field(default_factory=dict)  # the front end's per-connection state (SASL, throttling)
     reply: object = None  # writes a locally made answer frame to the client (set by the proxy)
+    silent: bool = False  # dead without a word: frames are read and dropped
 
 
 class KafkaProxy:
@@ -133,6 +134,15 @@ class KafkaProxy:
                     closer(True)
             return len(conns)
         return asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=5)
+
+    def silence_all(self) -> int:
+        """Make every open connection dead without a word: nothing more is forwarded either way and
+        neither end is told (a NAT or load balancer that forgot the flows). New connections work."""
+        async def silence() -> int:
+            for conn in self._conns:
+                conn.silent = True
+            return len(self._conns)
+        return asyncio.run_coroutine_threadsafe(silence(), self._loop).result(timeout=5)
 
     def connections(self) -> int:
         return len(self._conns)
@@ -206,6 +216,8 @@ class KafkaProxy:
                 (size,) = struct.unpack(">i", head)
                 frame: bytes | None = head + await reader.readexactly(size)
                 arrived = time.monotonic()
+                if conn.silent:
+                    continue
                 conn.last_activity = arrived
                 hold = 0.0
                 if upstream:
