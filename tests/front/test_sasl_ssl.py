@@ -114,3 +114,19 @@ def test_plain_with_an_oci_shaped_username_as_terraform_configures_it(tmp_path):
     finally:
         front.stop()
         broker.stop()
+
+
+@pytest.mark.parametrize("setting", ["STREAMCACHE_KAFKA_SASL_PASSWORD", "STREAMCACHE_KAFKA_SSL_CA_FILE"])
+def test_an_instance_with_a_wrong_setting_answers_at_once_naming_it(fronted, front_topic, tmp_path, sockets, setting):
+    _broker, front = fronted
+    wrong = "wrong" if setting.endswith("PASSWORD") else str(make_tls_files(tmp_path / "other").ca_file)
+    instance = start_instance("fn1", sockets, _config(front, front_topic(1), **{setting: wrong}))
+    try:
+        started = time.monotonic()
+        answer = instance.client.http_call("PUT", "/cache/k", b"v")
+        assert time.monotonic() - started < 2.0  # the cold start failed at once, not after the bootstrap timeout
+        error = orjson.loads(answer.body)
+        assert (answer.status, error["error"]) == (503, "stream_unavailable") and setting in error["message"]
+        assert any(setting in line for line in instance.stderr_lines())  # and the operator's log says it
+    finally:
+        instance.stop()
