@@ -209,7 +209,12 @@ class KafkaProxy:
             self._closed(conn)
 
     async def _pump(self, reader, writer, conn: Conn, upstream: bool, close_both) -> None:
-        """Move whole frames from ``reader`` to ``writer``, applying the faults and the hooks."""
+        """Move whole frames from ``reader`` to ``writer``, applying the faults and the hooks. A frame
+        is read as soon as it arrives and written once its delay passed (a queue between the two), so
+        that pipelined requests each wait the latency once, not one after the other."""
+        queue: asyncio.Queue = asyncio.Queue()
+        sender = asyncio.create_task(self._send(queue, writer, conn, close_both))
+        release = 0.0
         try:
             while True:
                 head = await reader.readexactly(4)
@@ -232,14 +237,30 @@ class KafkaProxy:
                     return
                 if frame is None:
                     continue  # answered by the proxy itself
-                if self.latency_s or hold:
-                    await asyncio.sleep(max(0.0, arrived + hold + self.latency_s - time.monotonic()))
+                release = max(release, arrived + hold + self.latency_s)  # in order, as the connection is
+                queue.put_nowait((release, frame))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
+            close_both()
+        finally:
+            if queue.empty():
+                sender.cancel()
+            else:
+                queue.put_nowait(None)  # what was read before the end still goes out (a FIN follows data)
+
+    async def _send(self, queue: asyncio.Queue, writer, conn: Conn, close_both) -> None:
+        try:
+            while (item := await queue.get()) is not None:
+                release, frame = item
+                if release > time.monotonic():
+                    await asyncio.sleep(release - time.monotonic())
                 while not self._open.is_set():
                     await asyncio.sleep(0.005)  # black-holed: hold the frame (polling a flag the test flips)
+                if conn.silent:
+                    continue
                 writer.write(frame)
                 await writer.drain()
                 conn.last_activity = time.monotonic()
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, ssl.SSLError):
+        except (ConnectionError, OSError, ssl.SSLError):
             close_both()
 
     # ---- hooks (the front end's) -------------------------------------------------------------
