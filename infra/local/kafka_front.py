@@ -38,7 +38,8 @@ from kafka.protocol.consumer.offsets import ListOffsetsRequest
 
 from streamcache_local.broker import LocalBroker, free_port, start_broker
 from streamcache_local.kafka_proxy import FETCH, LIST_OFFSETS, Conn, KafkaProxy
-from streamcache_local.kafka_sasl import API_VERSIONS, SASL_AUTHENTICATE, SASL_HANDSHAKE, Phase, SaslServer
+from streamcache_local.kafka_sasl import (API_VERSIONS, SASL_AUTHENTICATE, SASL_HANDSHAKE, Phase, SaslServer,
+                                          admit_sasl_apis)
 from streamcache_local.kafka_tls import TlsFiles, make_tls_files
 
 #: Versions from which a response starts with throttle_time_ms, and from which its header is flexible.
@@ -176,6 +177,7 @@ class KafkaFront(KafkaProxy):
                 self._close(conn, "sasl_failures")
             return None, 0.0
         hold = self._admit(api_key, version, frame, now) if api_key in _THROTTLE_FROM else 0.0
+        # (ApiVersions is forwarded: the broker's answer, with the SASL APIs admitted, is the truth.)
         conn.pending.append((api_key, version, hold))
         return frame, hold
 
@@ -209,6 +211,8 @@ class KafkaFront(KafkaProxy):
         if not conn.pending:
             return frame
         api_key, version, hold = conn.pending.popleft()
+        if api_key == API_VERSIONS and self.sasl:
+            return admit_sasl_apis(frame, version)
         if hold and version >= _THROTTLE_FROM[api_key]:
             throttle_ms = max(1, round(hold * 1000))
             offset = _body_offset(frame, version >= _FLEXIBLE_FROM[api_key])

@@ -16,6 +16,7 @@ import hmac
 import os
 import struct
 
+from kafka.protocol.metadata import ApiVersionsResponse
 from kafka.protocol.sasl import (SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
                                  SaslHandshakeResponse)
 
@@ -119,6 +120,20 @@ class SaslServer:
         return b"v=" + base64.b64encode(hmac.new(server_key, auth_message, name).digest())
 
 
+def admit_sasl_apis(frame: bytes, version: int) -> bytes:
+    """The broker's ApiVersions answer, listing SaslHandshake (v0-1) and SaslAuthenticate (v0-2)
+    when it does not: the front end answers them, whatever the broker behind supports."""
+    (correlation,) = struct.unpack(">i", frame[4:8])
+    response = ApiVersionsResponse.decode(frame[4:], version=version, header=True)
+    listed = {entry.api_key for entry in response.api_keys}
+    missing = [(key, top) for key, top in ((SASL_HANDSHAKE, 1), (SASL_AUTHENTICATE, 2)) if key not in listed]
+    if response.error_code or not missing:
+        return frame
+    response.api_keys.extend(ApiVersionsResponse.ApiVersion(api_key=key, min_version=0, max_version=top)
+                             for key, top in missing)
+    return _frame(response, version, correlation)
+
+
 class _Refused(Exception):
     """The exchange failed: the answer says why and the connection closes."""
 
@@ -128,6 +143,7 @@ def _same(a: bytes, b: bytes) -> bool:
 
 
 def _frame(response, version: int, correlation: int) -> bytes:
-    response.API_VERSION = version  # before the header: the setter would write it into a request header
+    response._header = None  # the version setter writes into a header, which only a request's has
+    response.API_VERSION = version
     response.with_header(correlation_id=correlation)
     return response.encode(header=True, framed=True)
