@@ -94,11 +94,11 @@ def test_a_client_reconnects_at_once_after_the_front_end_closed_everything(front
     list(log.read({0: 0, 1: 0, 2: 0}))
     for _ in range(3):
         assert front.close_all() >= 1
-        assert _timed(lambda: log.append("k", b"w")) < 0.5
+        assert _timed(lambda: log.append("k", b"w")) < 1.0
         front.close_all()
-        assert _timed(lambda: list(log.read({0: 0, 1: 0, 2: 0}))) < 0.5
+        assert _timed(lambda: list(log.read({0: 0, 1: 0, 2: 0}))) < 1.0
         front.close_all()
-        assert _timed(log.bounds) < 0.5
+        assert _timed(log.bounds) < 1.0
 
 
 def test_recycled_and_idle_closed_connections_cost_no_timeout(front_with):
