@@ -274,7 +274,8 @@ def start_front(upstream_bootstrap: str, *, latency_s: float = 0.005, recycle_s:
 
 def start_fronted_broker(host: str = "127.0.0.1", **front_options) -> tuple[LocalBroker, KafkaFront]:
     """A Tansu broker that advertises a front end's address, and the front end before it (options
-    as :func:`start_front`). Topics are created through the broker's own port (``broker.port``)."""
+    as :func:`start_front`). ``broker.create_topic`` goes through the front end, with its TLS and SASL
+    (``broker.client_options``)."""
     broker_port, front_port = free_port(host), free_port(host)
     broker = start_broker(host, port=broker_port, advertise_port=front_port)
     try:
