@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -50,12 +51,18 @@ class Settings:
     max_bytes: int = 0
     #: How long an append waits for the broker's acknowledgement before answering 503.
     append_timeout_ms: int = 5000
-    #: Kafka ``security_protocol``: PLAINTEXT locally, SASL_SSL for OCI Streaming.
+    #: Kafka ``security_protocol``: SASL_SSL for OCI Streaming (and ``streamcache dev --like-oci``),
+    #: PLAINTEXT for the plain local broker.
     kafka_security_protocol: str = "PLAINTEXT"
-    #: OCI Streaming: ``tenancyName/domainName/userName/streamPoolOCID`` (SASL/PLAIN username).
+    #: The SASL mechanism: PLAIN on OCI Streaming, SCRAM-SHA-512 (or -256) on the local front end.
+    kafka_sasl_mechanism: str = "PLAIN"
+    #: SASL username. OCI Streaming (PLAIN): ``tenancyName/domainName/userName/streamPoolOCID``.
     kafka_sasl_username: str = ""
-    #: OCI Streaming: the user's auth token (SASL/PLAIN password).
+    #: SASL password. OCI Streaming: the user's auth token.
     kafka_sasl_password: str = ""
+    #: PEM file of the CA that signed the Kafka endpoint's certificate (checked with its host name).
+    #: Default: the system's CAs, which sign OCI Streaming's.
+    kafka_ssl_ca_file: str = ""
     #: OCI Streaming: the OCID of the Vault secret holding the auth token, read with Resource
     #: Principals when the function starts (instead of STREAMCACHE_KAFKA_SASL_PASSWORD).
     kafka_sasl_password_secret_id: str = ""
@@ -153,11 +160,15 @@ class Settings:
         return RetentionPolicy(self.snapshots_keep, self.snapshots_keep_all_hours * 3_600_000, self.snapshots_daily_days)
 
     def kafka_security(self) -> dict[str, object]:
-        """kafka-python's security options: PLAINTEXT locally, SASL/PLAIN with the auth token on OCI."""
+        """kafka-python's security options: SASL/PLAIN with the auth token over TLS on OCI, SCRAM
+        against the local front end's CA, PLAINTEXT to the bare local broker."""
         security: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
         if self.kafka_security_protocol.startswith("SASL"):
-            security.update(sasl_mechanism="PLAIN", sasl_plain_username=self.kafka_sasl_username,
+            # kafka-python takes the username and password under these names for SCRAM too.
+            security.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
                             sasl_plain_password=self.kafka_sasl_password)
+        if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_ca_file:
+            security["ssl_cafile"] = self.kafka_ssl_ca_file
         return security
 
     # The edge turns settings into plain values here, once; nothing below sees this object.
@@ -244,6 +255,22 @@ def _security_protocol(raw: str) -> str:
     return raw
 
 
+def _sasl_mechanism(raw: str) -> str:
+    if raw not in ("PLAIN", "SCRAM-SHA-512", "SCRAM-SHA-256"):
+        raise ValueError("must be PLAIN (OCI Streaming), SCRAM-SHA-512 or SCRAM-SHA-256")
+    return raw
+
+
+def _ca_file(raw: str) -> str:
+    try:
+        text = Path(raw).read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise ValueError(f"cannot read the CA file: {exc.strerror or exc}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError("must be a PEM file holding the CA certificate (-----BEGIN CERTIFICATE-----)")
+    return raw
+
+
 _SECRETS = frozenset({"api_keys", "kafka_sasl_password"})
 
 
@@ -266,6 +293,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "max_bytes": _non_negative_int,
     "append_timeout_ms": _positive_int,
     "kafka_security_protocol": _security_protocol,
+    "kafka_sasl_mechanism": _sasl_mechanism,
+    "kafka_ssl_ca_file": _ca_file,
     "stream_id": _stream_id,
     "snapshots_keep": _positive_int,
     "snapshots_keep_all_hours": _non_negative_int,
@@ -305,10 +334,13 @@ def _cross_checks(values: Mapping[str, object]) -> list[str]:
                 problems.append(f"{PREFIX}{name.upper()}: {problem}")
     if str(values.get("kafka_security_protocol", "")).startswith("SASL"):
         user = str(values.get("kafka_sasl_username", ""))
-        if user.count("/") < 2:
+        if values.get("kafka_sasl_mechanism", "PLAIN") != "PLAIN":  # SCRAM: any name (the local front end's)
+            if not user:
+                problems.append(f"{PREFIX}KAFKA_SASL_USERNAME is required when SASL is used")
+        elif user.count("/") < 2:  # PLAIN is OCI Streaming's: its username has OCI's shape
             problems.append(
                 f"{PREFIX}KAFKA_SASL_USERNAME must be tenancyName/domainName/userName/streamPoolOCID "
-                "(or tenancyName/userName/streamPoolOCID) when SASL is used"
+                "(or tenancyName/userName/streamPoolOCID) with SASL PLAIN (OCI Streaming)"
             )
         if not values.get("kafka_sasl_password"):
             problems.append(f"{PREFIX}KAFKA_SASL_PASSWORD (the auth token) is required when SASL is used")

@@ -1,6 +1,8 @@
 """Local stand-ins for the OCI services streamcache uses, so the whole topology runs on one machine.
 
-- :mod:`.broker`: OCI Streaming -> the Tansu Kafka-protocol broker.
+- :mod:`.broker`: OCI Streaming -> the Tansu Kafka-protocol broker; :mod:`.kafka_front` (with
+  :mod:`.kafka_proxy`, :mod:`.kafka_sasl`, :mod:`.kafka_tls`): OCI Streaming's front end before it
+  (TLS, SASL, latency, recycled connections, a read budget).
 - :mod:`.fn_runner` and :mod:`.fn_protocol`: the Fn agent -> real ``fdk`` processes on unix sockets,
   invoked with Fn's HTTP protocol.
 - :mod:`.gateway` (with :mod:`.pool`): OCI API Gateway -> a local HTTP server turning requests into Fn

@@ -3,7 +3,8 @@
 It keeps its log in memory (the only storage engine compiled into that build besides S3), so
 stopping it loses the stream; ``streamcache dev`` and the tests start a fresh one each time.
 Known quirks (see runtime-facts.md): ListOffsets "latest" answers the base offset of the last batch
-plus one, and SASL/TLS do not work, so the local stream is PLAINTEXT.
+plus one, and SASL/TLS do not work, so the broker is PLAINTEXT and a front end
+(:mod:`.kafka_front`) terminates TLS and SASL before it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class LocalBroker:
     port: int
     process: subprocess.Popen = field(repr=False)
     advertised_port: int | None = None  # where clients are told to connect (a proxy), if not ``port``
+    #: kafka-python options to reach it (a front end's TLS and SASL), for :meth:`create_topic`.
+    client_options: dict = field(default_factory=dict, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -50,7 +53,7 @@ class LocalBroker:
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="streamcache-admin")
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="streamcache-admin", **self.client_options)
         try:
             admin.create_topics([NewTopic(name, partitions, 1)])
         except TopicAlreadyExistsError:

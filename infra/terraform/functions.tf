@@ -23,6 +23,7 @@ locals {
     STREAMCACHE_LOG_URL                       = local.log_url
     STREAMCACHE_STREAM_ID                     = oci_streaming_stream.log.id
     STREAMCACHE_KAFKA_SECURITY_PROTOCOL       = "SASL_SSL"
+    STREAMCACHE_KAFKA_SASL_MECHANISM          = "PLAIN"
     STREAMCACHE_KAFKA_SASL_USERNAME           = local.kafka_username
     STREAMCACHE_KAFKA_SASL_PASSWORD_SECRET_ID = var.kafka_auth_token_secret_ocid
     STREAMCACHE_SNAPSHOT_URL                  = local.snapshot_url

@@ -32,7 +32,9 @@ def test_defaults():
     assert (settings.snapshot_url, settings.snapshots_keep, settings.import_prefix) == ("", 3, "imports/")
 
 
-def test_every_setting_is_read_from_its_variable():
+def test_every_setting_is_read_from_its_variable(tmp_path):
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     env = {
         "STREAMCACHE_LOG_URL": "kafka://broker-1:9092,broker-2:9092/cache",
         "STREAMCACHE_ROUTE_PREFIX": "/api/v1/cache",
@@ -47,6 +49,8 @@ def test_every_setting_is_read_from_its_variable():
         "STREAMCACHE_KAFKA_SASL_USERNAME": OCI_USER,
         "STREAMCACHE_KAFKA_SASL_PASSWORD": "auth-token",
         "STREAMCACHE_KAFKA_SASL_PASSWORD_SECRET_ID": "ocid1.vaultsecret.oc1.phx.aaaa",
+        "STREAMCACHE_KAFKA_SASL_MECHANISM": "PLAIN",
+        "STREAMCACHE_KAFKA_SSL_CA_FILE": str(ca_file),
         "STREAMCACHE_EVENT_SOURCE": "/cache-eu",
         "STREAMCACHE_INSTANCE_ID": "cache-1",
         "STREAMCACHE_SNAPSHOT_URL": "oci://snapshots@mytenancy/cache",
@@ -81,6 +85,8 @@ def test_every_setting_is_read_from_its_variable():
         "kafka_sasl_username": OCI_USER,
         "kafka_sasl_password": "auth-token",
         "kafka_sasl_password_secret_id": "ocid1.vaultsecret.oc1.phx.aaaa",
+        "kafka_sasl_mechanism": "PLAIN",
+        "kafka_ssl_ca_file": str(ca_file),
         "event_source": "/cache-eu",
         "instance_id": "cache-1",
         "snapshot_url": "oci://snapshots@mytenancy/cache",
@@ -258,6 +264,45 @@ def test_the_sasl_username_format_is_checked(username, ok):
 @pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL"])
 def test_without_sasl_no_credentials_are_needed(protocol):
     assert Settings.from_env({**LOG, "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": protocol}).kafka_sasl_password == ""
+
+
+def test_scram_takes_any_username_plain_takes_oci_s_shape():
+    env = {**LOG, "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "STREAMCACHE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+           "STREAMCACHE_KAFKA_SASL_USERNAME": "streamcache", "STREAMCACHE_KAFKA_SASL_PASSWORD": "pw"}
+    assert Settings.from_env(env).kafka_sasl_mechanism == "SCRAM-SHA-512"
+    (problem,) = problems({**env, "STREAMCACHE_KAFKA_SASL_MECHANISM": "PLAIN"})
+    assert "STREAMCACHE_KAFKA_SASL_USERNAME" in problem and "tenancyName/" in problem
+    (problem,) = problems({**env, "STREAMCACHE_KAFKA_SASL_USERNAME": ""})
+    assert "STREAMCACHE_KAFKA_SASL_USERNAME is required" in problem
+
+
+def test_an_unknown_sasl_mechanism_is_refused():
+    (problem,) = problems({**LOG, "STREAMCACHE_KAFKA_SASL_MECHANISM": "GSSAPI"})
+    assert "STREAMCACHE_KAFKA_SASL_MECHANISM" in problem and "PLAIN" in problem
+
+
+def test_the_ca_file_must_be_a_readable_pem_certificate(tmp_path):
+    (problem,) = problems({**LOG, "STREAMCACHE_KAFKA_SSL_CA_FILE": str(tmp_path / "missing.pem")})
+    assert "STREAMCACHE_KAFKA_SSL_CA_FILE" in problem and "cannot read" in problem
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    (problem,) = problems({**LOG, "STREAMCACHE_KAFKA_SSL_CA_FILE": str(tmp_path / "key.pem")})
+    assert "BEGIN CERTIFICATE" in problem
+
+
+def test_kafka_security_carries_the_mechanism_and_the_ca_file(tmp_path):
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {**LOG, "STREAMCACHE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "STREAMCACHE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+           "STREAMCACHE_KAFKA_SASL_USERNAME": "streamcache", "STREAMCACHE_KAFKA_SASL_PASSWORD": "pw",
+           "STREAMCACHE_KAFKA_SSL_CA_FILE": str(ca_file)}
+    assert Settings.from_env(env).kafka_security() == {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "streamcache",
+        "sasl_plain_password": "pw", "ssl_cafile": str(ca_file)}
+    oci = {**env, "STREAMCACHE_KAFKA_SASL_MECHANISM": "", "STREAMCACHE_KAFKA_SSL_CA_FILE": "",
+           "STREAMCACHE_KAFKA_SASL_USERNAME": OCI_USER}
+    assert Settings.from_env(oci).kafka_security() == {  # OCI: PLAIN, the system's CAs
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_plain_username": OCI_USER,
+        "sasl_plain_password": "pw"}
 
 
 def test_sasl_problems_join_the_others():

@@ -12,6 +12,12 @@ the next one and reorder records of a key.
 Consumer: manual assignment of every partition, no consumer group (each instance needs the whole
 stream; groups would split it), positions kept across calls so a catch-up only fetches the tail.
 
+Connections (OCI closes them to rebalance its front ends, and when idle; a frozen instance cannot
+see it happen): clients close a connection idle for ``CONNECTIONS_MAX_IDLE_MS`` themselves, below the
+30 s after which the far end may drop it, so a thawed instance reconnects instead of writing into a
+dead one; reconnects back off from 20 ms up to 1 s. A secured link is checked once before the first client (see
+:mod:`.kafka_link`), so a refused certificate or password fails at once, naming the setting.
+
 A failed ``append`` stops its producer and tells "not sent" (LogUnavailable, safe to retry) from
 "sent, answer lost" (OutcomeUnknown): see :mod:`.kafka_outcome`.
 
@@ -34,6 +40,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.partitioner.default import murmur2
 
+from streamcache.adapters.kafka_link import check_link
 from streamcache.adapters.kafka_outcome import abandon, find_batch, may_have_landed
 from streamcache.core.errors import LogTruncated, LogUnavailable, OutcomeUnknown
 from streamcache.core.records import Position
@@ -49,6 +56,8 @@ READ_DEADLINE_S = 10.0
 #: Our own readers decode the value alone, so records from other writers, with or without it, read alike.
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
 BULK_LINGER_MS = 5
+#: Below the 30 s after which OCI's front ends (and NATs) may drop an idle connection.
+CONNECTIONS_MAX_IDLE_MS = 20_000
 BULK_BATCH_BYTES = 256 * 1024
 
 
@@ -74,23 +83,29 @@ class KafkaLog:
     """A :class:`~streamcache.ports.MutationLog` over one Kafka topic (an OCI stream)."""
 
     def __init__(self, bootstrap: str, topic: str, *, timeout_ms: int = 5000, client_id: str = "streamcache",
-                 security: Mapping[str, object] | None = None) -> None:
+                 security: Mapping[str, object] | None = None, idle_ms: int = CONNECTIONS_MAX_IDLE_MS) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self._timeout_ms = timeout_ms
         self._client_id = client_id
         self._security = dict(security or {})
+        self._idle_ms = max(idle_ms, timeout_ms + 1)  # kafka-python refuses an idle limit below the request timeout
         self._producer: KafkaProducer | None = None
         self._bulk_producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._partitions: list[TopicPartition] | None = None
         self._lock = threading.RLock()  # the consumer is not thread-safe
+        self._link_checked = False
 
     # ---- clients, created on first use and re-created after a failure to construct ----------
 
     def _common(self) -> dict:
+        if not self._link_checked:  # raises, naming the setting, when TLS or SASL is refused
+            check_link(self.bootstrap, self._security, min(3.0, self._timeout_ms / 1000))
+            self._link_checked = True
         return dict(bootstrap_servers=self.bootstrap.split(","), client_id=self._client_id,
                     request_timeout_ms=self._timeout_ms, bootstrap_timeout_ms=self._timeout_ms,
+                    connections_max_idle_ms=self._idle_ms, reconnect_backoff_ms=20,
                     reconnect_backoff_max_ms=1000, metrics_enabled=False, **self._security)
 
     def _get_producer(self) -> KafkaProducer:
