@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import data_dir as data
 from .invoke_endpoint import function_ocid
 
-if TYPE_CHECKING:
-    from .dev import DevStack
 
-
-def describe(stack: "DevStack") -> str:
-    """What runs where, for the terminal."""
+def describe(stack) -> str:
+    """What runs where, for the terminal. ``stack``: a running :class:`~.dev.DevStack` (not imported:
+    dev.py imports this module)."""
     lines = ["streamcache dev: a local cache, every write a record on a Kafka-protocol stream", ""]
     lines.append(f"  stream    Tansu broker pid {stack.broker.process.pid} on {stack.broker.bootstrap}, topic "
                  f"{stack.topic!r} with {stack.partitions} partitions" if stack.broker is not None
@@ -44,7 +40,7 @@ def describe(stack: "DevStack") -> str:
     return "\n".join(lines)
 
 
-def _describe_lifecycle(stack: "DevStack") -> list[str]:
+def _describe_lifecycle(stack) -> list[str]:
     from streamcache.settings import Settings
 
     pool = stack.compactor_pool
