@@ -371,7 +371,7 @@ class DevStack:
         for instance in started:
             instance.stop()
         if self.front is not None:
-            self.front.stop()  # type: ignore[attr-defined]
+            (getattr(self.front, "stop", None) or self.front.close)()  # type: ignore[attr-defined]
         if self.broker is not None:
             self.broker.stop()
         if self.socket_dir is not None:
