@@ -52,7 +52,7 @@ def register(sub, url_parent) -> None:
 
     dev = sub.add_parser("dev", help="run broker, function instances and gateway locally until Ctrl-C")
     dev.add_argument("--port", type=_port, default=8080, help="gateway port on 127.0.0.1 (default 8080)")
-    dev.add_argument("--instances", type=_positive, default=2, help="function instances (default 2)")
+    dev.add_argument("--instances", type=_positive, default=2, help="function instances started at the beginning (default 2; more with --max-instances)")
     dev.add_argument("--partitions", type=_positive, default=3, help="partitions of the topic (default 3)")
     dev.add_argument("--log-url", help="use this log (kafka://HOST:PORT/TOPIC) instead of starting a broker")
     dev.add_argument("--topic", help="topic on the local broker (default streamcache)")
