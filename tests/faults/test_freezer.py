@@ -54,7 +54,7 @@ def test_a_thawed_instance_sees_the_time_it_was_frozen_and_catches_up_for_a_defa
         assert frozen.client.http_call("GET", "/cache/thaw/a").status == 404  # restored, caught up just now
         frozen.freeze()
         stopped_at = time.monotonic()
-        assert process_state(frozen.pid) == "T"
+        wait_for(lambda: process_state(frozen.pid) == "T", what="the stop to be delivered")  # a signal is async
         answer = writer.client.http_call("PUT", "/cache/thaw/a", b"written while frozen")
         assert answer.status in (200, 201)
         # The subject of the test is time passing while the process is stopped: longer than the bound.
