@@ -39,6 +39,10 @@ class Mode:
     scaling_budget_s: float = 240.0  # cold start + memory may not plan beyond this
     snapshot_keys: tuple[int, ...] = ()
     warm_keys: int = 1000  # keys present during the warm GET/PUT loops
+    oci_instances: tuple[int, ...] = (1, 4, 16)  # the OCI-like section's fleets (oci_like.py)
+    oci_requests: int = 200  # per client, GETs and again PUTs
+    staleness_s: float = 5.0  # how long the delivered staleness is sampled, per fleet
+    thaw_after_s: float = 60.0  # how long the instance stays frozen before the thaw-to-answer GET
 
     @property
     def all_scaling_keys(self) -> tuple[int, ...]:
@@ -48,10 +52,12 @@ class Mode:
 MODES = {
     "tiny": Mode("tiny", get_requests=60, put_requests=30, path_budget_s=3.0, concurrent_clients=2,
                  concurrent_requests=30, durable_writes=20, scaling_keys=(1000,), scaling_budget_s=20.0,
-                 snapshot_keys=(1000,), warm_keys=50),
+                 snapshot_keys=(1000,), warm_keys=50, oci_requests=10, staleness_s=1.0,
+                 thaw_after_s=1.0),
     "quick": Mode("quick", get_requests=600, put_requests=200, path_budget_s=4.0, concurrent_clients=4,
                   concurrent_requests=150, durable_writes=150, scaling_keys=(10_000,), scaling_budget_s=25.0,
-                  snapshot_keys=(10_000,), warm_keys=500),
+                  snapshot_keys=(10_000,), warm_keys=500, oci_requests=50, staleness_s=2.0,
+                  thaw_after_s=5.0),
     "full": Mode("full", get_requests=4000, put_requests=1500, path_budget_s=15.0, concurrent_clients=4,
                  concurrent_requests=1000, durable_writes=1000, scaling_keys=(10_000, 100_000),
                  optional_keys=(1_000_000, 2_000_000), scaling_budget_s=600.0, snapshot_keys=(100_000, 1_000_000),

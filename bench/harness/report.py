@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from . import write_floor
+from . import oci_like, write_floor
 
 LATENCY_PATHS = (
     ("handler", "in the handler (`CacheApp.handle`, in-process)"),
@@ -53,6 +53,8 @@ def markdown(results: dict) -> str:
     if "snapshot" in measurements or "compaction" in measurements:
         lines += _snapshots(measurements.get("snapshot", {"skipped": "not run"}), measurements.get("scaling", {}),
                             measurements.get("compaction", {"skipped": "not run"}))
+    if "oci_like" in measurements:
+        lines += oci_like.markdown(measurements["oci_like"])
     if results.get("charts"):
         lines += ["Charts: " + ", ".join(f"[{name}]({name})" for name in results["charts"]), ""]
     return "\n".join(lines)

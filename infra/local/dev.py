@@ -32,10 +32,10 @@ from typing import Callable, Mapping, TextIO
 import orjson
 
 from . import data_dir as data
-from . import stack_info
-from . import lifecycle
+from . import dev_describe, lifecycle, stack_info
 from .broker import LocalBroker, start_broker
 from .fn_runner import FnInstance, LogSink, start_instance
+from .freezer import Freezer
 from .gateway import DEFAULT_BUSY_WAIT_S, GatewayServer
 from .pool import Dispatch, Pool
 from .invoke_endpoint import function_ocid, pool_functions
@@ -60,7 +60,14 @@ class DevStack:
     ``config`` is extra function config (``STREAMCACHE_*`` names) given to every instance. Intervals
     of 0 turn a job off. ``clock`` (monotonic seconds) dates requests and drives the jobs;
     ``background=False`` runs no job thread: call :meth:`tick`. ``say`` receives lifecycle lines.
-    ``dispatch``: which idle instance takes a request (:class:`~.pool.Dispatch`)."""
+    ``dispatch``: which idle instance takes a request (:class:`~.pool.Dispatch`).
+
+    OCI's world (``streamcache dev --like-oci``, docs/local.md): ``max_instances`` lets the pool
+    start more instances, up to that many, when a request finds every one busy (default
+    ``instances``: a fixed count); ``freeze_idle_s`` freezes an idle instance that long after its
+    answer (freezer.py; None: never); ``front`` is called with the broker's ``host:port`` and returns
+    the Kafka front end the functions reach it through (``.bootstrap``, ``.security_settings()``:
+    their config; ``.stop()``)."""
 
     def __init__(self, port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str | None = None,
                  topic: str = DEFAULT_TOPIC, config: Mapping[str, str] | None = None, host: str = "127.0.0.1",
@@ -70,9 +77,14 @@ class DevStack:
                  warm_every_s: float = 30.0, idle_timeout_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
                  say: Callable[[str], None] | None = None, compactor_path: Path | None = None,
-                 dispatch: Dispatch = Dispatch.MOST_RECENT) -> None:
+                 dispatch: Dispatch = Dispatch.MOST_RECENT, max_instances: int | None = None,
+                 freeze_idle_s: float | None = None, front: Callable[[str], object] | None = None) -> None:
         if instances < 1 or partitions < 1:
             raise ValueError("instances and partitions must be at least 1")
+        if max_instances is not None and max_instances < instances:
+            raise ValueError(f"max_instances ({max_instances}) is less than the instances started ({instances})")
+        if freeze_idle_s is not None and freeze_idle_s < 0:
+            raise ValueError("freeze_idle_s must be 0 or more")
         if log_url is not None and log_url.startswith("memory:") and (instances > 1 or data_dir is not None):
             raise ValueError("a memory:// log lives inside one process, so other instances (and the compactor) "
                              "would not share it; use --instances 1 without a data dir, or a kafka:// log")
@@ -81,6 +93,11 @@ class DevStack:
         self.requested_log_url = log_url
         self.config = dict(config or {})
         self.busy_wait_s, self.dispatch = busy_wait_s, dispatch
+        self.max_instances = max_instances or instances
+        self.freeze_idle_s = freeze_idle_s
+        self.front_factory = front
+        self.front: object | None = None  # what front() returned: stopped after the instances
+        self.freezers: list[Freezer] = []
         self.warm_up = warm_up
         self.log_sink = log_sink
         self.access_log = access_log
@@ -128,16 +145,22 @@ class DevStack:
 
     def start(self) -> "DevStack":
         try:
-            self.pool = Pool([], self._cold_start, self.instance_count, self.clock, self.dispatch)
+            self.pool = Pool([], self._cold_start, self.max_instances, self.clock, self.dispatch,
+                             freeze_after_s=self.freeze_idle_s)
             # Bind first: a port already in use should fail before any process starts.
             self.gateway = GatewayServer(self.pool, self.host, self.port, busy_wait_s=self.busy_wait_s,
                                          access_log=self.access_log)
             if self.data_dir is not None:
                 self._lock = data.DataDirLock(self.data_dir).acquire()
             if self.requested_log_url is None:
-                self.broker = start_broker(self.host)
+                if self.front_factory is not None:
+                    self._start_front()
+                else:
+                    self.broker = start_broker(self.host)
                 self.broker.create_topic(self.topic, self.partitions)
                 self.log_url = self.broker.log_url(self.topic)
+            elif self.front_factory is not None:
+                raise ValueError("the Kafka front end stands before the stack's own broker: not with --log-url")
             # Short on purpose: a unix socket path must fit in 107 bytes.
             self.socket_dir = tempfile.mkdtemp(prefix="sc-", dir="/tmp")
             if self.data_dir is not None:
@@ -154,6 +177,9 @@ class DevStack:
             self._serving = True
             for ticker in self._tickers:
                 ticker.start()
+            if self.freeze_idle_s is not None:
+                pools = [self.pool] + ([self.compactor_pool] if self.compactor_pool is not None else [])
+                self.freezers = [Freezer(pool, f"freezer-{n}").start() for n, pool in enumerate(pools)]
         except BaseException:
             self.stop()
             raise
@@ -188,6 +214,13 @@ class DevStack:
             config.update(self.resource_principal.env)
         return config
 
+    def _start_front(self) -> None:
+        """Start the broker behind the Kafka front end (the broker advertises the front end's address,
+        so every connection goes through it): the functions get its address and its security settings
+        (TLS, SASL) as config, as the functions on OCI get the stream's."""
+        self.broker, self.front = self.front_factory(self.host)  # type: ignore[misc]
+        self.config.update(self.front.security_settings())  # type: ignore[attr-defined]
+
     def _carry_over(self) -> None:
         """A fresh local broker means an empty stream: give the run its own stream identity and
         seed it from the newest snapshot of an earlier run (before any instance starts)."""
@@ -221,7 +254,8 @@ class DevStack:
         for instance in starting[: self.instance_count]:
             self.pool.add(instance)
         if self.data_dir is not None:
-            self.compactor_pool = Pool([starting[-1]], spawn=self._cold_start_compactor, capacity=1, clock=self.clock)
+            self.compactor_pool = Pool([starting[-1]], spawn=self._cold_start_compactor, capacity=1, clock=self.clock,
+                                       freeze_after_s=self.freeze_idle_s)
 
     def _start(self, name: str, config: Mapping[str, str], wait: bool, **options) -> FnInstance:
         instance = start_instance(name, self.socket_dir, config, log_sink=self.log_sink, wait=False, **options)
@@ -319,6 +353,8 @@ class DevStack:
         if self._stopped:
             return
         self._stopped = True
+        for freezer in self.freezers:
+            freezer.stop()  # continues every frozen instance: what follows talks to them or stops them
         for ticker in self._tickers:
             ticker.stop(COMPACTOR_TIMEOUT_S)  # waits for a compaction or import in progress
         if self.gateway is not None:
@@ -335,6 +371,8 @@ class DevStack:
             started = list(self._all_instances)
         for instance in started:
             instance.stop()
+        if self.front is not None:
+            (getattr(self.front, "stop", None) or self.front.close)()  # type: ignore[attr-defined]
         if self.broker is not None:
             self.broker.stop()
         if self.socket_dir is not None:
@@ -349,52 +387,5 @@ class DevStack:
         self.stop()
 
     def describe(self) -> str:
-        """What runs where, for the terminal."""
-        lines = ["streamcache dev: a local cache, every write a record on a Kafka-protocol stream", ""]
-        lines.append(f"  stream    Tansu broker pid {self.broker.process.pid} on {self.broker.bootstrap}, topic "
-                     f"{self.topic!r} with {self.partitions} partitions" if self.broker is not None
-                     else f"  stream    {self.log_url} (not started here)")
-        lines.append(f"            STREAMCACHE_LOG_URL={self.log_url}")
-        for instance in self.instances:
-            cold = self.cold_starts_ms.get(instance.name)
-            warm = f", warmed up (first call {cold:.0f} ms)" if cold is not None else ""
-            lines.append(f"  function  {instance.name} pid {instance.pid}, socket {instance.socket_path}{warm}")
-        lines.append(f"  gateway   {self.url} -> up to {self.instance_count} cache instance(s), one request at a "
-                     f"time each; idle ones are picked {self.dispatch.value}")
-        lines.append(f"  invoke    POST {self.url}/20181201/functions/cache/actions/invoke "
-                     f"(function id {function_ocid('cache')})")
-        if self.data_dir is not None:
-            lines += self._describe_lifecycle()
-        lines += ["", "Try:",
-                  f"  curl -X PUT {self.url}/cache/a -d 1", f"  curl -i {self.url}/cache/a",
-                  f"  curl '{self.url}/cache?prefix='",
-                  f"""  curl -X POST {self.url}/20181201/functions/cache/actions/invoke -d '{{"operation":"GET","key":"a"}}'""",
-                  f"  STREAMCACHE_URL={self.url} streamcache get a", "",
-                  "Ctrl-C stops everything (after a final compaction)." if self.data_dir else "Ctrl-C stops everything."]
-        return "\n".join(lines)
-
-    def _describe_lifecycle(self) -> list[str]:
-        from streamcache.settings import Settings
-
-        compactor = self.compactor_pool.live()[0] if self.compactor_pool and self.compactor_pool.live() else None
-        lines = [f"  compactor {compactor.name} pid {compactor.pid}, socket {compactor.socket_path}" if compactor
-                 else "  compactor (not running)",
-                 f"            invoked {_every(self.compact_every_s)} (the Resource Scheduler), and once more on Ctrl-C; "
-                 f"POST {self.url}/20181201/functions/compactor/actions/invoke",
-                 "            and by a cache cold start whose tail is longer than STREAMCACHE_COMPACT_AFTER_RECORDS "
-                 f"({self.config.get('STREAMCACHE_COMPACT_AFTER_RECORDS') or Settings.compact_after_records}; a detached invoke)",
-                 f"  data      {self.data_dir}: snapshots/ (STREAMCACHE_SNAPSHOT_URL="
-                 f"{data.snapshot_store_url(self.data_dir)}), imports/ (drop JSON Lines files here)"]
-        if self.stream_id is not None:
-            restored = (f"{self.restored_keys} keys restored from run {self.restored.stream}"
-                        if self.restored is not None else "nothing to restore")
-            lines.append(f"            this run's stream: STREAMCACHE_STREAM_ID={self.stream_id}; {restored}")
-        lines.append(f"  lifecycle warmer GET /health {_every(self.warm_every_s)}; an instance idle for "
-                     f"{self.idle_timeout_s:g} s is stopped, the next request cold-starts one"
-                     if self.idle_timeout_s > 0 else f"  lifecycle warmer GET /health {_every(self.warm_every_s)}; "
-                     "idle instances are never stopped")
-        return lines
-
-
-def _every(seconds: float) -> str:
-    return f"every {seconds:g} s" if seconds > 0 else "off"
+        """What runs where, for the terminal (dev_describe.py)."""
+        return dev_describe.describe(self)

@@ -63,6 +63,7 @@ class FnInstance:
         self.client = FnClient(self.socket_path)
         self.log_lines: collections.deque[tuple[str, str]] = collections.deque(maxlen=log_tail)
         self._readers: list[threading.Thread] = []
+        self.frozen = False  # stopped by the freezer (SIGSTOP); see freeze() and thaw()
 
     @property
     def pid(self) -> int:
@@ -79,6 +80,19 @@ class FnInstance:
             return True
         except subprocess.TimeoutExpired:
             return False
+
+    def freeze(self) -> None:
+        """Stop the process (SIGSTOP), as the Fn agent pauses an idle hot container: none of its
+        threads runs until :meth:`thaw`. Its sockets stay open; what arrives waits in the kernel."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+            self.frozen = True
+
+    def thaw(self) -> None:
+        """Continue a frozen process (SIGCONT; it also discards a stop still pending)."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+        self.frozen = False
 
     def stderr_lines(self) -> list[str]:
         return [line for stream, line in list(self.log_lines) if stream == "stderr"]
@@ -122,6 +136,7 @@ class FnInstance:
         """SIGTERM (the FDK stops its loop), then SIGKILL after ``timeout_s``; remove both sockets."""
         self.client.close()
         if self.process.poll() is None:
+            self.thaw()  # a stopped process keeps SIGTERM pending: it would only die of the SIGKILL
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout_s)

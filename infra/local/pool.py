@@ -9,7 +9,15 @@ tests that mean to spread sequential requests over instances ask for ``ROUND_ROB
 
 Like OCI Functions, a pool with a ``spawn`` callable grows under load and after idle reclaim (a
 cold start, up to ``capacity``), and the idle reaper of ``streamcache dev`` (lifecycle.py) takes out
-instances that had no request for a while.
+instances that had no request for a while. That is Fn's scale-out: one request at a time per
+instance, and a request that finds every instance busy starts another (``streamcache dev
+--max-instances``). The request that started an instance waits for it (Fn's agent may hand it a
+slot freed meanwhile instead; here the cold start is always paid by the request that caused it).
+
+With ``freeze_after_s`` the pool also freezes, as Fn does (``FN_FREEZE_IDLE_MSECS``, 50 ms by
+default): :meth:`freeze_idle` stops (SIGSTOP, ``instance.freeze()``) each instance idle for that
+long, and :meth:`acquire` continues (SIGCONT, ``instance.thaw()``) a frozen one before handing it
+out. A :class:`~.freezer.Freezer` thread calls :meth:`freeze_idle` on time.
 """
 
 from __future__ import annotations
@@ -39,13 +47,17 @@ class Pool:
     is idle and fewer than ``capacity`` are running, the caller gets a freshly started one (a cold
     start). Dead instances leave the pool; :meth:`retire_idle` takes out the ones without a request
     for a while, for the idle reaper to stop. ``clock`` (seconds, monotonic) only dates requests, so tests can drive idle
-    time by hand; waiting for a busy instance always uses the real clock.
+    time by hand; waiting for a busy instance always uses the real clock. ``freeze_after_s``: see
+    :meth:`freeze_idle` (None: instances are never frozen).
     """
 
     def __init__(self, instances: Sequence = (), spawn: Callable[[], object] | None = None,
                  capacity: int | None = None, clock: Callable[[], float] = time.monotonic,
-                 dispatch: Dispatch = Dispatch.MOST_RECENT) -> None:
+                 dispatch: Dispatch = Dispatch.MOST_RECENT, freeze_after_s: float | None = None) -> None:
         self._clock = clock
+        self.freeze_after_s = freeze_after_s
+        self.freezes = self.thaws = 0  # counted for tests and the bench
+        self.peak = len(instances)  # the most instances (running or starting) at once
         self.dispatch = dispatch
         self._turns = itertools.count(1)  # when each member was last released (or added): a total order
         self._members: list[_Member] = [_Member(instance, clock(), next(self._turns)) for instance in instances]
@@ -64,6 +76,7 @@ class Pool:
     def add(self, instance) -> None:
         with self._changed:
             self._members.append(_Member(instance, self._clock(), next(self._turns)))
+            self.peak = max(self.peak, len(self._members) + self._starting)
             self._changed.notify_all()
 
     def acquire(self, timeout_s: float):
@@ -80,10 +93,16 @@ class Pool:
                 member = self._pick()
                 if member is not None:
                     member.busy = True
+                    if member.frozen:
+                        # Under the lock: the freezer cannot stop it again before the request is sent.
+                        member.instance.thaw()
+                        member.frozen = False
+                        self.thaws += 1
                     return member.instance
                 count = len(self._members)
                 if self._spawn is not None and count + self._starting < self.capacity:
                     self._starting += 1
+                    self.peak = max(self.peak, count + self._starting)
                     break  # start one outside the lock: it takes a while
                 if count == 0 and self._starting == 0:
                     raise FnUnavailable("no function instance is running")
@@ -153,6 +172,42 @@ class Pool:
             self._changed.notify_all()
         return [member.instance for member in retired]
 
+    def freeze_idle(self) -> float | None:
+        """Freeze every idle instance whose last request (or start) is ``freeze_after_s`` or more ago;
+        return the seconds until the next idle one is due, or ``None`` when none is waiting to be."""
+        if self.freeze_after_s is None:
+            return None
+        now = self._clock()
+        next_due: float | None = None
+        with self._changed:
+            for member in self._members:
+                if member.busy or member.frozen:
+                    continue
+                due_in = member.last_request + self.freeze_after_s - now
+                if due_in <= 0:
+                    member.instance.freeze()
+                    member.frozen = True
+                    self.freezes += 1
+                else:
+                    next_due = due_in if next_due is None else min(next_due, due_in)
+        return next_due
+
+    def thaw_all(self) -> None:
+        """Continue every frozen instance and freeze no more (tests that talk to instances directly)."""
+        with self._changed:
+            self.freeze_after_s = None
+            for member in self._members:
+                if member.frozen:
+                    member.instance.thaw()
+                    member.frozen = False
+                    self.thaws += 1
+            self._changed.notify_all()  # wakes a freezer's wait: it is stopping
+
+    def wait_changed(self, timeout_s: float) -> None:
+        """Block until an instance is taken, given back, added or removed, or ``timeout_s`` passed."""
+        with self._changed:
+            self._changed.wait(timeout_s)
+
     def live(self) -> list:
         with self._changed:
             return [member.instance for member in self._members]
@@ -179,10 +234,11 @@ class Pool:
 
 
 class _Member:
-    __slots__ = ("instance", "busy", "last_request", "turn")
+    __slots__ = ("instance", "busy", "frozen", "last_request", "turn")
 
     def __init__(self, instance, now: float, turn: int) -> None:
         self.instance = instance
         self.busy = False
+        self.frozen = False
         self.last_request = now  # a fresh instance counts as just used: it is not reaped at once
         self.turn = turn  # larger: released (or added) later

@@ -113,3 +113,19 @@ def test_report_and_charts_are_written(tiny_run):
     assert sorted(results["charts"]) == ["latency.png", "scaling.png"]
     for name in results["charts"]:
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_oci_like_section_is_measured(tiny_run):
+    out, results, _ = tiny_run
+    section = results["measurements"]["oci_like"]
+    assert sorted(section["instances"], key=int) == ["1", "4", "16"]
+    for row in section["instances"].values():
+        _check_latency(row["get"])
+        _check_latency(row["put"])
+        assert row["read_requests_per_partition_per_s"] >= 0
+        assert row["staleness"]["reads"] > 0 and 0 <= row["staleness"]["p50_ms"] <= row["staleness"]["p99_ms"]
+    assert section["instances"]["16"]["read_requests_per_partition_per_s"] > 0  # many readers: fetches counted
+    assert section["instances"]["16"]["thaws"] >= 1  # the freezer ran: instances were frozen and continued
+    thaw = section["thaw"]
+    assert thaw["status"] == 200 and thaw["was_frozen"] and thaw["answer_ms"] > 0 and thaw["frozen_s"] >= 1
+    assert "OCI-like" in (out / "latest.md").read_text()
