@@ -39,6 +39,7 @@ from .fn_runner import FnInstance, LogSink, start_instance
 from .gateway import DEFAULT_BUSY_WAIT_S, GatewayServer
 from .pool import Dispatch, Pool
 from .invoke_endpoint import function_ocid, pool_functions
+from .monitoring import LOCAL_PATH, metrics_config, start_stack_monitoring
 from .resource_principal import LocalResourcePrincipal, write_resource_principal
 
 DEFAULT_TOPIC = "streamcache"
@@ -70,7 +71,7 @@ class DevStack:
                  warm_every_s: float = 30.0, idle_timeout_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
                  say: Callable[[str], None] | None = None, compactor_path: Path | None = None,
-                 dispatch: Dispatch = Dispatch.MOST_RECENT) -> None:
+                 dispatch: Dispatch = Dispatch.MOST_RECENT, metrics: bool = False) -> None:
         if instances < 1 or partitions < 1:
             raise ValueError("instances and partitions must be at least 1")
         if log_url is not None and log_url.startswith("memory:") and (instances > 1 or data_dir is not None):
@@ -91,6 +92,7 @@ class DevStack:
         self.say = say or (lambda line: None)
         self.compactor_path = compactor_path or COMPACTOR_PATH
         self.broker: LocalBroker | None = None
+        self.metrics, self.monitoring = metrics, None  # the local OCI Monitoring (monitoring.py), with metrics
         self.log_url: str | None = log_url
         self.gateway: GatewayServer | None = None
         self.pool: Pool | None = None
@@ -140,6 +142,8 @@ class DevStack:
                 self.log_url = self.broker.log_url(self.topic)
             # Short on purpose: a unix socket path must fit in 107 bytes.
             self.socket_dir = tempfile.mkdtemp(prefix="sc-", dir="/tmp")
+            if self.metrics:
+                self.monitoring = start_stack_monitoring(self.data_dir)
             if self.data_dir is not None:
                 self._carry_over()
             self._start_instances()
@@ -150,6 +154,8 @@ class DevStack:
             self.gateway.stack_info = stack_info.describe(
                 str(self.log_url), self.partitions, self.gateway.url, stream_id=self.stream_id,
                 data_dir=None if self.data_dir is None else str(self.data_dir))
+            if self.monitoring is not None:
+                self.gateway.stack_info["metrics"] = self.monitoring.endpoint + LOCAL_PATH
             self.gateway.start()
             self._serving = True
             for ticker in self._tickers:
@@ -171,6 +177,10 @@ class DevStack:
             config["STREAMCACHE_IMPORT_URL"] = bucket + "/"  # import objects are named imports/<file>
         if self.stream_id is not None:
             config["STREAMCACHE_STREAM_ID"] = self.stream_id
+        if self.monitoring is not None and self.socket_dir is not None:
+            if self.resource_principal is None:  # the functions sign their posts with it, as on OCI
+                self.resource_principal = write_resource_principal(self.socket_dir)
+            config.update({**self.resource_principal.env, **metrics_config(self.monitoring, self.config)})
         return config
 
     def cache_config(self) -> dict[str, str]:
@@ -337,6 +347,8 @@ class DevStack:
             instance.stop()
         if self.broker is not None:
             self.broker.stop()
+        if self.monitoring is not None:
+            self.monitoring.stop()
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
         if self._lock is not None:
@@ -349,52 +361,7 @@ class DevStack:
         self.stop()
 
     def describe(self) -> str:
-        """What runs where, for the terminal."""
-        lines = ["streamcache dev: a local cache, every write a record on a Kafka-protocol stream", ""]
-        lines.append(f"  stream    Tansu broker pid {self.broker.process.pid} on {self.broker.bootstrap}, topic "
-                     f"{self.topic!r} with {self.partitions} partitions" if self.broker is not None
-                     else f"  stream    {self.log_url} (not started here)")
-        lines.append(f"            STREAMCACHE_LOG_URL={self.log_url}")
-        for instance in self.instances:
-            cold = self.cold_starts_ms.get(instance.name)
-            warm = f", warmed up (first call {cold:.0f} ms)" if cold is not None else ""
-            lines.append(f"  function  {instance.name} pid {instance.pid}, socket {instance.socket_path}{warm}")
-        lines.append(f"  gateway   {self.url} -> up to {self.instance_count} cache instance(s), one request at a "
-                     f"time each; idle ones are picked {self.dispatch.value}")
-        lines.append(f"  invoke    POST {self.url}/20181201/functions/cache/actions/invoke "
-                     f"(function id {function_ocid('cache')})")
-        if self.data_dir is not None:
-            lines += self._describe_lifecycle()
-        lines += ["", "Try:",
-                  f"  curl -X PUT {self.url}/cache/a -d 1", f"  curl -i {self.url}/cache/a",
-                  f"  curl '{self.url}/cache?prefix='",
-                  f"""  curl -X POST {self.url}/20181201/functions/cache/actions/invoke -d '{{"operation":"GET","key":"a"}}'""",
-                  f"  STREAMCACHE_URL={self.url} streamcache get a", "",
-                  "Ctrl-C stops everything (after a final compaction)." if self.data_dir else "Ctrl-C stops everything."]
-        return "\n".join(lines)
+        """What runs where, for the terminal (dev_describe.py)."""
+        from .dev_describe import describe
 
-    def _describe_lifecycle(self) -> list[str]:
-        from streamcache.settings import Settings
-
-        compactor = self.compactor_pool.live()[0] if self.compactor_pool and self.compactor_pool.live() else None
-        lines = [f"  compactor {compactor.name} pid {compactor.pid}, socket {compactor.socket_path}" if compactor
-                 else "  compactor (not running)",
-                 f"            invoked {_every(self.compact_every_s)} (the Resource Scheduler), and once more on Ctrl-C; "
-                 f"POST {self.url}/20181201/functions/compactor/actions/invoke",
-                 "            and by a cache cold start whose tail is longer than STREAMCACHE_COMPACT_AFTER_RECORDS "
-                 f"({self.config.get('STREAMCACHE_COMPACT_AFTER_RECORDS') or Settings.compact_after_records}; a detached invoke)",
-                 f"  data      {self.data_dir}: snapshots/ (STREAMCACHE_SNAPSHOT_URL="
-                 f"{data.snapshot_store_url(self.data_dir)}), imports/ (drop JSON Lines files here)"]
-        if self.stream_id is not None:
-            restored = (f"{self.restored_keys} keys restored from run {self.restored.stream}"
-                        if self.restored is not None else "nothing to restore")
-            lines.append(f"            this run's stream: STREAMCACHE_STREAM_ID={self.stream_id}; {restored}")
-        lines.append(f"  lifecycle warmer GET /health {_every(self.warm_every_s)}; an instance idle for "
-                     f"{self.idle_timeout_s:g} s is stopped, the next request cold-starts one"
-                     if self.idle_timeout_s > 0 else f"  lifecycle warmer GET /health {_every(self.warm_every_s)}; "
-                     "idle instances are never stopped")
-        return lines
-
-
-def _every(seconds: float) -> str:
-    return f"every {seconds:g} s" if seconds > 0 else "off"
+        return describe(self)

@@ -117,6 +117,29 @@ def start_monitoring(file: Path | None = None, clock: Callable[[], float] = time
     return state
 
 
+#: The namespace and compartment the local functions post to.
+LOCAL_NAMESPACE, LOCAL_COMPARTMENT = "streamcache", "ocid1.compartment.oc1..local"
+METRICS_FILE = "metrics.jsonl"
+
+
+def start_stack_monitoring(data_dir: Path | None) -> LocalMonitoring:
+    """The Monitoring of ``streamcache dev``: it keeps what it receives in ``<data-dir>/metrics.jsonl``
+    (from one run to the next) and evaluates the deployment's alarms (alarms.json.tftpl)."""
+    from .alarms import load_alarms
+
+    monitoring = start_monitoring(None if data_dir is None else Path(data_dir) / METRICS_FILE)
+    monitoring.alarms = load_alarms("local")
+    return monitoring
+
+
+def metrics_config(monitoring: LocalMonitoring, config: dict[str, str]) -> dict[str, str]:
+    """The functions' metrics settings under ``streamcache dev``: post to the local server, under
+    the ``local`` deployment, as often as the developer's config says (default: once a minute)."""
+    return {"STREAMCACHE_METRICS_NAMESPACE": LOCAL_NAMESPACE, "STREAMCACHE_METRICS_COMPARTMENT_ID": LOCAL_COMPARTMENT,
+            "STREAMCACHE_METRICS_ENDPOINT": monitoring.endpoint, "STREAMCACHE_METRICS_DEPLOYMENT": "local",
+            "STREAMCACHE_METRICS_INTERVAL_S": config.get("STREAMCACHE_METRICS_INTERVAL_S", "60")}
+
+
 class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)

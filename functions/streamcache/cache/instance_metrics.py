@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from streamcache.cache.health import Phase
+from streamcache.cache.http_api import is_health_path
 from streamcache.core.metrics import status_class
 from streamcache.metrics import Metrics
 
@@ -53,10 +54,12 @@ class InstanceMetrics:
         """One HTTP request answered (``started``: its time.perf_counter())."""
         path = urlsplit(url).path.rstrip("/")
         method = method.upper()
-        if path.endswith("/health"):
+        under_cache = path.startswith(self.prefix + "/")  # a key: /cache/health is the key "health"
+        if not under_cache and is_health_path(path, self.prefix):
             operation = "health"
         elif method in _READS:
-            operation = "list" if path == self.prefix else "changes" if path.endswith("/changes") else "get"
+            operation = ("get" if under_cache else "list" if path == self.prefix
+                         else "changes" if path.endswith("/changes") else "other")
         else:
             operation = method.lower()
         self._answered(operation, status, started, stale=headers.get("Streamcache-Stale") == "true")
