@@ -63,4 +63,4 @@ def _describe_lifecycle(self: "DevStack") -> list[str]:
 
 
 def _every(seconds: float) -> str:
-return f"every {seconds:g} s" if seconds > 0 else "off"
+    return f"every {seconds:g} s" if seconds > 0 else "off"
