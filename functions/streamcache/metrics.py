@@ -16,7 +16,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from streamcache.core.metrics import Aggregator, Point
+from streamcache.core.metrics import Aggregator, Point, minute_ms
+
+#: Minutes older than this are dropped while posts cannot go out (OCI refuses points over 2 h old).
+MAX_KEPT_S = 7200
 
 if TYPE_CHECKING:
     from streamcache.settings import Settings
@@ -30,9 +33,9 @@ class Metrics:
     enabled = True
 
     def __init__(self, base: dict[str, str], submit: Callable[[Sequence[Point]], bool], interval_s: float = 60.0,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, ready: Callable[[], bool] = lambda: True) -> None:
         self.aggregator = Aggregator(base)
-        self._submit, self.interval_s, self._clock = submit, interval_s, clock
+        self._submit, self.interval_s, self._clock, self._ready = submit, interval_s, clock, ready
         self._lock = threading.Lock()
         self._last_flush: float | None = None  # None: the first batch goes out as soon as there is one
 
@@ -64,6 +67,10 @@ class Metrics:
 
     def flush(self, before: Callable[[], None] | None = None) -> bool:
         """Post what was gathered now, whatever the interval (the compactor, after each invoke)."""
+        if not self._ready():  # the last post is still in flight: keep gathering, bounded by age
+            with self._lock:
+                self.aggregator.drop_before(minute_ms(self.now() - MAX_KEPT_S))
+            return False
         if before is not None:
             before()
         with self._lock:
@@ -111,6 +118,6 @@ def open_metrics(settings: "Settings", function: str, clock: Callable[[], float]
                           config_file=settings.oci_config_file or None)
     poster = BackgroundPoster(sink.post)
     metrics = Metrics({"function": function, "deployment": settings.metrics_deployment or settings.stream_id},
-                      poster.submit, settings.metrics_interval_s, clock)
+                      poster.submit, settings.metrics_interval_s, clock, ready=poster.ready)
     metrics.poster = poster  # type: ignore[attr-defined]  # the compactor waits for its post
     return metrics

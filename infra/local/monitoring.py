@@ -108,8 +108,7 @@ class LocalMonitoring:
 def start_monitoring(file: Path | None = None, clock: Callable[[], float] = time.time, host: str = "127.0.0.1",
                      port: int = 0) -> LocalMonitoring:
     state = LocalMonitoring(file, clock)
-    server = ThreadingHTTPServer((host, port), _Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), _Handler)
     server.state = state  # type: ignore[attr-defined]
     state._server = server
     state._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -138,6 +137,17 @@ def metrics_config(monitoring: LocalMonitoring, config: dict[str, str]) -> dict[
     return {"STREAMCACHE_METRICS_NAMESPACE": LOCAL_NAMESPACE, "STREAMCACHE_METRICS_COMPARTMENT_ID": LOCAL_COMPARTMENT,
             "STREAMCACHE_METRICS_ENDPOINT": monitoring.endpoint, "STREAMCACHE_METRICS_DEPLOYMENT": "local",
             "STREAMCACHE_METRICS_INTERVAL_S": config.get("STREAMCACHE_METRICS_INTERVAL_S", "60")}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up on a slow answer (its timeout) is expected here, not a server error.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Refused(Exception):

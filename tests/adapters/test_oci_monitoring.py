@@ -86,3 +86,30 @@ def test_the_poster_never_blocks_drops_while_busy_and_logs_a_failure_once(caplog
         poster.wait(5)
     assert poster.dropped == 1 and poster.failed == 4 and calls == [[1], [3], [3], [3]]
     assert len([r for r in caplog.records if "metrics post failed" in r.getMessage()]) == 1
+
+
+def test_while_a_post_is_in_flight_the_next_minutes_are_kept_not_dropped():
+    from streamcache.metrics import Metrics
+
+    release, sent = threading.Event(), []
+
+    def send(points):
+        release.wait(5)
+        sent.extend(points)
+
+    clock = [NOW]
+    poster = BackgroundPoster(send)
+    metrics = Metrics({"function": "cache"}, poster.submit, 60, lambda: clock[0], ready=poster.ready)
+    metrics.count("Requests")
+    assert metrics.flush_if_due() is True  # the first batch goes at once
+    clock[0] += 61
+    metrics.count("Requests")
+    assert metrics.flush_if_due() is False and len(metrics.aggregator) == 1  # in flight: kept
+    clock[0] += 3 * 3600  # posts stuck for hours: what OCI would refuse is forgotten, nothing else
+    metrics.count("Requests")
+    assert metrics.flush_if_due() is False and len(metrics.aggregator) == 1
+    release.set()
+    poster.wait(5)
+    assert metrics.flush_if_due() is True
+    poster.wait(5)
+    assert [p.value for p in sent] == [1.0, 1.0] and poster.dropped == 0

@@ -101,3 +101,37 @@ def test_a_throttled_or_slow_ingestion_endpoint_never_slows_or_fails_a_request(s
         stack.monitoring.failures.clear()
     status, _, body = request(stack, "GET", "/health")
     assert status == 200 and orjson.loads(body)["status"] == "serving"
+
+
+def test_streamcache_metrics_shows_the_last_hour_and_the_alarms(stack):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    wait_for(lambda: stack.monitoring.received("CacheHits"), 20, "a posted hit")
+    script = Path(sys.executable).parent / "streamcache"
+    done = subprocess.run([str(script), "metrics", "--url", stack.url], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "STREAMCACHE_URL": ""})
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line and not line.startswith(" ")}
+    assert "total 1" in rows["CacheHits"] and "operation=get" in done.stdout
+    assert "n 2," in rows["StreamWriteMs"]  # the put and the delete: an observation shows n, mean and max
+    assert "alarms:" in done.stdout
+    states = {line.split()[1]: line.split()[0] for line in done.stdout.split("alarms:")[1].splitlines() if line.strip()}
+    assert set(states) == {"snapshot_age", "no_compaction", "stale_reads", "errors_5xx", "degraded", "quota"}
+    assert states["degraded"] == "OK" and states["snapshot_age"] == "OK"
+    as_json = subprocess.run([str(script), "metrics", "--url", stack.url, "--json"], capture_output=True, text=True,
+                             timeout=60)
+    assert as_json.returncode == 0 and orjson.loads(as_json.stdout)["datapoints"]
+
+
+def test_streamcache_metrics_without_a_stack_says_so_and_exits_2():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "streamcache"
+    done = subprocess.run([str(script), "metrics", "--url", "http://127.0.0.1:9"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("streamcache metrics: ")

@@ -11,8 +11,9 @@ post carries the next minute.
 
 :class:`BackgroundPoster` is how a function posts without delaying an answer: a frozen container
 runs no background thread between requests, so posting rides on a request; the request hands its
-batch to a short-lived daemon thread and returns. At most one post is in flight: a batch that finds
-the previous post still running is dropped (and counted), never queued into a pile. Failures are
+batch to a short-lived daemon thread and returns. At most one post is in flight: the caller asks
+:meth:`BackgroundPoster.ready` first and keeps aggregating meanwhile; a batch submitted anyway while
+a post runs is dropped (and counted), never queued into a pile. Failures are
 logged once (the first, then again only after a post succeeded). The ``oci`` SDK is imported on the
 posting thread, never on a request's.
 """
@@ -109,6 +110,10 @@ class BackgroundPoster:
         self.failed = 0  # batches whose post failed
         self.dropped = 0  # batches dropped because the previous post was still in flight
         self.thread: threading.Thread | None = None
+
+    def ready(self) -> bool:
+        """Whether a batch handed over now would be posted (no post in flight)."""
+        return not self._busy
 
     def submit(self, points: Sequence[Point]) -> bool:
         """Start posting ``points``; False (and the batch dropped) if a post is still in flight."""

@@ -92,6 +92,14 @@ class Aggregator:
     def __len__(self) -> int:
         return len(self._cells)
 
+    def drop_before(self, oldest_ms: int) -> int:
+        """Forget the minutes before ``oldest_ms`` (OCI refuses datapoints over 2 hours old); how many
+        cells went. Bounds what piles up while posts cannot go out."""
+        old = [key for key in self._cells if key[2] < oldest_ms]
+        for key in old:
+            del self._cells[key]
+        return len(old)
+
     def take(self) -> list[Point]:
         """Everything gathered so far, as datapoints; the aggregator is empty afterwards."""
         cells, self._cells = self._cells, {}
