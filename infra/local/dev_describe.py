@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from . import data_dir as data
 from .invoke_endpoint import function_ocid
 
-if TYPE_CHECKING:
-    from .dev import DevStack
+DevStack = Any  # dev.DevStack: not imported, dev.py imports this module
 
 
-def describe(self: "DevStack") -> str:
+def describe(self: DevStack) -> str:
     """What runs where, for the terminal."""
     lines = ["streamcache dev: a local cache, every write a record on a Kafka-protocol stream", ""]
     lines.append(f"  stream    Tansu broker pid {self.broker.process.pid} on {self.broker.bootstrap}, topic "
@@ -39,7 +38,7 @@ def describe(self: "DevStack") -> str:
               "Ctrl-C stops everything (after a final compaction)." if self.data_dir else "Ctrl-C stops everything."]
     return "\n".join(lines)
 
-def _describe_lifecycle(self: "DevStack") -> list[str]:
+def _describe_lifecycle(self: DevStack) -> list[str]:
     from streamcache.settings import Settings
 
     compactor = self.compactor_pool.live()[0] if self.compactor_pool and self.compactor_pool.live() else None
