@@ -54,9 +54,11 @@ class Metrics:
         with self._lock:
             self.aggregator.gauge(name, value, self.now(), **dims)
 
-    def due(self) -> bool:
+    def due(self, pending: bool = False) -> bool:
+        """Whether a post is due: something gathered (``pending``: the caller holds tallies not yet
+        handed to the aggregator) and the interval passed since the last post."""
         last = self._last_flush
-        return len(self.aggregator) > 0 and (last is None or self.now() - last >= self.interval_s)
+        return (pending or len(self.aggregator) > 0) and (last is None or self.now() - last >= self.interval_s)
 
     def flush_if_due(self, before: Callable[[], None] | None = None) -> bool:
         """Post what was gathered if the interval has passed; ``before`` records the levels read

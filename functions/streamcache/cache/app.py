@@ -57,7 +57,7 @@ class CacheApp:
         self.instance_id, self.stream_id = settings.instance_id, settings.stream_id
         self.metrics = open_metrics(settings, "cache", clock)
         mutation_log = settings.open_log()
-        self.replica = Replica(TimedLog(mutation_log, self.metrics) if self.metrics.enabled else mutation_log,
+        self.replica = Replica(TimedLog(mutation_log) if self.metrics.enabled else mutation_log,
                                max_bytes=settings.max_bytes)
         self.service = CacheService(self.replica, limits(settings), settings.event_source)
         self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys,
@@ -68,6 +68,8 @@ class CacheApp:
                                     compact_after_records=settings.compact_after_records,
                                     request_compaction=compaction_requester(settings))
         self.observed = InstanceMetrics(self.metrics, self.replica, self.cold_start, settings.route_prefix)
+        if isinstance(self.replica.log, TimedLog):
+            self.replica.log.observed = self.observed
 
     def ensure_started(self, wait_s: float | None = None) -> None:
         """Restore before the first answer (cold start), waiting at most ``wait_s`` seconds. Raises

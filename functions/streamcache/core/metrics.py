@@ -63,6 +63,11 @@ class _Cell:
         self.largest = max(self.largest, value)
         self.last = value
 
+    def merge(self, n: int, total: float, largest: float) -> None:
+        self.total += total
+        self.n += n
+        self.largest = max(self.largest, largest)
+
 
 @dataclass
 class Aggregator:
@@ -88,6 +93,12 @@ class Aggregator:
 
     def gauge(self, name: str, value: float, now_s: float, **dims: str) -> None:
         self._cell(Kind.GAUGE, name, now_s, dims).add(value)
+
+    def observe_many(self, name: str, n: int, total: float, largest: float, now_s: float, **dims: str) -> None:
+        """``n`` observations at once, summing to ``total``, the largest ``largest`` (a caller that
+        tallies on its hot path and hands the tally over once a minute)."""
+        if n:
+            self._cell(Kind.OBSERVATION, name, now_s, dims).merge(n, total, largest)
 
     def __len__(self) -> int:
         return len(self._cells)

@@ -51,3 +51,21 @@ def test_batches_hold_at_most_50_streams_and_lose_no_point(items):
         sorted((p.name, p.dimensions) for p in points)
     names = [(name, dims) for batch in batches for name, dims, _ in batch]
     assert len(names) == len(set(names))  # one stream is in one batch only
+
+
+def test_a_tally_of_observations_counts_as_the_observations_themselves():
+    one_by_one, tallied = Aggregator(), Aggregator()
+    for value in (1.0, 5.0, 3.0):
+        one_by_one.observe("StreamWriteMs", value, T0)
+    tallied.observe_many("StreamWriteMs", 2, 6.0, 5.0, T0)
+    tallied.observe("StreamWriteMs", 3.0, T0)
+    tallied.observe_many("StreamWriteMs", 0, 0.0, 0.0, T0)  # nothing: no cell
+    assert one_by_one.take() == tallied.take()
+
+
+def test_minutes_older_than_asked_are_dropped():
+    agg = Aggregator()
+    agg.count("Requests", T0 - 3 * 3600)
+    agg.count("Requests", T0)
+    assert agg.drop_before(minute_ms(T0 - 7200)) == 1
+    assert [p.minute_ms for p in agg.take()] == [minute_ms(T0)]
