@@ -139,6 +139,24 @@ def metrics_config(monitoring: LocalMonitoring, config: dict[str, str]) -> dict[
             "STREAMCACHE_METRICS_INTERVAL_S": config.get("STREAMCACHE_METRICS_INTERVAL_S", "60")}
 
 
+def relay(method: str, path: str, stack_info: dict | None) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The gateway's answer to ``/_local/metrics``: what this server answers, so that the console
+    (whose page may only call its own origin) shows the local metrics."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import ProxyHandler, build_opener
+
+    json = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+    where = (stack_info or {}).get("metrics")
+    if method not in ("GET", "HEAD") or not where:
+        return 404, json, orjson.dumps({"error": "not_found", "message": "this stack serves no metrics"})
+    query = urlsplit(path).query
+    try:
+        with build_opener(ProxyHandler({})).open(where + (f"?{query}" if query else ""), timeout=5) as answer:
+            return 200, json, answer.read()
+    except (HTTPError, URLError, OSError) as exc:
+        return 502, json, orjson.dumps({"error": "bad_gateway", "message": f"the local metrics: {exc}"})
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
