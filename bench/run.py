@@ -29,7 +29,7 @@ from typing import Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/ and bench_snapshot.py
 
-from harness import charts, durability, latency, oci_like, report, scaling, snapshots
+from harness import charts, durability, latency, metrics_cost, oci_like, report, scaling, snapshots
 from harness.common import MODES, machine_info
 from harness.context import BenchContext, Skipped
 from harness.redis_server import RedisAvailability, find_redis
@@ -45,6 +45,8 @@ class Measurement(NamedTuple):
 
 MEASUREMENTS = [
     Measurement("warm", "warm GET and PUT: in the handler, FDK socket, gateway; Redis", latency.measure_warm),
+    Measurement("metrics", "cost of metrics on the request path: GET and PUT p50 with metrics on and off (issue 23)",
+                metrics_cost.measure_metrics_cost),
     Measurement("durability", "acknowledged writes: acks=all against Redis AOF everysec/always",
                 durability.measure_durability),
     Measurement("scaling", "cold start and memory against key count; Redis from an RDB", scaling.measure_scaling),

@@ -46,6 +46,8 @@ def markdown(results: dict) -> str:
     if "warm" in measurements:
         lines += _warm(measurements["warm"])
         lines += write_floor.markdown(measurements["warm"].get("streamcache", {}))
+    if "metrics" in measurements:
+        lines += _metrics(measurements["metrics"])
     if "durability" in measurements:
         lines += _durability(measurements["durability"])
     if "scaling" in measurements:
@@ -114,6 +116,19 @@ def _warm(warm: dict) -> list[str]:
     else:
         out.append(f"| Redis | {theirs.get('skipped', 'not measured')} |||||||")
     return out + [""]
+
+
+def _metrics(cost: dict) -> list[str]:
+    out = ["### The cost of metrics on the request path (in the handler, in turns; posting every second)", ""]
+    if _skipped(cost):
+        return out + [f"Not measured: {_skipped(cost)}", ""]
+    out += ["| request | p50 metrics off | p50 metrics on | difference | allowed (2 % or 0.01 ms) |", "|---|---|---|---|---|"]
+    for op in ("get", "put"):
+        row = cost[op]
+        verdict = "within" if row["within_target"] else "**over**"
+        out.append(f"| {op.upper()} | {ms(row['metrics_off'].get('p50_ms'))} | {ms(row['metrics_on'].get('p50_ms'))} | "
+                   f"{row['p50_delta_ms']:+.4f} ms | {row['allowed_ms']:.4f} ms: {verdict} |")
+    return out + [f"{cost['posts_during_run']} posts to the local ingestion server during the run.", ""]
 
 
 def _durability(durability: dict) -> list[str]:

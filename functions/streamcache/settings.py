@@ -9,6 +9,7 @@ handlers reads the environment.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -115,6 +116,20 @@ class Settings:
     #: (see :class:`streamcache.logs.AccessLog`).
     access_log: AccessLog = AccessLog.PROBLEMS
 
+    #: OCI Monitoring namespace the functions post their metrics to (``[a-z][a-z0-9_]*``, not
+    #: ``oci_``/``oracle_``, which OCI reserves). Empty: no metrics are posted.
+    metrics_namespace: str = ""
+    #: The compartment the metrics belong to (its OCID). Required with the namespace.
+    metrics_compartment_id: str = ""
+    #: Ingestion endpoint override (``http://127.0.0.1:PORT`` for ``streamcache dev``). Default:
+    #: ``https://telemetry-ingestion.<region>.oraclecloud.com``.
+    metrics_endpoint: str = ""
+    #: Seconds between two posts of one instance (each carries per-minute aggregates). OCI keeps
+    #: one-minute resolution: below 60 only makes sense locally.
+    metrics_interval_s: int = 60
+    #: The ``deployment`` dimension of every metric. Default: the stream identity.
+    metrics_deployment: str = ""
+
     #: API keys allowed to call the HTTP API, hashed: comma-separated ``sha256:<64 hex>[:ro]``
     #: (``streamcache hash-key`` prints one). Empty: no API-key check (the gateway's only).
     api_keys: tuple = ()
@@ -138,7 +153,7 @@ class Settings:
                 # A secret pasted into the wrong setting must not reach the logs.
                 shown = "" if f.name in _SECRETS else f"={raw!r}"
                 problems.append(f"{name}{shown}: {exc}")
-        problems += _cross_checks(values) + _compactor_pair(env)
+        problems += _cross_checks(values) + _compactor_pair(env) + _metrics_pair(env)
         if problems:
             raise ConfigError(problems)
         if not values.get("instance_id"):
@@ -281,7 +296,32 @@ def _access_log(raw: str) -> AccessLog:
         raise ValueError(f"must be one of {', '.join(level.value for level in AccessLog)}") from None
 
 
+def _metrics_namespace(raw: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,254}", raw):
+        raise ValueError("must be lowercase letters, digits and _ , starting with a letter (e.g. streamcache)")
+    if raw.startswith(("oci_", "oracle_")):
+        raise ValueError("oci_ and oracle_ are reserved by OCI for its own namespaces")
+    return raw
+
+
+def _compartment_ocid(raw: str) -> str:
+    if not raw.startswith(("ocid1.compartment.", "ocid1.tenancy.")) or not raw.isprintable() or " " in raw:
+        raise ValueError("must be a compartment's (or the tenancy's) OCID")
+    return raw
+
+
+def _dimension_value(raw: str) -> str:
+    if len(raw) > 512 or not raw.isprintable():
+        raise ValueError("must be at most 512 printable characters")
+    return raw
+
+
 _PARSERS: dict[str, Callable[[str], object]] = {
+    "metrics_namespace": _metrics_namespace,
+    "metrics_compartment_id": _compartment_ocid,
+    "metrics_endpoint": _http_url,
+    "metrics_interval_s": _positive_int,
+    "metrics_deployment": _dimension_value,
     "access_log": _access_log,
     "api_keys": parse_api_keys,
     "route_prefix": _route_prefix,
@@ -315,6 +355,14 @@ def _compactor_pair(env: Mapping[str, str]) -> list[str]:
         return []
     return [f"{names[0]} and {names[1]} go together: set both (the compactor's OCID and its invoke endpoint) "
             "or neither"]
+
+
+def _metrics_pair(env: Mapping[str, str]) -> list[str]:
+    """A namespace without a compartment could post nowhere; judged on what is set, as above."""
+    if env.get(f"{PREFIX}METRICS_NAMESPACE") and not env.get(f"{PREFIX}METRICS_COMPARTMENT_ID"):
+        return [f"{PREFIX}METRICS_COMPARTMENT_ID is required with {PREFIX}METRICS_NAMESPACE (the compartment "
+                "the metrics belong to)"]
+    return []
 
 
 def _cross_checks(values: Mapping[str, object]) -> list[str]:

@@ -10,11 +10,9 @@
 
 :class:`DevStack` starts the parts in order (gateway port first, so a taken port fails before anything
 runs), and :meth:`DevStack.stop` stops them in reverse: no process and no socket file is left behind.
-With a ``data_dir`` it also plays OCI's part around the functions (lifecycle.py): the compaction
-schedule, health checks, idle reclaim with cold starts on demand, Object Storage events for
-``imports/``, and it carries the data over from the previous run (data_dir.py); :meth:`stop` then
-runs a final compaction once no request is in flight. Tests use it directly (``background=False``
-and :meth:`tick` with their own clock); ``streamcache dev`` is :func:`.dev_command.run`.
+With a ``data_dir`` it also plays OCI's part around the functions (lifecycle.py: schedule, health
+checks, idle reclaim, Object Storage events; data carried over by data_dir.py; a final compaction
+on stop). Tests use it directly (``background=False``, :meth:`tick` with their own clock).
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from .freezer import Freezer
 from .gateway import DEFAULT_BUSY_WAIT_S, GatewayServer
 from .pool import Dispatch, Pool
 from .invoke_endpoint import function_ocid, pool_functions
+from .monitoring import LOCAL_PATH, metrics_config, start_stack_monitoring
 from .resource_principal import LocalResourcePrincipal, write_resource_principal
 
 DEFAULT_TOPIC = "streamcache"
@@ -65,9 +64,8 @@ class DevStack:
     OCI's world (``streamcache dev --like-oci``, docs/local.md): ``max_instances`` lets the pool
     start more instances, up to that many, when a request finds every one busy (default
     ``instances``: a fixed count); ``freeze_idle_s`` freezes an idle instance that long after its
-    answer (freezer.py; None: never); ``front`` is called with the broker's ``host:port`` and returns
-    the Kafka front end the functions reach it through (``.bootstrap``, ``.security_settings()``:
-    their config; ``.stop()``)."""
+    answer (freezer.py; None: never); ``front(host)`` starts the broker behind the Kafka front end:
+    ``(broker, front)`` (kafka_front.start_fronted_broker). ``metrics``: serve OCI Monitoring."""
 
     def __init__(self, port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str | None = None,
                  topic: str = DEFAULT_TOPIC, config: Mapping[str, str] | None = None, host: str = "127.0.0.1",
@@ -78,7 +76,8 @@ class DevStack:
                  clock: Callable[[], float] = time.monotonic, background: bool = True,
                  say: Callable[[str], None] | None = None, compactor_path: Path | None = None,
                  dispatch: Dispatch = Dispatch.MOST_RECENT, max_instances: int | None = None,
-                 freeze_idle_s: float | None = None, front: Callable[[str], object] | None = None) -> None:
+                 freeze_idle_s: float | None = None, front: Callable[[str], object] | None = None,
+                 metrics: bool = False) -> None:
         if instances < 1 or partitions < 1:
             raise ValueError("instances and partitions must be at least 1")
         if max_instances is not None and max_instances < instances:
@@ -95,8 +94,7 @@ class DevStack:
         self.busy_wait_s, self.dispatch = busy_wait_s, dispatch
         self.max_instances = max_instances or instances
         self.freeze_idle_s = freeze_idle_s
-        self.front_factory = front
-        self.front: object | None = None  # what front() returned: stopped after the instances
+        self.front_factory, self.front = front, None  # the front end: stopped after the instances
         self.freezers: list[Freezer] = []
         self.warm_up = warm_up
         self.log_sink = log_sink
@@ -108,6 +106,7 @@ class DevStack:
         self.say = say or (lambda line: None)
         self.compactor_path = compactor_path or COMPACTOR_PATH
         self.broker: LocalBroker | None = None
+        self.metrics, self.monitoring = metrics, None  # the local OCI Monitoring (monitoring.py), with metrics
         self.log_url: str | None = log_url
         self.gateway: GatewayServer | None = None
         self.pool: Pool | None = None
@@ -163,6 +162,8 @@ class DevStack:
                 raise ValueError("the Kafka front end stands before the stack's own broker: not with --log-url")
             # Short on purpose: a unix socket path must fit in 107 bytes.
             self.socket_dir = tempfile.mkdtemp(prefix="sc-", dir="/tmp")
+            if self.metrics:
+                self.monitoring = start_stack_monitoring(self.data_dir)
             if self.data_dir is not None:
                 self._carry_over()
             self._start_instances()
@@ -173,6 +174,8 @@ class DevStack:
             self.gateway.stack_info = stack_info.describe(
                 str(self.log_url), self.partitions, self.gateway.url, stream_id=self.stream_id,
                 data_dir=None if self.data_dir is None else str(self.data_dir))
+            if self.monitoring is not None:
+                self.gateway.stack_info["metrics"] = self.monitoring.endpoint + LOCAL_PATH
             self.gateway.start()
             self._serving = True
             for ticker in self._tickers:
@@ -197,6 +200,10 @@ class DevStack:
             config["STREAMCACHE_IMPORT_URL"] = bucket + "/"  # import objects are named imports/<file>
         if self.stream_id is not None:
             config["STREAMCACHE_STREAM_ID"] = self.stream_id
+        if self.monitoring is not None and self.socket_dir is not None:
+            if self.resource_principal is None:  # the functions sign their posts with it, as on OCI
+                self.resource_principal = write_resource_principal(self.socket_dir)
+            config.update({**self.resource_principal.env, **metrics_config(self.monitoring, self.config)})
         return config
 
     def cache_config(self) -> dict[str, str]:
@@ -375,6 +382,8 @@ class DevStack:
             (getattr(self.front, "stop", None) or self.front.close)()  # type: ignore[attr-defined]
         if self.broker is not None:
             self.broker.stop()
+        if self.monitoring is not None:
+            self.monitoring.stop()
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
         if self._lock is not None:

@@ -79,10 +79,13 @@ def register(sub, url_parent) -> None:
     oci.add_argument("--front", action=argparse.BooleanOptionalAction, default=None,
                      help="reach the broker through the Kafka front end (round trip, recycled connections, read "
                           "budget, TLS and SASL) (default off; on with --like-oci)")
+    dev.add_argument("--no-metrics", dest="metrics", action="store_false",
+                     help="do not serve the local OCI Monitoring (the functions then post no metrics)")
     dev.set_defaults(run=lambda client, args: run(
         port=args.port, instances=args.instances, partitions=args.partitions, log_url=args.log_url,
         topic=args.topic, data_dir=args.data_dir, compact_every_s=args.compact_every,
-        warm_every_s=args.warm_every, idle_timeout_s=args.idle_timeout, **oci_options(args)), needs_url=False)
+        warm_every_s=args.warm_every, idle_timeout_s=args.idle_timeout, metrics=args.metrics, **oci_options(args)),
+        needs_url=False)
 
 
 def _milliseconds(raw: str) -> float:
@@ -113,7 +116,7 @@ def function_config_from_env(env: Mapping[str, str]) -> dict[str, str]:
 def run(port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str | None = None,
         topic: str | None = None, data_dir: str | None = DEFAULT_DATA_DIR, compact_every_s: float = 60.0,
         warm_every_s: float = 30.0, idle_timeout_s: float = 300.0, freeze_idle_s: float | None = None,
-        max_instances: int | None = None, front: bool = False,
+        max_instances: int | None = None, front: bool = False, metrics: bool = True,
         out: TextIO | None = None, err: TextIO | None = None) -> int:
     """The ``streamcache dev`` command: run until SIGINT or SIGTERM, then compact and stop everything.
     The signal handlers stay in place while stopping, so a second Ctrl-C does not cut the final
@@ -158,7 +161,7 @@ def run(port: int = 8080, instances: int = 2, partitions: int = 3, log_url: str 
                      access_log=lambda line: emit(err, line), data_dir=data_dir,
                      compact_every_s=compact_every_s, warm_every_s=warm_every_s, idle_timeout_s=idle_timeout_s,
                      freeze_idle_s=freeze_idle_s, max_instances=max_instances, front=front_factory,
-                     say=lambda line: emit(out, f"{time.strftime('%H:%M:%S')} {line}"))
+                     say=lambda line: emit(out, f"{time.strftime('%H:%M:%S')} {line}"), metrics=metrics)
     try:
         try:
             stack.start()

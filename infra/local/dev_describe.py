@@ -31,6 +31,9 @@ def describe(stack) -> str:
                  f"(function id {function_ocid('cache')})")
     if stack.data_dir is not None:
         lines += _describe_lifecycle(stack)
+    if stack.monitoring is not None:
+        lines.append(f"  metrics   OCI Monitoring ingestion on {stack.monitoring.endpoint} (namespace streamcache); "
+                     "`streamcache metrics` shows the last hour and the alarms")
     lines += ["", "Try:",
               f"  curl -X PUT {stack.url}/cache/a -d 1", f"  curl -i {stack.url}/cache/a",
               f"  curl '{stack.url}/cache?prefix='",

@@ -23,11 +23,13 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, TextIO
+from urllib.parse import urlsplit
 
 import orjson
 
 from .fn_protocol import DEFAULT_CALL_TIMEOUT_S, FnRefused, FnTimeout, FnUnavailable, new_call_id
 from .invoke_endpoint import handle_invoke_request, is_invoke_path, pool_functions
+from .monitoring import LOCAL_PATH as LOCAL_METRICS_PATH, relay as relay_metrics
 from .stack_info import is_stack_path, stack_answer
 from .pool import Pool
 
@@ -100,6 +102,9 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         if is_stack_path(self.path):  # streamcache watch finds the local stream here
             answer = stack_answer(self.command, self.server.stack_info)
             return self._reply(answer.status, answer.headers, answer.body, started=started)
+        if urlsplit(self.path).path.rstrip("/") == LOCAL_METRICS_PATH:  # the console's metrics panel
+            status, headers, payload = relay_metrics(self.command, self.path, self.server.stack_info)
+            return self._reply(status, headers, payload, started=started)
         if is_invoke_path(self.path):  # the OCI Functions invoke API (direct invokes), not API Gateway
             answer = handle_invoke_request(self.command, self.path, self.headers, body, self.server.functions)
             return self._reply(answer.status, answer.headers, answer.body, started=started)

@@ -29,6 +29,10 @@ locals {
     STREAMCACHE_SNAPSHOT_URL                  = local.snapshot_url
     # The memory quota decides outcomes, so the compactor must fold with the instances' value.
     STREAMCACHE_MAX_BYTES = tostring(var.max_bytes)
+    # Metrics to OCI Monitoring (monitoring.tf holds the alarms on them); signed with the resource principal.
+    STREAMCACHE_METRICS_NAMESPACE      = var.metrics_namespace
+    STREAMCACHE_METRICS_COMPARTMENT_ID = var.compartment_ocid
+    STREAMCACHE_METRICS_DEPLOYMENT     = var.name_prefix
   }
   # The cache function sees the whole request path, deployment prefix included (Fn-Http-Request-Url).
   # After a long tail at cold start it asks the compactor for a compaction: a detached invoke at the

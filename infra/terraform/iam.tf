@@ -13,6 +13,7 @@ locals {
   bucket_only = "target.bucket.name = '${oci_objectstorage_bucket.data.name}'"
   # Functions policies accept target.function.id (OCI: "Controlling Access to Invoke and Manage Functions").
   compactor_only = "target.function.id = '${oci_functions_function.compactor.id}'"
+  metrics_only   = "target.metrics.namespace = '${var.metrics_namespace}'"
 }
 
 resource "oci_identity_dynamic_group" "cache" {
@@ -44,6 +45,9 @@ resource "oci_identity_policy" "functions" {
     # A cold start that replayed a long tail asks for a compaction (STREAMCACHE_COMPACT_AFTER_RECORDS):
     # the compactor function only, nothing else in the compartment.
     "Allow dynamic-group ${oci_identity_dynamic_group.cache.name} to use fn-invocation in ${local.compartment} where ${local.compactor_only}",
+    # PostMetricData, in our namespace only (OCI Monitoring policy reference).
+    "Allow dynamic-group ${oci_identity_dynamic_group.cache.name} to use metrics in ${local.compartment} where ${local.metrics_only}",
+    "Allow dynamic-group ${oci_identity_dynamic_group.compactor.name} to use metrics in ${local.compartment} where ${local.metrics_only}",
   ]
 }
 

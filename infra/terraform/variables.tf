@@ -478,3 +478,85 @@ variable "log_retention_days" {
     error_message = "log_retention_days must be 30, 60, 90, 120, 150 or 180."
   }
 }
+
+# ---- metrics and alarms (monitoring.tf) -----------------------------------------------------------
+
+variable "metrics_namespace" {
+  description = "OCI Monitoring namespace the functions post their metrics to (STREAMCACHE_METRICS_NAMESPACE). Empty: no metrics, and no alarms."
+  type        = string
+  default     = "streamcache"
+  validation {
+    condition     = var.metrics_namespace == "" || (can(regex("^[a-z][a-z0-9_]*$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "oci_") && !startswith(var.metrics_namespace, "oracle_"))
+    error_message = "metrics_namespace must be empty or lowercase letters, digits and _, starting with a letter, and not start with oci_ or oracle_ (reserved by OCI)."
+  }
+}
+
+variable "alarm_email" {
+  description = "E-mail address the alarms notify (an ONS subscription; the address must confirm it). Empty: none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be empty or an e-mail address."
+  }
+}
+
+variable "alarm_https_endpoint" {
+  description = "HTTPS endpoint the alarms notify (an ONS CUSTOM_HTTPS subscription, e.g. a pager's webhook). Empty: none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.alarm_https_endpoint == "" || startswith(var.alarm_https_endpoint, "https://")
+    error_message = "alarm_https_endpoint must be empty or an https:// URL."
+  }
+}
+
+variable "snapshot_age_alarm_fraction" {
+  description = "The snapshot-age alarm fires when records no snapshot covers may be older than this fraction of stream_retention_hours."
+  type        = number
+  default     = 0.5
+  validation {
+    condition     = var.snapshot_age_alarm_fraction > 0 && var.snapshot_age_alarm_fraction < 1
+    error_message = "snapshot_age_alarm_fraction must be between 0 and 1 (exclusive)."
+  }
+}
+
+variable "no_compaction_alarm_minutes" {
+  description = "The no-compaction alarm fires when no compaction succeeded for this many minutes (a few periods of compactor_schedule_cron)."
+  type        = number
+  default     = 180
+  validation {
+    condition     = var.no_compaction_alarm_minutes >= 1 && var.no_compaction_alarm_minutes <= 4320
+    error_message = "no_compaction_alarm_minutes must be 1 to 4320 (OCI's absence detection period is 1 minute to 3 days)."
+  }
+}
+
+variable "stale_reads_alarm_limit" {
+  description = "The stale-reads alarm fires when more reads than this in 5 minutes were answered from memory because the stream could not be read."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.stale_reads_alarm_limit >= 0
+    error_message = "stale_reads_alarm_limit must be zero or more."
+  }
+}
+
+variable "errors_5xx_alarm_limit" {
+  description = "The 5xx alarm fires when more requests than this in 5 minutes were answered with a 5xx status."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.errors_5xx_alarm_limit >= 0
+    error_message = "errors_5xx_alarm_limit must be zero or more."
+  }
+}
+
+variable "quota_alarm_percent" {
+  description = "The quota alarm fires when the table uses more than this percentage of max_bytes (only when max_bytes is set)."
+  type        = number
+  default     = 80
+  validation {
+    condition     = var.quota_alarm_percent > 0 && var.quota_alarm_percent < 100
+    error_message = "quota_alarm_percent must be between 0 and 100 (exclusive)."
+  }
+}

@@ -84,6 +84,10 @@ def test_durability_scaling_and_snapshot_are_measured(tiny_run):
     snapshot = measurements["snapshot"]["1000"]
     assert snapshot["entries_loaded"] == 1000 and snapshot["snapshot_bytes"] > 0
     assert "error" not in measurements["compaction"]
+    cost = measurements["metrics"]  # issue 23: metrics on and off, in the same run
+    for op in ("get", "put"):
+        assert cost[op]["metrics_on"]["n"] > 0 and cost[op]["metrics_off"]["n"] > 0
+        assert cost[op]["metrics_on"]["errors"] == 0 and "within_target" in cost[op]
 
 
 def test_redis_half_runs_or_says_why_not(tiny_run):

@@ -17,6 +17,7 @@ from streamcache.auth import hash_key
 from streamcache_local.dev import DevStack
 from streamcache_local.pool import Dispatch
 from support.gateway import request
+from support.waiting import wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium tries Google's hosts at every start; the machine's
@@ -234,3 +235,26 @@ def test_with_api_keys_the_page_asks_for_one_and_keeps_it_out_of_urls(browser: B
         assert page.evaluate("localStorage.length") == 0 and page.context.cookies() == []
         assert urls and not any(secret in url for url in urls)
         context.close()
+
+
+def test_the_fleet_panel_shows_the_local_metrics_and_the_alarms(browser: Browser, broker):
+    topic = f"console-metrics-{uuid.uuid4().hex[:6]}"
+    broker.create_topic(topic, 3)
+    with DevStack(port=0, instances=3, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic), metrics=True,
+                  config={"STREAMCACHE_METRICS_INTERVAL_S": "1"}) as metered:
+        assert put(metered, "seen", b"1") == 201
+        assert request(metered, "GET", "/cache/seen")[0] == 200
+        wait_for(lambda: request(metered, "GET", "/health") and metered.monitoring.received("CacheHits"), 20,
+                 "a posted hit")
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.goto(f"{metered.url}/console")
+        expect(page.locator("#fleet-rows")).to_contain_text("CacheHits")
+        expect(page.locator("#fleet-rows")).to_contain_text("operation=get,statusClass=2xx")
+        expect(page.locator("#alarm-list li[data-alarm='snapshot_age']")).to_have_attribute("data-state", "NO_DATA")
+        expect(page.locator("#alarm-list li")).to_have_count(6)
+        context.close()
+
+
+def test_without_local_metrics_the_fleet_panel_says_where_they_are(page: Page):
+    expect(page.locator("#fleet-note")).to_contain_text("Metrics Explorer")

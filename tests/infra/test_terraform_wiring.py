@@ -31,15 +31,17 @@ OPERATION_NEEDS = {
     "get_object": ("objects", "read"), "head_object": ("objects", "inspect"),
     "list_objects": ("objects", "inspect"), "put_object": ("objects", "manage"),
     "delete_object": ("objects", "manage"), "get_secret_bundle": ("secret-bundles", "read"),
-    "invoke_function": ("fn-invocation", "use"),
+    "invoke_function": ("fn-invocation", "use"), "post_metric_data": ("metrics", "use"),
 }
 #: The cache function restores (reads) and, after a long tail, asks the compactor for a compaction;
 #: the compactor writes and prunes, and invokes nothing.
-CACHE_OPERATIONS = {"get_object", "head_object", "list_objects", "get_secret_bundle", "invoke_function"}
+CACHE_OPERATIONS = {"get_object", "head_object", "list_objects", "get_secret_bundle", "invoke_function",
+                    "post_metric_data"}
 COMPACTOR_OPERATIONS = set(OPERATION_NEEDS) - {"invoke_function"}
 #: The condition each resource's grant must carry: never a whole compartment's objects or functions.
 GRANT_CONDITIONS = {"secret-bundles": "target.secret.id = '${var.kafka_auth_token_secret_ocid}'",
-                    "objects": "${local.bucket_only}", "fn-invocation": "${local.compactor_only}"}
+                    "objects": "${local.bucket_only}", "fn-invocation": "${local.compactor_only}",
+                    "metrics": "${local.metrics_only}"}
 _STATEMENT = re.compile(r"^Allow (dynamic-group|group|any-user|service) ?(\S*) to (inspect|read|use|manage) "
                         r"(\S+) in (compartment id \S+|\$\{local\.compartment\}|tenancy)(?: where (.+))?$")
 
@@ -243,10 +245,12 @@ def test_policies_cover_what_the_adapters_call(config, function):
         assert all(g[4] == GRANT_CONDITIONS[resource] for g in scoped), f"{function}'s {resource} grant is not scoped: {scoped}"
     granted = {g[3] for g in mine}
     assert granted == {OPERATION_NEEDS[operation][0] for operation in needed}, f"{function} is granted more than it calls"
-    if function == "cache":  # least privilege: restoring never needs more than read; invoking needs use
-        assert all(VERBS.index(g[2]) <= VERBS.index("use" if g[3] == "fn-invocation" else "read") for g in mine)
+    if function == "cache":  # least privilege: restoring never needs more than read; invoking and posting need use
+        assert all(VERBS.index(g[2]) <= VERBS.index("use" if g[3] in ("fn-invocation", "metrics") else "read")
+                   for g in mine)
     assert "target.bucket.name = '${oci_objectstorage_bucket.data.name}'" == config.locals["bucket_only"]
     assert "target.function.id = '${oci_functions_function.compactor.id}'" == config.locals["compactor_only"]
+    assert "target.metrics.namespace = '${var.metrics_namespace}'" == config.locals["metrics_only"]
 
 
 def test_the_streaming_user_may_produce_and_consume_this_stream_only(config):
@@ -383,3 +387,29 @@ def test_outputs_name_what_a_user_needs(config):
                  "cache_function_ocid", "compactor_function_ocid", "cache_invoke_endpoint", "compactor_invoke_endpoint"):
         assert config.outputs[name].get("description"), name
     assert config.outputs["cache_url"]["value"] == "${oci_apigateway_deployment.this.endpoint}/cache"
+
+
+def test_each_alarm_is_the_template_rendered_and_notifies_the_topic(config):
+    """The alarms are the one template's (the local evaluator reads the same file), each with a
+    runbook section in infra/README.md, all notifying the ONS topic the alarm variables subscribe to."""
+    from streamcache_local.alarms import TEMPLATE, evaluate, load_alarms
+
+    alarm = config.resource("oci_monitoring_alarm", "streamcache")
+    assert alarm["for_each"] == "${local.alarms}" and alarm["destinations"] == ["${oci_ons_notification_topic.alarms.id}"]
+    assert alarm["namespace"] == "${var.metrics_namespace}" and alarm["query"] == "${each.value.query}"
+    assert "templatefile(\"${path.module}/alarms.json.tftpl\"" in config.texts["monitoring.tf"]
+    assert TEMPLATE == tf.TF_DIR / "alarms.json.tftpl"
+    template_vars = set(re.findall(r"\$\{(\w+)\}", TEMPLATE.read_text()))
+    passed = set(re.findall(r"^\s+(\w+)\s+=", config.texts["monitoring.tf"].split("templatefile(")[1].split("}))")[0], re.M))
+    assert template_vars == passed, "monitoring.tf must pass exactly the template's variables"
+    alarms = load_alarms("prod")
+    assert {a.name for a in alarms} == {"snapshot_age", "no_compaction", "stale_reads", "errors_5xx", "degraded", "quota"}
+    readme = (tf.REPO / "infra" / "README.md").read_text()
+    for a in alarms:
+        evaluate(a.query, [], 0.0)  # every query is one the local evaluator understands
+        assert a.severity in ("CRITICAL", "ERROR", "WARNING", "INFO")
+        anchor = a.runbook.split("#")[1]
+        assert f"### Alarm: {anchor.removeprefix('alarm-')}" in readme or anchor in readme, f"no runbook for {a.name}"
+    emails = [config.resource("oci_ons_subscription", n) for n in ("alarm_email", "alarm_https")]
+    assert [s["protocol"] for s in emails] == ["EMAIL", "CUSTOM_HTTPS"]
+    assert all(s["topic_id"] == "${oci_ons_notification_topic.alarms.id}" for s in emails)

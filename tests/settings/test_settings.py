@@ -68,6 +68,11 @@ def test_every_setting_is_read_from_its_variable(tmp_path):
         "STREAMCACHE_COMPACTOR_FUNCTION_ID": "ocid1.fnfunc.oc1.phx.aaaa",
         "STREAMCACHE_COMPACTOR_INVOKE_ENDPOINT": "https://abc.us-phoenix-1.functions.oci.oraclecloud.com/",
         "STREAMCACHE_ACCESS_LOG": "all",
+        "STREAMCACHE_METRICS_NAMESPACE": "streamcache_eu",
+        "STREAMCACHE_METRICS_COMPARTMENT_ID": "ocid1.compartment.oc1..aaaa",
+        "STREAMCACHE_METRICS_ENDPOINT": "http://127.0.0.1:9001/",
+        "STREAMCACHE_METRICS_INTERVAL_S": "120",
+        "STREAMCACHE_METRICS_DEPLOYMENT": "eu-prod",
     }
     assert sorted(env) == sorted(Settings.env_names())
     settings = Settings.from_env(env)
@@ -104,6 +109,11 @@ def test_every_setting_is_read_from_its_variable(tmp_path):
         "compactor_function_id": "ocid1.fnfunc.oc1.phx.aaaa",
         "compactor_invoke_endpoint": "https://abc.us-phoenix-1.functions.oci.oraclecloud.com",
         "access_log": AccessLog.ALL,
+        "metrics_namespace": "streamcache_eu",
+        "metrics_compartment_id": "ocid1.compartment.oc1..aaaa",
+        "metrics_endpoint": "http://127.0.0.1:9001",
+        "metrics_interval_s": 120,
+        "metrics_deployment": "eu-prod",
     }
     assert settings.snapshot_store_options() == {
         "oci_profile": "STREAMCACHE", "oci_config_file": "/etc/oci/config", "oci_endpoint": "http://127.0.0.1:9000"}
@@ -335,3 +345,18 @@ def test_snapshot_urls_of_every_store_are_accepted(url):
 def test_a_stream_id_with_control_characters_is_refused():
     (problem,) = problems({**LOG, "STREAMCACHE_STREAM_ID": "two\nlines"})
     assert "STREAMCACHE_STREAM_ID" in problem and "printable" in problem
+
+
+def test_metrics_settings_refuse_reserved_namespaces_and_a_namespace_without_compartment():
+    env = {"STREAMCACHE_LOG_URL": "memory://m", "STREAMCACHE_METRICS_NAMESPACE": "oci_streamcache",
+           "STREAMCACHE_METRICS_INTERVAL_S": "0", "STREAMCACHE_METRICS_ENDPOINT": "telemetry"}
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    text = str(raised.value)
+    for expected in ("STREAMCACHE_METRICS_NAMESPACE='oci_streamcache': oci_ and oracle_ are reserved",
+                     "STREAMCACHE_METRICS_INTERVAL_S='0'", "STREAMCACHE_METRICS_ENDPOINT='telemetry'",
+                     "STREAMCACHE_METRICS_COMPARTMENT_ID is required with STREAMCACHE_METRICS_NAMESPACE"):
+        assert expected in text
+    with pytest.raises(ConfigError, match="lowercase letters"):
+        Settings.from_env({"STREAMCACHE_LOG_URL": "memory://m", "STREAMCACHE_METRICS_NAMESPACE": "Stream-Cache",
+                           "STREAMCACHE_METRICS_COMPARTMENT_ID": "ocid1.compartment.oc1..aaaa"})

@@ -23,11 +23,13 @@ from streamcache.adapters.oci_secrets import with_secrets
 from streamcache.cache.cold_start import ColdStart
 from streamcache.cache.compaction_request import RequestCompaction
 from streamcache.cache.health import Health, HealthProblem, Phase, ProblemKind
+from streamcache.cache.instance_metrics import InstanceMetrics, TimedLog
 from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse, error_response
 from streamcache.cache.invoke_api import error_answer, handle_invoke
 from streamcache.cache.replica import Replica
 from streamcache.cache.service import CacheService, Limits
 from streamcache.core.errors import ConfigError, LogMismatch, Restoring
+from streamcache.metrics import open_metrics
 from streamcache.ports import SnapshotStore
 from streamcache.settings import Settings
 from streamcache.statuses import INTERNAL, ErrorCode, for_error
@@ -55,7 +57,10 @@ class CacheApp:
         the wall clock the snapshot's age is measured with (``None``: time.time at each call)."""
         # The edge: settings become plain values here and go no further down.
         self.instance_id, self.stream_id = settings.instance_id, settings.stream_id
-        self.replica = Replica(settings.open_log(), max_bytes=settings.max_bytes)
+        self.metrics = open_metrics(settings, "cache", clock)
+        mutation_log = settings.open_log()
+        self.replica = Replica(TimedLog(mutation_log) if self.metrics.enabled else mutation_log,
+                               max_bytes=settings.max_bytes)
         self.service = CacheService(self.replica, limits(settings), settings.event_source)
         self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys,
                             access_log=settings.access_log)
@@ -64,6 +69,9 @@ class CacheApp:
         self.cold_start = ColdStart(self.replica, settings.stream_id, store_factory, clock=clock,
                                     compact_after_records=settings.compact_after_records,
                                     request_compaction=compaction_requester(settings))
+        self.observed = InstanceMetrics(self.metrics, self.replica, self.cold_start, settings.route_prefix)
+        if isinstance(self.replica.log, TimedLog):
+            self.replica.log.observed = self.observed
 
     def ensure_started(self, wait_s: float | None = None) -> None:
         """Restore before the first answer (cold start), waiting at most ``wait_s`` seconds. Raises
@@ -80,6 +88,7 @@ class CacheApp:
     def handle(self, request: HttpRequest, wait_s: float | None = None) -> HttpResponse:
         """Answer one HTTP request; ``wait_s`` is how long it may wait for the cold start. ``/health``
         never waits: it starts the restore if none runs, and reports it (phase ``restoring``)."""
+        started = time.perf_counter()
         try:
             self.ensure_started(0.0 if self.http.is_health(request) else wait_s)
         except Exception as exc:
@@ -90,6 +99,8 @@ class CacheApp:
                 response = error_response(problem.status, problem.code, problem.message, problem.headers())
         else:
             response = self.http.handle(request)
+        if self.metrics.enabled:
+            self.observed.http(request.method, request.url, response.status, response.headers, started)
         # An answer to HEAD never has a body, whatever the route or the error.
         return response._replace(body=b"") if request.method.upper() == "HEAD" else response
 
@@ -112,6 +123,8 @@ class CacheApp:
         statuses = [a.get("status") for a in answer] if isinstance(answer, list) else answer.get("status")  # type: ignore[union-attr]
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         listed = statuses if isinstance(statuses, list) else [statuses]
+        if self.metrics.enabled:
+            self.observed.invoke(listed, started)
         if any(not isinstance(status, int) or self.http.access_log.wants(status, duration_ms) for status in listed):
             log.info("invoke", extra={"fields": {"request_id": request_id, "kind": "invoke", "status": statuses,
                                                  "duration_ms": duration_ms}})

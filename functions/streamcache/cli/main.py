@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from streamcache.cli import history as cli_history
+from streamcache.cli import metrics as cli_metrics
 from streamcache.cli import snapshots as cli_snapshots
 
 from streamcache.cli import watch as cli_watch
@@ -287,6 +288,7 @@ def parser() -> argparse.ArgumentParser:
     cli_snapshots.register(sub, url)  # compact, snapshots
     cli_history.register(sub, url)  # export, restore
     cli_watch.register(sub, url)  # watch
+    cli_metrics.register(sub, url)  # metrics
     for plugin in entry_points(group=COMMANDS_GROUP):  # dev, from the local stand-ins
         plugin.load()(sub, url)
     return top

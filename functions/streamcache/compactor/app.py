@@ -30,9 +30,11 @@ from typing import Callable
 import orjson
 
 from streamcache.adapters.oci_secrets import with_secrets
+from streamcache.compactor import compactor_metrics
 from streamcache.compactor.compaction import CompactionOutcome, compact
 from streamcache.compactor.importer import ImportConfig  # light: the parsing modules only
 from streamcache.core.errors import ConfigError
+from streamcache.metrics import Metrics, open_metrics
 from streamcache.ports import MutationLog, SnapshotStore
 from streamcache.replay.progress import Progress
 from streamcache.settings import Settings
@@ -77,7 +79,8 @@ class CompactorApp:
     """One compactor container. ``handle`` never raises: every problem becomes a JSON answer."""
 
     def __init__(self, settings: Settings, store: SnapshotStore | None = None,
-                 mutation_log: MutationLog | None = None, progress: Callable[[str], Progress] | None = None) -> None:
+                 mutation_log: MutationLog | None = None, progress: Callable[[str], Progress] | None = None,
+                 metrics: Metrics | None = None) -> None:
         # The edge: what the compactor needs from its settings, as plain values.
         self.stream_id, self.retention, self.max_bytes = settings.stream_id, settings.retention(), settings.max_bytes
         self.imports = import_config(settings)
@@ -86,6 +89,7 @@ class CompactorApp:
         self._log = mutation_log
         self._progress = progress or Progress
         self._lock = threading.Lock()  # one compaction at a time per container
+        self.metrics = open_metrics(settings, "compactor") if metrics is None else metrics
 
     @property
     def store(self) -> SnapshotStore:
@@ -109,6 +113,8 @@ class CompactorApp:
             answer = self._run(action, event)
         answer.setdefault("action", action)
         fields = {"request_id": request_id, "kind": "compactor", "duration_total_ms": round((time.perf_counter() - started) * 1000, 1)}
+        compactor_metrics.record(self.metrics, action, answer, fields["duration_total_ms"], self.stream_id,
+                                 lambda prefix: self.store.list(prefix))
         level = logging.ERROR if answer["status"] >= 500 or answer["status"] == 409 else (
             logging.WARNING if answer["status"] >= 400 else logging.INFO)
         log.log(level, "compactor %s: %s", action, answer.get("outcome") or answer.get("error") or answer["status"],

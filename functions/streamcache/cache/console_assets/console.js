@@ -218,6 +218,65 @@ function chart() {
   }
 }
 
+// ---- fleet metrics (what the functions posted to OCI Monitoring; served locally by streamcache dev) ----
+const LEVELS = new Set(["SnapshotAgeSeconds", "DegradedInstances", "QuotaUsedPercent", "SnapshotBytes", "TailRecordsAtStart"]);
+const BARS = "▁▂▃▄▅▆▇█";
+
+async function fleet() {
+  let doc;
+  try {
+    const response = await fetch("/_local/metrics?minutes=60", { cache: "no-store" });
+    if (!response.ok) throw new Error(String(response.status));
+    doc = await response.json();
+  } catch (error) {
+    $("fleet-note").textContent = "Not served here: on OCI, the metrics are in the Console's Monitoring pages " +
+      "(Metrics Explorer, the deployment's namespace) and the alarms in Alarm Definitions.";
+    return;
+  }
+  const first = Math.floor(doc.now / 60) - 59;
+  const streams = new Map();
+  for (const p of doc.datapoints) {
+    const dims = Object.entries(p.dimensions).filter(([k]) => k !== "deployment").sort()
+      .map(([k, v]) => `${k}=${v}`).join(",");
+    const id = `${p.name}|${dims}`;
+    if (!streams.has(id)) streams.set(id, { name: p.name, dims, minutes: new Map(), n: 0, total: 0, last: 0 });
+    const s = streams.get(id);
+    const minute = Math.floor(p.timestamp_s / 60);
+    const level = LEVELS.has(p.name) || p.name.endsWith("Max");
+    const value = level ? p.value : p.value * p.count;
+    s.minutes.set(minute, level ? Math.max(s.minutes.get(minute) || 0, value) : (s.minutes.get(minute) || 0) + value);
+    s.n += p.count; s.total += p.value * p.count; s.last = p.value;
+  }
+  const rows = [...streams.values()].filter((s) => !(s.name.endsWith("Max") && streams.has(`${s.name.slice(0, -3)}|${s.dims}`)))
+    .sort((a, b) => (a.name + a.dims).localeCompare(b.name + b.dims));
+  const body = $("fleet-rows");
+  body.replaceChildren();
+  for (const s of rows) {
+    const top = Math.max(1e-9, ...s.minutes.values());
+    let chart = "";
+    for (let m = first; m < first + 60; m++) {
+      chart += s.minutes.has(m) ? BARS[Math.min(7, Math.floor((s.minutes.get(m) / top) * 7))] : "·";
+    }
+    const max = streams.get(`${s.name}Max|${s.dims}`);
+    const figure = LEVELS.has(s.name) ? `last ${s.last}` : max ? `n ${s.n}, mean ${(s.total / s.n).toPrecision(3)}`
+      : `total ${s.total}`;
+    const tr = document.createElement("tr");
+    for (const text of [s.name, s.dims, figure, chart]) {
+      const td = document.createElement("td"); td.textContent = text; tr.append(td);
+    }
+    body.append(tr);
+  }
+  $("fleet-table").hidden = rows.length === 0;
+  $("fleet-note").textContent = rows.length ? "" : "No metrics yet: each instance posts once a minute.";
+  $("alarm-list").replaceChildren(...doc.alarms.map((a) => {
+    const li = document.createElement("li");
+    li.textContent = `${a.state} ${a.name} (${a.severity}): ${a.summary}`;
+    li.className = a.state === "FIRING" ? "error" : "";
+    li.dataset.alarm = a.name; li.dataset.state = a.state;
+    return li;
+  }));
+}
+
 // ---- start ----
 async function start() {
   $("key-form").addEventListener("submit", (event) => {
@@ -242,6 +301,8 @@ async function start() {
   listKeys().catch((error) => say(error.message, true));
   health();
   setInterval(health, 5000);
+  fleet();
+  setInterval(fleet, 15000);
   follow();
 }
 
