@@ -109,7 +109,8 @@ def test_streamcache_metrics_shows_the_last_hour_and_the_alarms(stack):
     import sys
     from pathlib import Path
 
-    wait_for(lambda: stack.monitoring.received("CacheHits"), 20, "a posted hit")
+    # Posts ride on requests: keep sending one (as the other tests do) until the hit has arrived.
+    wait_for(lambda: request(stack, "GET", "/health") and stack.monitoring.received("CacheHits"), 20, "a posted hit")
     script = Path(sys.executable).parent / "streamcache"
     done = subprocess.run([str(script), "metrics", "--url", stack.url], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "STREAMCACHE_URL": ""})

@@ -147,8 +147,9 @@ class InstanceMetrics:
         self._minute_end = min(self._minute_end, now + 1)  # date this minute's tallies in it
         self._hand_over(now)
         cold, replica = self.cold_start, self.replica
-        degraded = cold.phase is Phase.DEGRADED or bool(replica.tail_losses) or bool(
-            replica.watch.health().get("log_regressions"))
+        # Anything but serving once restored: degraded, recovering (a reload), refusing (a log mismatch).
+        degraded = cold.phase in (Phase.DEGRADED, Phase.RECOVERING, Phase.REFUSING) or replica.refused is not None \
+            or bool(replica.watch.health().get("log_regressions"))
         self.metrics.gauge("DegradedInstances", 1.0 if degraded else 0.0)
         if replica.quota is not None and replica.quota.max_bytes and cold.done:
             self.metrics.gauge("QuotaUsedPercent", 100.0 * replica.table.used_bytes() / replica.quota.max_bytes)
