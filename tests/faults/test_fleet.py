@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import tempfile
 from collections import Counter
 
 from streamcache_local.dev import DevStack
-from streamcache_local.fn_runner import start_instance
-from support.history import CAS, DELETE, READ, WRITE, check
+from support.history import CAS, DELETE, READ, WRITE
 from support.waiting import wait_for
 from topic_reader import read_topic
-from workload import Workload, final_reads
+from workload import Workload, checked_with_a_fresh_instance
 
 KEYS = [f"fleet/{n}" for n in range(6)]
 THINK_S = 0.1  # odd clients pause up to this long between requests: instances go idle, and freeze
@@ -81,15 +78,7 @@ def test_sixteen_instances_frozen_and_killed_keep_a_linearizable_history_and_eve
     assert all(code in ("busy", "stream_unavailable", "outcome_unknown")
                for _, status, code in server_errors if status == 503), server_errors
 
-    socket_dir = tempfile.mkdtemp(prefix="sc-fl-", dir="/tmp")
-    fresh = start_instance("fresh", socket_dir, {"STREAMCACHE_LOG_URL": broker.log_url(topic)})
-    try:
-        final_reads(load.history, KEYS, [fresh])
-    finally:
-        fresh.stop()
-        shutil.rmtree(socket_dir, ignore_errors=True)
-    verdict = check(load.history.ops)
-    print(verdict)
+    verdict = checked_with_a_fresh_instance(load.history, KEYS, broker.log_url(topic))
     assert verdict, str(verdict)
     assert verdict.ops_checked >= 2000
 

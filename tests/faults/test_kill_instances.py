@@ -11,16 +11,13 @@ not, is there twice.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 from collections import Counter
 
-from streamcache_local.fn_runner import start_instance
-from support.history import CAS, READ, WRITE, check
+from support.history import CAS, READ, WRITE
 from support.waiting import wait_for
 from topic_reader import read_topic
-from workload import Workload, final_reads
+from workload import Workload, checked_with_a_fresh_instance
 
 KEYS = [f"kill/{n}" for n in range(4)]
 
@@ -46,15 +43,7 @@ def test_instances_killed_mid_request_lose_no_acknowledged_write(stack_on, topic
     assert not load.unexpected, load.unexpected[:10]
     assert not any(v.alive() for v in victims)
 
-    socket_dir = tempfile.mkdtemp(prefix="sc-k-", dir="/tmp")
-    fresh = start_instance("fresh", socket_dir, {"STREAMCACHE_LOG_URL": broker.log_url(topic)})
-    try:
-        final_reads(load.history, KEYS, [fresh])
-    finally:
-        fresh.stop()
-        shutil.rmtree(socket_dir, ignore_errors=True)
-    verdict = check(load.history.ops)
-    print(verdict)
+    verdict = checked_with_a_fresh_instance(load.history, KEYS, broker.log_url(topic))
     assert verdict, str(verdict)
 
     on_topic = Counter(event.get("data") for event in read_topic(broker.bootstrap, topic, 3))

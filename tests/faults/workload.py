@@ -225,3 +225,24 @@ def final_reads(history: History, keys: list[str], instances) -> None:
             assert answer.status in (200, 404), (instance.name, key, answer.status, answer.body[:200])
             output = (answer.body.decode(), answer.header("etag").strip('"')) if answer.status == 200 else None
             history.ok(op, output)
+
+
+def checked_with_a_fresh_instance(history: History, keys: list[str], log_url: str):
+    """:func:`final_reads` from a fresh instance started on ``log_url`` (nothing cached, so what it
+    reads is the stream's), then the linearizability verdict of the whole history (printed)."""
+    import shutil
+    import tempfile
+
+    from streamcache_local.fn_runner import start_instance
+    from support.history import check
+
+    socket_dir = tempfile.mkdtemp(prefix="sc-fresh-", dir="/tmp")
+    fresh = start_instance("fresh", socket_dir, {"STREAMCACHE_LOG_URL": log_url})
+    try:
+        final_reads(history, keys, [fresh])
+    finally:
+        fresh.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    verdict = check(history.ops)
+    print(verdict)
+    return verdict

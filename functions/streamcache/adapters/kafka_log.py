@@ -283,23 +283,37 @@ class KafkaLog:
 
     def records_at(self, offsets: Mapping[int, int]) -> dict[int, LogRecord | None]:
         with self._lock, map_kafka_errors(f"fetching records of {self.topic}"):
-            consumer = self._get_consumer()
             tps = {tp.partition: tp for tp in self._topic_partitions()}
-            return {p: None if p not in tps else self._fetch_at(consumer, tps[p], offset)
-                    for p, offset in offsets.items()}
+            out: dict[int, LogRecord | None] = {p: None for p in offsets if p not in tps}
+            wanted = {p: o for p, o in offsets.items() if p in tps}
+            if not wanted:
+                return out
+            # A consumer of its own, closed after: it knows no high watermark from before (one cached
+            # from a log that is gone proves nothing), and seeking the reads' consumer to other offsets
+            # left its fetch state behind (a later read of the tail waited for records it never asked for).
+            probe = KafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="none",
+                                  fetch_max_wait_ms=50, max_partition_fetch_bytes=1_048_576, max_poll_records=1,
+                                  allow_auto_create_topics=False, **self._common())
+            try:
+                probe.assign([tps[p] for p in wanted])
+                for p, offset in wanted.items():  # every assigned partition needs a position, or poll() refuses
+                    probe.seek(tps[p], offset)
+                for p, offset in wanted.items():
+                    out[p] = self._fetch_at(probe, tps[p], offset)
+            finally:
+                probe.close()
+            return out
 
     def _fetch_at(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> LogRecord | None:
         """The record at ``offset``, from fetch responses only: ``None`` once a response says there is
-        none (an out-of-range answer, a first record past it, or a fresh high watermark at or below
-        it). A high watermark cached from an earlier response may belong to a log that is gone, so it
-        is forgotten first (kafka-python keeps it in the partition's subscription state)."""
+        none (an out-of-range answer, a first record past it, or a high watermark at or below it; the
+        consumer is fresh, so every high watermark it knows came from a response to it)."""
         others = [t for t in consumer.assignment() if t != tp]
         consumer.pause(*others)
         consumer.resume(tp)
         consumer.seek(tp, offset)
-        consumer._subscription.assignment[tp].highwater = None  # pinned kafka-python 3.0.12
         deadline = time.monotonic() + min(READ_DEADLINE_S, max(1.0, self._timeout_ms / 1000))
-        while time.monotonic() < deadline:  # later reads seek where they start: no cursor to restore
+        while time.monotonic() < deadline:
             try:
                 batch = consumer.poll(timeout_ms=100).get(tp)
             except kafka_errors.OffsetOutOfRangeError:
@@ -312,7 +326,6 @@ class KafkaLog:
             highwater = consumer.highwater(tp)
             if highwater is not None and highwater <= offset:
                 return None  # a response of this fetch: the log ends at or below the offset
-        self._drop_consumer()
         raise LogUnavailable(f"fetching {self.topic} partition {tp.partition} at offset {offset}: no answer")
 
     def _current_end(self, consumer: KafkaConsumer, wanted: list[TopicPartition],
