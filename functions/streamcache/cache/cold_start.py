@@ -60,7 +60,7 @@ from streamcache.core.table import Table
 from streamcache.ports import SnapshotStore
 from streamcache.replay.catalog import LoadedSnapshot, Skipped, load_newest_valid, read_losses
 from streamcache.replay.fold import CHUNK_RECORDS, apply_decoded, gc_paused, replay
-from streamcache.replay.identity import check_identity
+from streamcache.replay.identity import check_header
 from streamcache.replay.progress import Progress
 
 log = logging.getLogger("streamcache.restore")
@@ -228,8 +228,7 @@ class ColdStart:
         if fast is None:
             began_at = self.replica.monotonic()  # before the bounds: writes acknowledged earlier are in them
             bounds = log_.bounds()
-            identity = None if loaded is None else check_identity(log_, loaded.header.next_offsets,
-                                                                  loaded.header.fingerprints, bounds)
+            identity = None if loaded is None else check_header(log_, loaded.header, bounds)
             plan = plan_restore(loaded.header if loaded else None, bounds, identity)
         else:
             began_at, plan = fast.began_at, fast.plan

@@ -27,7 +27,7 @@ from streamcache.core.snapshot import SnapshotError, parse_name
 from streamcache.core.errors import RecordError
 from streamcache.core.records import Mutation, Position
 from streamcache.replay.fold import decode_records
-from streamcache.replay.identity import check_identity
+from streamcache.replay.identity import check_header
 from streamcache.ports import MutationLog
 from streamcache.replay.catalog import Catalog, LoadedSnapshot, list_catalog, read_header
 from streamcache.replay.snapshot_image import load_image
@@ -71,7 +71,7 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
         return None
     began_at = monotonic()  # before the bounds: writes acknowledged earlier are in them
     bounds = mutation_log.bounds()
-    plan = plan_restore(header, bounds, check_identity(mutation_log, header.next_offsets, header.fingerprints, bounds))
+    plan = plan_restore(header, bounds, check_header(mutation_log, header, bounds))
     if plan.snapshot is None or plan.degraded or plan.refused or plan.records_to_replay > PREFETCH_MAX_RECORDS:
         return None
     records: list[tuple[Position, Mutation | RecordError]] = []

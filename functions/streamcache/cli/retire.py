@@ -33,7 +33,7 @@ def retired_prefix(stream: str, at_ms: int) -> str:
 def retire_other_log(store: SnapshotStore, log: MutationLog, stream: str, yes: bool, clock=time.time) -> int:
     from streamcache.core.snapshot import SnapshotError
     from streamcache.replay.catalog import list_catalog, read_header
-    from streamcache.replay.identity import check_identity
+    from streamcache.replay.identity import check_header
 
     catalog = list_catalog(store, stream)
     bounds = log.bounds()
@@ -44,7 +44,7 @@ def retire_other_log(store: SnapshotStore, log: MutationLog, stream: str, yes: b
         except (SnapshotError, SnapshotNotFound) as exc:
             print(f"  kept {name}: cannot be checked ({exc})")
             continue
-        check = check_identity(log, header.next_offsets, header.fingerprints, bounds)
+        check = check_header(log, header, bounds)
         if check.other_log:
             other.append((name, check.describe()))
         else:

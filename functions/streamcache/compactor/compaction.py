@@ -50,7 +50,7 @@ from streamcache.core.snapshot import read_header as snapshot_header_of
 from streamcache.core.table import Table
 from streamcache.ports import MutationLog, SnapshotStore, SnapshotStoreUnavailable
 from streamcache.replay.catalog import Skipped, SkipReason, load_newest_valid
-from streamcache.replay.identity import check_identity
+from streamcache.replay.identity import check_header
 from streamcache.replay.fold import CHUNK_RECORDS, FoldStats, gc_paused, replay
 from streamcache.replay.progress import Progress, SilentProgress
 
@@ -181,8 +181,7 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
     loaded = load_newest_valid(store, stream_id, progress)
     base = loaded.snapshot
     bounds = mutation_log.bounds()  # after the load: see the module docstring, step 1
-    identity = None if base is None else check_identity(mutation_log, base.header.next_offsets,
-                                                        base.header.fingerprints, bounds)
+    identity = None if base is None else check_header(mutation_log, base.header, bounds)
     lap("load")
     plan = plan_restore(base.header if base else None, bounds, identity)
     summary = CompactionSummary(

@@ -35,7 +35,7 @@ from streamcache.core.table import Table, next_log_time
 from streamcache.ports import MutationLog, SnapshotNotFound, SnapshotStore
 from streamcache.replay.catalog import LoadedSnapshot, list_catalog, load_newest_valid, read_header
 from streamcache.replay.fold import FoldStats, apply_decoded, decode_records, replay
-from streamcache.replay.identity import check_identity
+from streamcache.replay.identity import check_header
 from streamcache.replay.snapshot_image import load_image
 
 logger = logging.getLogger("streamcache.snapshots")
@@ -141,7 +141,7 @@ def _of_another_log(log: MutationLog, loaded: LoadedSnapshot, bounds) -> bool:
     if header.partition_count is not None and header.partition_count != log.partitions:
         raise LogMismatch(f"the snapshot {loaded.name} was made of a log with {header.partition_count} partitions; "
                           f"the stream has {log.partitions}: keys hash to other partitions now, no table can be right")
-    check = check_identity(log, header.next_offsets, header.fingerprints, bounds)
+    check = check_header(log, header, bounds)
     if check.other_log:
         logger.warning("snapshot %s is of another log (%s): not used", loaded.name, check.describe(),
                        extra={"fields": {"kind": "snapshot_of_another_log", "name": loaded.name}})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from streamcache.core.identity import Fingerprint, IdentityCheck, decode_found, judge, to_check
+from streamcache.core.snapshot import SnapshotHeader
 from streamcache.core.table import Table, request_hash
 from streamcache.ports import LogBounds, MutationLog
 
@@ -24,6 +25,11 @@ def check_identity(log: MutationLog, next_offsets: Mapping[int, int], fingerprin
     found = log.records_at(wanted) if wanted else {}
     decoded = {p: decode_found(None if record is None else record.value) for p, record in found.items()}
     return judge(next_offsets, fingerprints, decoded, bounds.first, partitions, request_hash)
+
+
+def check_header(log: MutationLog, header: SnapshotHeader, bounds: LogBounds) -> IdentityCheck:
+    """:func:`check_identity` for a snapshot, from its header (the fingerprints are in its first pages)."""
+    return check_identity(log, header.next_offsets, header.fingerprints, bounds)
 
 
 def check_table(log: MutationLog, table: Table, bounds: LogBounds) -> IdentityCheck:
