@@ -17,11 +17,16 @@ import time
 from dataclasses import dataclass, field
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the broker cannot bind port 0 and advertise it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+def free_port(host: str = "127.0.0.1", besides: tuple[int, ...] = ()) -> int:
+    """A TCP port that was free a moment ago (the broker cannot bind port 0 and advertise it), and
+    none of ``besides``: a port just released may be handed out again at once, and a proxy whose
+    upstream is its own port connects to itself until the process runs out of file descriptors."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in besides:
+            return port
 
 
 def broker_binary() -> str:

@@ -276,7 +276,8 @@ def start_fronted_broker(host: str = "127.0.0.1", **front_options) -> tuple[Loca
     """A Tansu broker that advertises a front end's address, and the front end before it (options
     as :func:`start_front`). ``broker.create_topic`` goes through the front end, with its TLS and SASL
     (``broker.client_options``)."""
-    broker_port, front_port = free_port(host), free_port(host)
+    front_port = free_port(host)
+    broker_port = free_port(host, besides=(front_port,))
     broker = start_broker(host, port=broker_port, advertise_port=front_port)
     try:
         front = start_front(f"{host}:{broker_port}", host=host, port=front_port, **front_options)

@@ -332,8 +332,9 @@ class KafkaProxy:
 
 def start_proxied_broker(host: str = "127.0.0.1") -> tuple[LocalBroker, KafkaProxy]:
     """A Tansu broker that advertises a proxy's address, and the proxy in front of it."""
-    broker_port = free_port(host)
-    proxy = KafkaProxy((host, broker_port), host)
+    proxy = KafkaProxy((host, 0), host)  # its port is held from here on
+    broker_port = free_port(host, besides=(proxy.port,))  # never the proxy's own: it would dial itself
+    proxy.upstream = (host, broker_port)
     try:
         broker = start_broker(host, port=broker_port, advertise_port=proxy.port)
     except BaseException:
