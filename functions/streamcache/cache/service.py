@@ -181,7 +181,7 @@ class CacheService:
         ttl_seconds: float | None = None,
         precondition: Precondition | None = None,
     ) -> Outcome:
-        return self._write(self.put_record(key, value, content_type, ttl_seconds, precondition))
+        return self.write(self.put_record(key, value, content_type, ttl_seconds, precondition))
 
     def put_record(self, key: str, value: bytes, content_type: str = records.DEFAULT_CONTENT_TYPE,
                    ttl_seconds: float | None = None, precondition: Precondition | None = None) -> Put:
@@ -197,7 +197,7 @@ class CacheService:
                   precondition: Precondition | None = None) -> Outcome:
         """Add ``by`` (a signed 64-bit integer) to the counter ``key``, decided in log order; the TTL
         applies only if this creates the key. :meth:`counter` reads the result."""
-        return self._write(self.increment_record(key, by, ttl_seconds, precondition))
+        return self.write(self.increment_record(key, by, ttl_seconds, precondition))
 
     def increment_record(self, key: str, by: int, ttl_seconds: float | None = None,
                          precondition: Precondition | None = None) -> Increment:
@@ -215,7 +215,7 @@ class CacheService:
         return None if entry is None else int(entry.value)
 
     def delete(self, key: str, precondition: Precondition | None = None) -> Outcome:
-        return self._write(self.delete_record(key, precondition))
+        return self.write(self.delete_record(key, precondition))
 
     def delete_record(self, key: str, precondition: Precondition | None = None) -> Delete:
         records.validate_key(key)
@@ -224,7 +224,7 @@ class CacheService:
     def touch(self, key: str, ttl_seconds: float | None, precondition: Precondition | None = None) -> Outcome:
         """Give the value ``key`` holds a new TTL (``None``: no expiry) without rewriting it, decided
         in log order: NOT_FOUND when absent or expired then; the version (ETag) stays the value's."""
-        return self._write(self.touch_record(key, ttl_seconds, precondition))
+        return self.write(self.touch_record(key, ttl_seconds, precondition))
 
     def touch_record(self, key: str, ttl_seconds: float | None, precondition: Precondition | None = None) -> Touch:
         records.validate_key(key)
@@ -248,7 +248,8 @@ class CacheService:
             raise InvalidTTL(f"ttl must be more than 0 and at most {self.limits.max_ttl_seconds} seconds")
         return max(1, round(ttl_seconds * 1000))
 
-    def _write(self, mutation: Mutation) -> Outcome:
+    def write(self, mutation: Mutation) -> Outcome:
+        """Append ``mutation``'s record and answer the outcome of applying it (the write path above)."""
         prepared = self.prepare_write(mutation)
         if isinstance(prepared, Outcome):
             return prepared
