@@ -12,7 +12,9 @@ from freezegun import freeze_time
 from streamcache.adapters.memory_log import MemoryLog
 from streamcache.cache.app import CacheApp
 from streamcache.core import records
+from streamcache.cache.http_api import HttpRequest
 from streamcache.settings import Settings
+from support.openapi import check_against_openapi
 
 _names = itertools.count()
 
@@ -134,3 +136,39 @@ def test_a_touch_is_de_duplicated_by_request_id_and_leaves_the_quota_alone(app):
     assert table.used_bytes() == used
     assert table.get("k", 0).expires_at_ms == touch.expires_at_ms  # the retry changed nothing
     assert table.outcome_for(first.partition, "same-id").kind.value == "touched" and again.offset > first.offset
+
+
+# ---- PATCH /cache/{key}?ttl=S over the HTTP API (the router; through the gateway: tests/e2e) ----------
+
+
+def http(app: CacheApp, method: str, url: str, headers: dict | None = None):
+    """One request through the app's router, its answer checked against the OpenAPI document."""
+    response = app.handle(HttpRequest(method, url, headers or {}, b"v"))
+    check_against_openapi(method, url, *response)
+    return response
+
+
+@pytest.mark.parametrize("ttl, why", [("-5", "more than 0"), ("0", "more than 0"), ("soon", "number of seconds"),
+                                      ("1e12", "at most"), ("nan", "more than 0")])
+def test_patch_with_a_bad_ttl_is_400_with_a_json_body_and_changes_nothing(app, ttl, why):
+    http(app, "PUT", "/cache/k")
+    before = app.service.replica.table.next_offsets()
+    response = http(app, "PATCH", f"/cache/k?ttl={ttl}")
+    body = orjson.loads(response.body)
+    assert response.status == 400 and body["error"] == "invalid_ttl" and why in body["message"]
+    assert app.service.replica.table.next_offsets() == before  # nothing appended
+
+
+def test_patch_sets_and_removes_the_expiry_and_honours_if_match(app):
+    put = http(app, "PUT", "/cache/k")
+    etag = put.headers["ETag"]
+    assert http(app, "PATCH", "/cache/k").status == 400  # ttl is required (empty = remove)
+    assert http(app, "PATCH", "/cache/absent?ttl=5").status == 404
+    assert http(app, "PATCH", "/cache/k?ttl=5", {"if-match": '"9-9"'}).status == 412
+    touched = http(app, "PATCH", "/cache/k?ttl=5", {"if-match": etag})
+    assert touched.status == 200 and touched.headers["ETag"] == etag and "Streamcache-Position" in touched.headers
+    assert orjson.loads(touched.body)["expires_at"] is not None
+    assert "max-age" in http(app, "GET", "/cache/k").headers["Cache-Control"]
+    cleared = http(app, "PATCH", "/cache/k?ttl=")
+    assert cleared.status == 200 and orjson.loads(cleared.body)["expires_at"] is None
+    assert http(app, "PATCH", "/cache/k?ttl=5", {"if-none-match": "*"}).status == 400
