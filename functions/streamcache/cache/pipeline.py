@@ -54,14 +54,15 @@ def write_many(service: CacheService, mutations: Sequence[Mutation],
             for i, _, _ in pending:
                 results[i] = exc
         else:
-            for (i, _, own), position in zip(pending, positions):
-                try:
-                    results[i] = outcome = service.finish_write(position, own)
-                except OutcomeUnknown as unknown:
-                    results[i] = unknown
-                    continue
-                if applied is not None:
-                    applied(i, outcome)
+            with service.replica.table.batch():  # one SQLite transaction for the run's records
+                for (i, _, own), position in zip(pending, positions):
+                    try:
+                        results[i] = outcome = service.finish_write(position, own)
+                    except OutcomeUnknown as unknown:
+                        results[i] = unknown
+                        continue
+                    if applied is not None:
+                        applied(i, outcome)
     return [r for r in results if r is not None]
 
 
