@@ -172,3 +172,12 @@ def test_patch_sets_and_removes_the_expiry_and_honours_if_match(app):
     cleared = http(app, "PATCH", "/cache/k?ttl=")
     assert cleared.status == 200 and orjson.loads(cleared.body)["expires_at"] is None
     assert http(app, "PATCH", "/cache/k?ttl=5", {"if-none-match": "*"}).status == 400
+
+
+def test_a_touch_is_in_the_change_feed_as_its_own_record_type(app):
+    call(app, {"operation": "put", "key": "k", "value": 1})
+    call(app, {"operation": "touch", "key": "k", "ttl": 30})
+    feed = call(app, {"operation": "changes", "after": "earliest"})
+    events = [change["event"] for change in feed["changes"]]
+    assert [e["type"] for e in events] == [records.PUT_TYPE, records.TOUCH_TYPE]
+    assert "expiresat" in events[1] and "data" not in events[1] and events[1]["subject"] == "k"
