@@ -1,6 +1,6 @@
 """A batch whose acknowledgements are lost part-way, against a real Tansu broker behind the fault
-proxy (tests/support/fault_proxy.py): the cache app's direct-invoke API appends the batch's writes
-together (cache/pipeline.py); the proxy forwards the first produce request and cuts every later one
+proxy (tests/support/fault_proxy.py), POSTed through the gateway to an FDK instance, which appends
+the batch's writes together (cache/pipeline.py); the proxy forwards the first produce request and cuts every later one
 (retries included), so the records of that first request land and the others never do. Each write
 is then answered on its own: with its outcome when its record is on the stream, else 503
 ``outcome_unknown``; never a 2xx for a record that is not there, never one answer for the batch."""
@@ -12,8 +12,9 @@ import uuid
 import orjson
 import pytest
 
-from streamcache.cache.app import CacheApp
-from streamcache.settings import Settings
+import requests
+
+from streamcache_local.dev import DevStack
 from support.fault_proxy import PRODUCE, start_proxied_broker
 from topic_reader import read_topic
 
@@ -28,26 +29,25 @@ def proxied():
     finally:
         proxy.clear()
         proxy.stop()
+        broker.stop()
 
 
 def test_a_batch_whose_acknowledgements_are_lost_part_way_answers_each_write_on_its_own(proxied):
     broker, proxy, topic = proxied
-    app = CacheApp(Settings(log_url=broker.log_url(topic), instance_id="batch-fault", append_timeout_ms=2000))
-    def call(body: object) -> object:
-        return orjson.loads(app.invoke(orjson.dumps(body)))
-
-    try:
-        assert call({"operation": "put", "key": "warm", "value": 0})["status"] == 201  # connected, serving
+    config = {"STREAMCACHE_APPEND_TIMEOUT_MS": "2000"}
+    with DevStack(port=0, instances=1, partitions=3, log_url=broker.log_url(topic), config=config) as stack, \
+            requests.Session() as http:
+        assert http.put(f"{stack.url}/cache/warm", data=b"0").status_code == 201  # connected, serving
         # 100 values of 20 KB: more than one 256 KiB producer batch per partition, so more than one
         # produce request; the first is forwarded, every later one (and each retry) is cut.
         value = "x" * 20_000
         ops = [{"operation": "put", "key": f"k{n:03d}", "value": value, "content_type": "text/plain"} for n in range(100)]
         for _ in range(12):
             proxy.cut_on(PRODUCE, after=1)
-        answers = call({"operations": ops})
+        response = http.post(f"{stack.url}/cache", json={"operations": ops}, timeout=60)
         proxy.clear()
-    finally:
-        app.service.replica.log.close()
+        assert response.status_code == 200  # the batch as a whole is answered; each write has its own status
+        answers = response.json()
     statuses = [a["status"] for a in answers]
     assert len(answers) == 100 and set(statuses) <= {201, 503}, statuses
     landed = {event["subject"] for event in read_topic(broker.bootstrap, topic, 3)} - {"warm"}
