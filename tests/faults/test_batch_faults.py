@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 
-import orjson
 import pytest
 
 import requests
