@@ -25,7 +25,7 @@ from .common import summarize, timed_loop, value_for
 from .context import BenchContext
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "support"))
-from fault_proxy import start_proxied_broker
+from fault_proxy import start_proxied_broker  # the stand-in front end, as oci_like uses it
 
 BATCH = 100
 TARGET_RATIO = 3.0
