@@ -92,3 +92,20 @@ def _three_ways(ctx: BenchContext, url: str, label: str) -> dict:
     ctx.say(f"batch ({label}): one PUT p50 {single.get('p50_ms')} ms, 100 as a batch {batched.get('p50_ms')} ms, "
             f"100 sequential {one_by_one.get('p50_ms')} ms (batch/one {result.get('batch_over_one_put_p50')})")
     return result
+
+
+def markdown(section: dict) -> list[str]:
+    """The section of ``latest.md``: both links, the three ways side by side."""
+    out = ["### Pipelined batches: 100 PUTs as one batch, one by one, and one PUT (through the gateway)", ""]
+    if "loopback" not in section:
+        return out + [f"Not measured: {section.get('skipped') or section.get('error')}", ""]
+    out += ["| link | one PUT p50 / p99 | batch of 100 p50 / p99 | 100 sequential p50 | batch / one PUT | "
+            "PUTs/s: batch vs sequential |", "|---|---|---|---|---|---|"]
+    for link in ("loopback", "oci_like"):
+        row = section.get(link, {})
+        one, many, seq = row.get("one_put", {}), row.get("batch_of_100", {}), row.get("sequential_100", {})
+        rates = row.get("puts_per_s", {})
+        out.append(f"| {link} | {one.get('p50_ms')} / {one.get('p99_ms')} ms | {many.get('p50_ms')} / "
+                   f"{many.get('p99_ms')} ms | {seq.get('p50_ms')} ms | {row.get('batch_over_one_put_p50')}x "
+                   f"(target ≤ {TARGET_RATIO:g}x) | {rates.get('batch_of_100')} vs {rates.get('sequential_100')} |")
+    return out + [""]
