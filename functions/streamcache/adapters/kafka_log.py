@@ -204,23 +204,23 @@ class KafkaLog:
         if not items:
             return []
         count, producer, futures = self.partitions, self._get_bulk_producer(), []
-        with map_kafka_errors(f"appending {len(items)} records to {self.topic}"):  # nothing sent yet
+        try:
             for key, value in items:
                 raw_key = key.encode("utf-8")
                 partition = (murmur2(raw_key) & 0x7FFFFFFF) % count  # partition_for, without its lookups
                 futures.append(producer.send(self.topic, key=raw_key, value=value, partition=partition,
                                              headers=STRUCTURED))
-        try:
-            # Flushed first: no batch waits for its linger. Each wait is bounded by the append timeout
-            # (acks come in order per partition), so a long bulk progresses and a stall fails fast.
+            # Flushed: no batch waits for its linger. Each wait is bounded by the timeout: a bulk progresses.
             with suppress(kafka_errors.KafkaTimeoutError):
                 producer.flush(timeout=self._timeout_ms / 1000)
             return [Position(m.partition, m.offset) for m in (f.get(timeout=self._timeout_ms / 1000) for f in futures)]
-        except (kafka_errors.KafkaError, OSError) as exc:  # stopped: its retries must not land records later
+        except (kafka_errors.KafkaError, OSError) as exc:
+            what = f"appending {len(items)} records to {self.topic}: {type(exc).__name__}: {exc}"
+            if not futures:  # the first send was refused: nothing was handed to the producer
+                raise LogUnavailable(what) from exc
             self._bulk_producer = None if self._bulk_producer is producer else self._bulk_producer
-            abandon(producer)
-            raise OutcomeUnknown(f"appending {len(items)} records to {self.topic}: {type(exc).__name__}: "
-                                 f"{exc}; records were sent and may or may not have landed") from exc
+            abandon(producer)  # stopped: its retries must not land records after the caller was answered
+            raise OutcomeUnknown(f"{what}; records were sent and may or may not have landed") from exc
 
     def bounds(self) -> LogBounds:
         with self._lock, map_kafka_errors(f"reading the bounds of {self.topic}"):
