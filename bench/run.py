@@ -29,7 +29,7 @@ from typing import Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/ and bench_snapshot.py
 
-from harness import charts, durability, latency, metrics_cost, oci_like, report, scaling, snapshots
+from harness import batch, charts, durability, latency, metrics_cost, oci_like, report, scaling, snapshots
 from harness.common import MODES, machine_info
 from harness.context import BenchContext, Skipped
 from harness.redis_server import RedisAvailability, find_redis
@@ -52,6 +52,8 @@ MEASUREMENTS = [
     Measurement("scaling", "cold start and memory against key count; Redis from an RDB", scaling.measure_scaling),
     Measurement("snapshot", "snapshot size, write and load throughput", snapshots.measure_snapshot),
     Measurement("compaction", "compaction throughput (issue 3)", snapshots.measure_compaction),
+    Measurement("batch", "100 PUTs as one pipelined batch against 100 sequential PUTs and one PUT (issue 22)",
+                batch.measure_batch),
     Measurement("oci_like", "OCI-like: 1/4/16 instances frozen when idle, 5 ms to the broker (issue 21)",
                 oci_like.measure_oci_like),
 ]

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from . import oci_like, write_floor
+from . import batch, oci_like, write_floor
 
 LATENCY_PATHS = (
     ("handler", "in the handler (`CacheApp.handle`, in-process)"),
@@ -55,6 +55,8 @@ def markdown(results: dict) -> str:
     if "snapshot" in measurements or "compaction" in measurements:
         lines += _snapshots(measurements.get("snapshot", {"skipped": "not run"}), measurements.get("scaling", {}),
                             measurements.get("compaction", {"skipped": "not run"}))
+    if "batch" in measurements:
+        lines += batch.markdown(measurements["batch"])
     if "oci_like" in measurements:
         lines += oci_like.markdown(measurements["oci_like"])
     if results.get("charts"):

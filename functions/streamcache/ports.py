@@ -79,8 +79,10 @@ class MutationLog(Protocol):
         once the broker acknowledged every one of them (acks=all).
 
         Records of one key land in the order given. Faster than ``append`` in a loop (records are
-        batched); if it raises, any prefix of the records may have landed (retrying is safe: records
-        carry request ids).
+        batched, and all are sent before any acknowledgement is awaited). If it raises
+        :class:`~streamcache.core.errors.OutcomeUnknown`, any of the records may have landed (of one
+        key, a prefix); a plain ``LogUnavailable`` says none was sent. Retrying is safe either way:
+        records carry request ids.
         """
         ...
 

@@ -97,6 +97,7 @@ OUTCOMES: dict[OutcomeKind, tuple[int, ErrorCode | None]] = {
     OutcomeKind.QUOTA_EXCEEDED: (507, ErrorCode.QUOTA_EXCEEDED),
     OutcomeKind.NOT_A_NUMBER: (409, ErrorCode.NOT_A_NUMBER),
     OutcomeKind.OVERFLOW: (409, ErrorCode.OVERFLOW),
+    OutcomeKind.TOUCHED: (200, None),
 }
 
 

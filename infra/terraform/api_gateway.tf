@@ -19,7 +19,7 @@ resource "oci_apigateway_gateway" "this" {
 locals {
   cache_routes = {
     "/cache"        = ["GET", "HEAD", "POST", "PUT", "DELETE"]
-    "/cache/{key*}" = ["GET", "HEAD", "POST", "PUT", "DELETE"] # POST: ?increment=N
+    "/cache/{key*}" = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] # POST: ?increment=N; PATCH: ?ttl=S
     "/changes"      = ["GET", "HEAD"]
   }
   # Anonymous even with authentication on: Health Checks send no Authorization, and the console's

@@ -133,3 +133,12 @@ def test_the_oci_like_section_is_measured(tiny_run):
     thaw = section["thaw"]
     assert thaw["status"] == 200 and thaw["was_frozen"] and thaw["answer_ms"] > 0 and thaw["frozen_s"] >= 1
     assert "OCI-like" in (out / "latest.md").read_text()
+
+
+def test_the_batch_section_is_measured(tiny_run):
+    _, results, _ = tiny_run
+    section = results["measurements"]["batch"]
+    for way in ("one_put", "batch_of_100", "sequential_100"):
+        _check_latency(section["loopback"][way])
+    assert section["loopback"]["batch_over_one_put_p50"] > 0 and section["loopback"]["puts_per_s"]["batch_of_100"] > 0
+    assert section["oci_like"] == {"skipped": "not in tiny mode"}  # quick and full modes run it (seconds)

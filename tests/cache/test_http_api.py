@@ -483,7 +483,7 @@ def test_client_mistakes_are_400_with_a_json_error_and_change_nothing(app, metho
 @pytest.mark.parametrize(
     "method, url, allow",
     [
-        ("PATCH", "/cache/k", "GET, HEAD, PUT, DELETE, POST"),
+        ("OPTIONS", "/cache/k", "GET, HEAD, PUT, DELETE, POST, PATCH"),
         ("PATCH", "/cache?key=k", "GET, HEAD, POST, PUT, DELETE"),
         ("PATCH", "/cache", "GET, HEAD, POST, PUT, DELETE"),
         ("POST", "/health", "GET, HEAD"),

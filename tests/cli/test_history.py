@@ -247,3 +247,19 @@ def test_a_recreated_stream_is_exported_alone_then_seeded_from_its_retired_snaps
     table = full_replay(recreated)
     assert table.get("old2", START_MS).value == b"old-2" and table.get("new59", START_MS).value == b"new-59"
     assert table.get("old1", START_MS).value == b"rewritten in the new stream"
+
+
+def test_an_export_carries_what_touches_left_the_expiry_at(env, capsys, tmp_path):
+    from streamcache.core.records import Touch, encode
+
+    log, store, flags = env
+    put(log, "kept", b"v", START_MS, ttl_ms=1_000)
+    put(log, "cleared", b"w", START_MS, ttl_ms=1_000)
+    log.append("kept", encode(Touch("kept", "touch-kept", START_MS + 1, START_MS + 10**13)))
+    log.append("cleared", encode(Touch("cleared", "touch-cleared", START_MS + 1, None)))
+    exported = tmp_path / "export.jsonl"
+    code, _, err = run(capsys, "export", *flags, "-o", str(exported))
+    lines = {doc["key"]: doc for doc in map(orjson.loads, exported.read_bytes().splitlines())}
+    assert code == 0 and set(lines) == {"kept", "cleared"}, err
+    assert lines["kept"]["expires_at"] == format_time(START_MS + 10**13)
+    assert lines["cleared"].get("expires_at") is None

@@ -304,3 +304,12 @@ def test_an_increment_line_shows_its_delta_and_the_expiry_it_gives_a_new_counter
     assert change(records.Increment("visits", -3, "r", 0)).split()[1:] == ["2-17", "increment", "visits", "by", "-3"]
     line = change(records.Increment("visits", 1, "r", 0, 60_000))
     assert line.endswith("increment visits  by 1  expires 1970-01-01T00:01:00.000Z")
+
+
+def test_a_touch_line_shows_its_new_expiry_or_that_it_removes_it():
+    ts = 1_800_000_000_000
+    assert change(records.Touch("s/1", "r", ts, ts + 60_000)).split()[1:] == [
+        "2-17", "touch", "s/1", "expires", records.format_time(ts + 60_000)]
+    assert change(records.Touch("s/1", "r", ts, None)).split()[-2:] == ["expires", "never"]
+    summary = ChangeEvent(records.Position(2, 17), records.Touch("s/1", "r", ts, None)).as_json()
+    assert (summary["kind"], summary["expires_at_ms"], "by" in summary) == ("touch", None, False)

@@ -164,7 +164,8 @@ def test_an_increment_reads_as_an_increment_with_its_delta_and_a_mirror_can_appl
 def test_change_kinds_name_the_record_types():
     from streamcache import ChangeKind  # the client's own copy of the record types: the same strings
 
-    assert {ChangeKind.of_type(t) for t in (records.PUT_TYPE, records.DELETE_TYPE, records.INCREMENT_TYPE)} \
+    assert {ChangeKind.of_type(t) for t in (records.PUT_TYPE, records.DELETE_TYPE, records.INCREMENT_TYPE,
+                                                    records.TOUCH_TYPE)} \
         == set(ChangeKind)
     with pytest.raises(ValueError, match="io.streamcache.put.v2"):
         ChangeKind.of_type("io.streamcache.put.v2")

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from hypothesis import given, settings, strategies as st
 
-from streamcache.core.records import Increment, IF_ABSENT, IF_EXISTS, Delete, Mutation, Position, Put, if_match
+from streamcache.core.records import Increment, IF_ABSENT, IF_EXISTS, Delete, Mutation, Position, Put, Touch, if_match
 from streamcache.core.snapshot import decode_snapshot, encode_snapshot
 from streamcache.core.table import DEDUP_WINDOW_MS, Outcome, Table
 
@@ -71,6 +71,8 @@ def _mutation(draw, partition, i, keys, earlier, ts) -> Mutation:
     if draw(st.integers(0, 3)) == 0:  # counters: deltas, decided at apply time (text and overflow refuse)
         by = draw(st.sampled_from([1, -1, 7, 2**63 - 1, -(2**63)]))
         return Increment(key, by, rid, ts, None if draw(st.booleans()) else ts + draw(st.integers(-1000, 10_000)), pre)
+    if draw(st.integers(0, 3)) == 0:  # touches: the expiry alone, set (even in the past) or removed
+        return Touch(key, rid, ts, None if draw(st.booleans()) else ts + draw(st.integers(-1000, 10_000)), pre)
     expires = None if draw(st.booleans()) else ts + draw(st.integers(-1000, 10_000))
     return Put(key, draw(st.sampled_from([b"1", b"2", b"\xff"])), "text/plain", rid, ts, expires, pre)
 

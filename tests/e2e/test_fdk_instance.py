@@ -113,7 +113,8 @@ def test_put_get_delete_speaking_fns_protocol(instance):
     [
         ("PUT", "/cache/k?ttl=soon", b"x", 400, "invalid_ttl"),
         ("PUT", "/cache/%01bad", b"x", 400, "invalid_key"),
-        ("PATCH", "/cache/k", b"x", 405, "method_not_allowed"),
+        ("OPTIONS", "/cache/k", b"x", 405, "method_not_allowed"),
+        ("PATCH", "/cache/k?ttl=-1", b"", 400, "invalid_ttl"),
         ("PUT", "/cache/big", b"v" * 800_000, 413, "value_too_large"),
         ("POST", "/cache", b"{not json", 400, "invalid_json"),
         ("GET", "/elsewhere", b"", 404, "no_route"),
@@ -129,8 +130,8 @@ def test_errors_arrive_as_fn_http_status_with_a_json_body(instance, method, url,
 
 
 def test_a_wrong_method_names_the_allowed_ones(instance):
-    answer = instance.client.http_call("PATCH", "/cache/k")
-    assert answer.header("allow") == "GET, HEAD, PUT, DELETE, POST"  # POST: ?increment=N
+    answer = instance.client.http_call("OPTIONS", "/cache/k")
+    assert answer.header("allow") == "GET, HEAD, PUT, DELETE, POST, PATCH"  # POST: ?increment=N; PATCH: ?ttl=S
 
 
 def test_a_plain_invoke_speaks_the_json_operations_api(instance):

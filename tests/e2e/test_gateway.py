@@ -156,7 +156,8 @@ def test_concurrent_if_match_writes_through_different_instances_have_one_winner(
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "code"),
     [
-        ("PATCH", "/cache/a", b"x", 405, "method_not_allowed"),
+        ("OPTIONS", "/cache/a", b"x", 405, "method_not_allowed"),
+        ("PATCH", "/cache/a?ttl=soon", b"", 400, "invalid_ttl"),
         ("PUT", "/cache/a?ttl=-1", b"x", 400, "invalid_ttl"),
         ("POST", "/cache", b"[1,", 400, "invalid_json"),
         ("PUT", "/cache/big", b"v" * 800_000, 413, "value_too_large"),  # the function's limit

@@ -19,7 +19,8 @@ REGISTRY = Registry().with_resources(
     [(name, Resource.from_contents(schema)) for name, schema in SCHEMAS.items()]
     + [(schema["$id"], Resource.from_contents(schema)) for schema in SCHEMAS.values()]
 )
-BY_TYPE = {records.PUT_TYPE: "put.v1.json", records.DELETE_TYPE: "delete.v1.json", records.INCREMENT_TYPE: "increment.v1.json"}
+BY_TYPE = {records.PUT_TYPE: "put.v1.json", records.DELETE_TYPE: "delete.v1.json", records.INCREMENT_TYPE: "increment.v1.json",
+           records.TOUCH_TYPE: "touch.v1.json"}
 VALID = sorted((EVENTS / "examples" / "valid").glob("*.json"))
 INVALID = sorted((EVENTS / "examples" / "invalid").glob("*.json"))
 

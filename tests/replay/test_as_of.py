@@ -62,3 +62,17 @@ def test_the_quota_decides_as_on_every_instance_from_a_snapshot_and_from_none():
         state = table_as_of(source, log, STREAM, Moment(), max_bytes=1_000)
         assert dict(state.table.items()) == folded_to(log, end, 1_000)
         assert [key for key, _ in state.table.items()] == ["a"]
+
+
+def test_a_touch_is_folded_as_of_its_time_and_kept_by_a_snapshot():
+    from streamcache.core.records import Touch, encode
+
+    log, store = MemoryLog(1), MemoryStore()
+    put(log, "k", b"v", START_MS - 100)
+    log.append("k", encode(Touch("k", "touch-1", START_MS - 50, START_MS + 3_600_000)))
+    compact(log, store, STREAM, 5)  # the touch's expiry goes into the snapshot
+    log.append("k", encode(Touch("k", "touch-2", START_MS + 10, None)))  # after the moment: no expiry
+    before = table_as_of(store, log, STREAM, Moment(time_ms=START_MS)).table.get("k", START_MS)
+    after = table_as_of(store, log, STREAM, Moment(positions=dict(log.bounds().next))).table.get("k", START_MS)
+    assert (before.value, before.expires_at_ms) == (b"v", START_MS + 3_600_000)
+    assert (after.value, after.version, after.expires_at_ms) == (b"v", before.version, None)

@@ -1,6 +1,6 @@
 """The property snapshots exist for (issue 3): for every k, a snapshot of records[:k] (through the real
 codec) plus a replay of records[k:] equals a replay of all records: same outcomes, same state, same
-reads. Records include TTLs (some already expired), deletes, conditional writes, retried request
+reads. Records include TTLs (some already expired), deletes, touches, conditional writes, retried request
 ids (also after the dedup window), foreign records, gaps in offsets and writers' clocks going back."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamcache.core.records import IF_ABSENT, IF_EXISTS, Delete, Mutation, Position, Put, if_match
+from streamcache.core.records import IF_ABSENT, IF_EXISTS, Delete, Mutation, Position, Put, Touch, if_match
 from streamcache.core.snapshot import decode_snapshot, encode_snapshot
 from streamcache.core.table import DEDUP_WINDOW_MS, Table
 
@@ -38,7 +38,7 @@ def logs(draw) -> list[tuple[Position, Mutation | Foreign]]:
         next_offset[partition] = offset + 1
         position = Position(partition, offset)
         now += draw(st.sampled_from([0, 1, 40, 1_000, -500, 30_000, DEDUP_WINDOW_MS + 1]))
-        kind = draw(st.sampled_from(["put", "put", "put", "delete", "foreign"]))
+        kind = draw(st.sampled_from(["put", "put", "put", "delete", "touch", "foreign"]))
         if kind == "foreign":
             records.append((position, Foreign()))
             continue
@@ -56,6 +56,9 @@ def logs(draw) -> list[tuple[Position, Mutation | Foreign]]:
             content_type = draw(st.sampled_from(["text/plain", "application/json", "application/octet-stream"]))
             expires = None if ttl is None else now + ttl
             records.append((position, Put(key, value, content_type, request_id, now, expires, precondition)))
+        elif kind == "touch":  # a new expiry (or none) for the value held, whatever the codec makes of it
+            ttl = draw(st.sampled_from([None, 1, 50, 200_000, -10]))
+            records.append((position, Touch(key, request_id, now, None if ttl is None else now + ttl, precondition)))
         else:
             records.append((position, Delete(key, request_id, now, precondition)))
     return records

@@ -4,10 +4,10 @@ Producer: acks=all, no idempotence (OCI Streaming does not implement it; records
 instead), a few retries (OCI recycles connections), explicit partition = murmur2(key) so the memory
 adapter and every writer agree on where a key lives. ``append`` blocks until the broker acknowledged.
 
-Bulk producer (``append_many``, used by imports): a second producer, created on first use, that
-batches (``linger_ms``, 256 KiB batches) for throughput with the same acks=all and retries, and one
-request in flight per connection: without idempotence, a retried batch could otherwise land after
-the next one and reorder records of a key.
+Bulk producer (``append_many``: imports, pipelined batches): a second producer, created on first use,
+that batches (``linger_ms``, 256 KiB batches) with the same acks=all and retries, one request in
+flight per connection (without idempotence, a retried batch could land after the next one and
+reorder a key's records), flushed once all records are in; a failure stops it (OutcomeUnknown).
 
 Consumer: manual assignment of every partition, no consumer group (each instance needs the whole
 stream; groups would split it), positions kept across calls so a catch-up only fetches the tail.
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Iterator, Mapping, Sequence
 
@@ -203,22 +203,24 @@ class KafkaLog:
     def append_many(self, items: Sequence[tuple[str, bytes]]) -> list[Position]:
         if not items:
             return []
-        count = self.partitions
-        producer = self._get_bulk_producer()
-        with map_kafka_errors(f"appending {len(items)} records to {self.topic}"):
-            futures = []
+        count, producer, futures = self.partitions, self._get_bulk_producer(), []
+        try:
             for key, value in items:
                 raw_key = key.encode("utf-8")
                 partition = (murmur2(raw_key) & 0x7FFFFFFF) % count  # partition_for, without its lookups
                 futures.append(producer.send(self.topic, key=raw_key, value=value, partition=partition,
                                              headers=STRUCTURED))
-            # Acks come back in order per partition: each wait is bounded by the append timeout, so a
-            # large bulk may take as long as it needs while it progresses, and a stall fails fast.
-            positions = []
-            for future in futures:
-                metadata = future.get(timeout=self._timeout_ms / 1000)
-                positions.append(Position(metadata.partition, metadata.offset))
-        return positions
+            # Flushed: no batch waits for its linger. Each wait is bounded by the timeout: a bulk progresses.
+            with suppress(kafka_errors.KafkaTimeoutError):
+                producer.flush(timeout=self._timeout_ms / 1000)
+            return [Position(m.partition, m.offset) for m in (f.get(timeout=self._timeout_ms / 1000) for f in futures)]
+        except (kafka_errors.KafkaError, OSError) as exc:
+            what = f"appending {len(items)} records to {self.topic}: {type(exc).__name__}: {exc}"
+            if not futures:  # the first send was refused: nothing was handed to the producer
+                raise LogUnavailable(what) from exc
+            self._bulk_producer = None if self._bulk_producer is producer else self._bulk_producer
+            abandon(producer)  # stopped: its retries must not land records after the caller was answered
+            raise OutcomeUnknown(f"{what}; records were sent and may or may not have landed") from exc
 
     def bounds(self) -> LogBounds:
         with self._lock, map_kafka_errors(f"reading the bounds of {self.topic}"):

@@ -11,6 +11,7 @@ Routes (``P`` is the route prefix, ``/cache`` by default; the OpenAPI document i
                                           API, answered 200 with each operation's status inside
     DELETE P/{key}  or  P?key=K           remove (If-Match)
     POST   P/{key}?increment=N&ttl=S      add to a counter atomically; answers its new value
+    PATCH  P/{key}?ttl=S                  a new TTL (``ttl=`` empty: none), the value untouched (If-Match)
     GET    /health                        instance status
     GET    /changes?after=&prefix=&limit=&wait=   the change feed (cache/changes.py)
     GET    /console                       the console page and its files (cache/console.py)
@@ -179,7 +180,7 @@ class HttpApi:
         else:
             raise HttpError(404, "no_route", f"no route for {path!r}; the cache lives under {self.prefix}")
         fields["key"] = key
-        _allow(method, ("GET", "HEAD", "PUT", "DELETE", "POST"))
+        _allow(method, ("GET", "HEAD", "PUT", "DELETE", "POST", "PATCH"))
         if method in ("GET", "HEAD"):
             return self._get(key, request, query, method)
         if method == "POST":  # POST P/{key}?increment=N: an atomic counter
@@ -197,6 +198,11 @@ class HttpApi:
             outcome = self.service.put(key, request.body, content_type, ttl, precondition)
             return self._write_answer(outcome, fields, precondition)
         precondition = _precondition(request, allow_absent=False)
+        if method == "PATCH":  # a touch: the expiry alone, decided in log order (core/table_touch.py)
+            if "ttl" not in query:
+                raise HttpError(400, "invalid_query", "PATCH on a key takes ?ttl=S (seconds; empty: no expiry)")
+            ttl = parse_ttl(query["ttl"]) if query["ttl"] else None
+            return self._write_answer(self.service.touch(key, ttl, precondition), fields, precondition)
         return self._write_answer(self.service.delete(key, precondition), fields, precondition)
 
     # ---- handlers -----------------------------------------------------------------------------

@@ -7,7 +7,11 @@ every invoke. So the request body is a JSON operation and the answer carries its
       -> {"status": 201, "key": "k", "version": "1-7", "expires_at": "..."}
     {"operation": "GET", "key": "k"}
       -> {"status": 200, "key": "k", "value": {"any": "JSON"}, "content_type": "application/json", ...}
-    {"operations": [op, op, ...]}  -> [answer, answer, ...]   (run in order)
+    {"operation": "TOUCH", "key": "k", "ttl": 300}  -> {"status": 200, ...}   (ttl null: no expiry)
+    {"operations": [op, op, ...]}  -> [answer, answer, ...]   (in order; writes pipelined)
+
+In a batch, consecutive writes (put, delete, incr, touch) are appended together (cache/pipeline.py)
+and each is answered with the outcome of its own record; a read waits for the writes before it.
 
 Operation names are case-insensitive. Statuses and error codes are the HTTP API's. Values: a JSON
 value is stored as ``application/json`` and comes back as JSON; with ``"content_type"`` naming a
@@ -25,15 +29,17 @@ from typing import Callable
 import orjson
 
 from streamcache.cache.changes import changes
+from streamcache.cache.pipeline import write_many
 from streamcache.cache.service import CacheService, parse_consistency, parse_positions
 from streamcache.core import records
-from streamcache.core.errors import InvalidKey, InvalidRequest, LogUnavailable
-from streamcache.core.records import Precondition, parse_precondition
+from streamcache.core.errors import InvalidKey, InvalidRequest, InvalidTTL, LogUnavailable
+from streamcache.core.records import Increment, Mutation, Precondition, parse_precondition
 from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.statuses import Problem, for_error, for_outcome, not_found
 
 MAX_BATCH = 100
-OPERATIONS = ("get", "put", "delete", "list", "health", "incr", "changes")
+OPERATIONS = ("get", "put", "delete", "list", "health", "incr", "changes", "touch")
+WRITES = frozenset({"put", "delete", "incr", "touch"})
 
 
 class OperationError(InvalidRequest):
@@ -50,8 +56,44 @@ def handle_invoke(service: CacheService, body: bytes, health: Callable[[], dict]
         ops = doc["operations"]
         if not isinstance(ops, list) or not 1 <= len(ops) <= MAX_BATCH:
             return _error(400, "invalid_batch", f"operations must be a list of 1 to {MAX_BATCH} operations")
-        return [_answer(service, op, health, in_batch=True) for op in ops]
+        return _batch(service, ops, health)
     return _answer(service, doc, health)
+
+
+def _batch(service: CacheService, ops: list, health: Callable[[], dict]) -> list[dict]:
+    """Answer a batch in order; each run of writes is appended together and a read (or any other
+    operation) waits for the writes before it, so it sees them."""
+    answers: list[dict | None] = [None] * len(ops)
+    run: list[tuple[int, Mutation, Precondition | None]] = []
+    for i, op in enumerate(ops):
+        name = op.get("operation") if isinstance(op, dict) else None
+        if isinstance(name, str) and name.lower() in WRITES:
+            try:
+                mutation, precondition = _write_record(service, name.lower(), op)
+                run.append((i, mutation, precondition))
+            except (InvalidRequest, LogUnavailable) as exc:
+                answers[i] = error_answer(for_error(exc))
+            continue
+        _run_writes(service, run, answers)
+        run = []
+        answers[i] = _answer(service, op, health, in_batch=True)
+    _run_writes(service, run, answers)
+    return [a for a in answers if a is not None]
+
+
+def _run_writes(service: CacheService, run: list[tuple[int, Mutation, Precondition | None]],
+                answers: list[dict | None]) -> None:
+    if not run:
+        return
+
+    def applied(j: int, outcome: Outcome) -> None:  # right after its apply: the counter as it wrote it
+        index, mutation, precondition = run[j]
+        answers[index] = _write_answer(service, mutation, outcome, precondition)
+
+    for (index, mutation, precondition), result in zip(run, write_many(service, [m for _, m, _ in run], applied)):
+        if answers[index] is None:  # not answered on its apply: refused before, or settled, or unknown
+            answers[index] = (error_answer(for_error(result)) if not isinstance(result, Outcome)
+                              else _write_answer(service, mutation, result, precondition))
 
 
 def _answer(service: CacheService, op: object, health: Callable[[], dict], in_batch: bool = False) -> dict:
@@ -66,7 +108,7 @@ def _answer(service: CacheService, op: object, health: Callable[[], dict], in_ba
 
 def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
     if not isinstance(op, dict) or not isinstance(op.get("operation"), str):
-        raise OperationError('expected {"operation": "get|put|delete|list|health|incr|changes", ...}')
+        raise OperationError('expected {"operation": "get|put|delete|list|health|incr|touch|changes", ...}')
     name = op["operation"].lower()
     if name not in OPERATIONS:
         raise OperationError(f"unknown operation {op['operation']!r}; use one of {', '.join(OPERATIONS)}")
@@ -104,18 +146,34 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
         if result.stale:
             answer["stale"] = True
         return answer
+    mutation, precondition = _write_record(service, name, op)
+    return _write_answer(service, mutation, service.write(mutation), precondition)
+
+
+def _write_record(service: CacheService, name: str, op: dict) -> tuple[Mutation, Precondition | None]:
+    """The record a write operation appends, validated, and its precondition."""
+    key = op.get("key")
+    if not isinstance(key, str):
+        raise InvalidKey("key must be a string")
+    if name == "touch":
+        if "ttl" not in op:
+            raise InvalidTTL("touch needs ttl: a number of seconds, or null to remove the expiry")
+        precondition = parse_precondition(op.get("if_match"), op.get("if_none_match"), allow_absent=False)
+        return service.touch_record(key, op["ttl"], precondition), precondition
     precondition = _precondition(op)
     if name == "incr":
-        by = op.get("by", 1)
-        answer = _outcome(service.increment(key, by, op.get("ttl"), precondition), precondition)
-        if answer["status"] in (200, 201):
-            answer["value"] = service.counter(key)
-    elif name == "delete":
-        answer = _outcome(service.delete(key, precondition), precondition)
-    else:
-        value, content_type = _value_in(op)
-        answer = _outcome(service.put(key, value, content_type, op.get("ttl"), precondition), precondition)
-    position = service.position_after_write(key)  # the session position: "after" on a read sees this write
+        return service.increment_record(key, op.get("by", 1), op.get("ttl"), precondition), precondition
+    if name == "delete":
+        return service.delete_record(key, precondition), precondition
+    value, content_type = _value_in(op)
+    return service.put_record(key, value, content_type, op.get("ttl"), precondition), precondition
+
+
+def _write_answer(service: CacheService, mutation: Mutation, outcome: Outcome, precondition: Precondition | None) -> dict:
+    answer = _outcome(outcome, precondition)
+    if isinstance(mutation, Increment) and answer["status"] in (200, 201):
+        answer["value"] = service.counter(mutation.key)
+    position = service.position_after_write(mutation.key)  # the session position: "after" sees this write
     if position is not None:
         answer["position"] = str(position)
     return answer

@@ -30,7 +30,7 @@ from typing import Callable, Mapping
 from streamcache.core import records
 from streamcache.core.errors import (InvalidConsistency, InvalidPosition, InvalidRequest, InvalidTTL, LogMismatch,
                                      LogUnavailable, OutcomeUnknown, Restoring, ValueTooLarge)
-from streamcache.core.records import Delete, Increment, Position, Precondition, PreconditionKind, Put
+from streamcache.core.records import Delete, Increment, Mutation, Position, Precondition, PreconditionKind, Put, Touch
 from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.cache.replica import Replica
 
@@ -181,24 +181,32 @@ class CacheService:
         ttl_seconds: float | None = None,
         precondition: Precondition | None = None,
     ) -> Outcome:
+        return self.write(self.put_record(key, value, content_type, ttl_seconds, precondition))
+
+    def put_record(self, key: str, value: bytes, content_type: str = records.DEFAULT_CONTENT_TYPE,
+                   ttl_seconds: float | None = None, precondition: Precondition | None = None) -> Put:
+        """The record a put appends (validated): :meth:`put`, or a batch (cache/pipeline.py)."""
         records.validate_key(key)
         if len(value) > self.limits.max_value_bytes:
             raise ValueTooLarge(f"the value is {len(value)} bytes; the limit is {self.limits.max_value_bytes}")
         now = self.now_ms()
         expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
-        mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
-        return self._write(mutation)
+        return Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
 
     def increment(self, key: str, by: int, ttl_seconds: float | None = None,
                   precondition: Precondition | None = None) -> Outcome:
         """Add ``by`` (a signed 64-bit integer) to the counter ``key``, decided in log order; the TTL
         applies only if this creates the key. :meth:`counter` reads the result."""
+        return self.write(self.increment_record(key, by, ttl_seconds, precondition))
+
+    def increment_record(self, key: str, by: int, ttl_seconds: float | None = None,
+                         precondition: Precondition | None = None) -> Increment:
         records.validate_key(key)
         if isinstance(by, bool) or not isinstance(by, int) or not records.COUNTER_MIN <= by <= records.COUNTER_MAX:
             raise InvalidIncrement("increment must be a signed 64-bit integer")
         now = self.now_ms()
         expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
-        return self._write(Increment(key, by, self._new_request_id(), now, expires, precondition))
+        return Increment(key, by, self._new_request_id(), now, expires, precondition)
 
     def counter(self, key: str) -> int | None:
         """The counter's value right after this instance applied an increment of it: what the record
@@ -207,8 +215,22 @@ class CacheService:
         return None if entry is None else int(entry.value)
 
     def delete(self, key: str, precondition: Precondition | None = None) -> Outcome:
+        return self.write(self.delete_record(key, precondition))
+
+    def delete_record(self, key: str, precondition: Precondition | None = None) -> Delete:
         records.validate_key(key)
-        return self._write(Delete(key, self._new_request_id(), self.now_ms(), precondition))
+        return Delete(key, self._new_request_id(), self.now_ms(), precondition)
+
+    def touch(self, key: str, ttl_seconds: float | None, precondition: Precondition | None = None) -> Outcome:
+        """Give the value ``key`` holds a new TTL (``None``: no expiry) without rewriting it, decided
+        in log order: NOT_FOUND when absent or expired then; the version (ETag) stays the value's."""
+        return self.write(self.touch_record(key, ttl_seconds, precondition))
+
+    def touch_record(self, key: str, ttl_seconds: float | None, precondition: Precondition | None = None) -> Touch:
+        records.validate_key(key)
+        now = self.now_ms()
+        expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
+        return Touch(key, self._new_request_id(), now, expires, precondition)
 
     def position_after_write(self, key: str) -> Position | None:
         """The session position to answer a write of ``key`` with: the last record this instance has
@@ -226,7 +248,21 @@ class CacheService:
             raise InvalidTTL(f"ttl must be more than 0 and at most {self.limits.max_ttl_seconds} seconds")
         return max(1, round(ttl_seconds * 1000))
 
-    def _write(self, mutation: Put | Delete | Increment) -> Outcome:
+    def write(self, mutation: Mutation) -> Outcome:
+        """Append ``mutation``'s record and answer the outcome of applying it (the write path above)."""
+        prepared = self.prepare_write(mutation)
+        if isinstance(prepared, Outcome):
+            return prepared
+        encoded, own = prepared
+        try:
+            position = self.replica.log.append(mutation.key, encoded)
+        except OutcomeUnknown as unknown:
+            return self._settle(mutation, unknown)
+        return self.finish_write(position, own)
+
+    def prepare_write(self, mutation: Mutation) -> tuple[bytes, Mutation] | Outcome:
+        """The record to append for ``mutation`` and what every replica decodes of it, or the
+        outcome when nothing is to be appended."""
         self.replica.ensure_serving(strong=True)  # nothing is appended while reloading or refusing
         pre = mutation.precondition
         if pre is not None and pre.kind is PreconditionKind.MATCH and pre.version is None:
@@ -238,20 +274,19 @@ class CacheService:
         encoded = records.encode(mutation, self.event_source, self.limits.max_record_bytes)
         # Decoded now, as every replica decodes it from the log: the CPU is warm before the wait for
         # the broker and cold after it, where the same work costs about three times as long.
-        own = records.decode(encoded)
+        return encoded, records.decode(encoded)
+
+    def finish_write(self, position: Position, own: Mutation) -> Outcome:
+        """The outcome of our record ``own``, acknowledged at ``position``, applied in log order."""
         try:
-            position = self.replica.log.append(mutation.key, encoded)
-        except OutcomeUnknown as unknown:
-            return self._settle(mutation, unknown)
-        try:
-            return self.replica.apply_own(position, own, mutation.request_id)
+            return self.replica.apply_own(position, own, own.request_id)
         except (LogUnavailable, Restoring, LogMismatch) as exc:
             # The record is on the stream; only its outcome (created or replaced, 412 or not) is
             # unknown here. Never "stream_unavailable": that promises nothing happened.
             raise OutcomeUnknown(f"the record landed at {position}, but its outcome could not be read "
                                  f"back: {exc}", position) from exc
 
-    def _settle(self, mutation: Put | Delete | Increment, unknown: OutcomeUnknown) -> Outcome:
+    def _settle(self, mutation: Mutation, unknown: OutcomeUnknown) -> Outcome:
         """An append whose answer was lost: look for the record on the stream. Found, its outcome
         in log order is the answer (it landed); not found, the outcome stays unknown (it may not
         have landed, or still be on its way), and so does the answer: never a guess."""

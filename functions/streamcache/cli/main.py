@@ -103,6 +103,19 @@ def cmd_put(client, args) -> int:
     return EXIT_OK
 
 
+def cmd_touch(client, args) -> int:
+    try:
+        ttl = None if args.no_expiry else float(args.ttl)
+    except ValueError:
+        raise CliError(f"--ttl must be a number of seconds, not {args.ttl!r}", EXIT_USAGE) from None
+    result = client.touch(args.key, ttl, if_match=args.if_match)
+    expires = rfc3339(result.expires_at) if result.expires_at else None
+    print(orjson.dumps({"key": result.key, "version": result.version, "expires_at": expires,
+                        "position": client.session}).decode())
+    _save_session(client, args)
+    return EXIT_OK
+
+
 def cmd_incr(client, args) -> int:
     print(client.increment(args.key, args.by, ttl=args.ttl))
     _save_session(client, args)
@@ -266,6 +279,14 @@ def parser() -> argparse.ArgumentParser:
     incr.add_argument("--by", type=int, default=1, help="what to add (default 1; negative subtracts)")
     incr.add_argument("--ttl", type=float, help="seconds until it expires, if this creates it")
     incr.set_defaults(run=cmd_incr)
+
+    touch = sub.add_parser("touch", parents=[url], help="give a value a new TTL without rewriting it")
+    touch.add_argument("key")
+    expiry = touch.add_mutually_exclusive_group(required=True)
+    expiry.add_argument("--ttl", help="seconds from now until the value expires")
+    expiry.add_argument("--no-expiry", action="store_true", help="remove the value's expiry")
+    touch.add_argument("--if-match", metavar="VERSION", help="touch only if the key's version is VERSION")
+    touch.set_defaults(run=cmd_touch)
 
     delete = sub.add_parser("delete", parents=[url], help="remove a key")
     delete.add_argument("key")

@@ -186,7 +186,7 @@ def _security_from_env() -> dict:
 def format_change(event) -> str:
     """``2026-11-26T21:14:44.283Z  0-12      put       user/1  14 B application/json  {"n":1}``, or
     ``... increment visits  by 5`` (times in the API's one format: RFC 3339, UTC, milliseconds)."""
-    from streamcache.core.records import Delete, Increment, Put, format_time
+    from streamcache.core.records import Delete, Increment, Put, Touch, format_time
 
     mutation = event.mutation
     when = format_time(mutation.ts_ms)
@@ -197,6 +197,8 @@ def format_change(event) -> str:
         line += f"  by {mutation.by}"
     if not isinstance(mutation, Delete) and mutation.expires_at_ms is not None:
         line += "  expires " + format_time(mutation.expires_at_ms)
+    elif isinstance(mutation, Touch):
+        line += "  expires never"
     pre = mutation.precondition
     if pre is not None:
         line += {"match": f"  if-match {pre.version}", "exists": "  if-exists", "absent": "  if-absent"}[pre.kind]

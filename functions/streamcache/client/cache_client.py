@@ -19,7 +19,8 @@ whether a lost attempt ran is unknown, and repeating it could fail its own preco
 outcome is unknown (503 ``outcome_unknown``, a 504, or sent without an answer) is not retried either
 and raises :class:`OutcomeUnknown` (:class:`UnansweredWrite`): read the key with
 ``consistency="strong"`` to learn what happened. So does a batch holding a write or an increment
-that may have run (:meth:`Client.batch`); a batch of reads raises :class:`Unreachable`.
+that may have run (:meth:`Client.batch`, ``put_many``, ``delete_many``); a batch of reads raises
+:class:`Unreachable`.
 
 A client reads its own writes: every write answers a session position (``Streamcache-Position``),
 and every get and listing carries the client's latest ones (``Streamcache-After``), so the instance
@@ -37,7 +38,7 @@ import random
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from streamcache.client.ops import Op, idempotent, is_write
 from streamcache.client.models import (RETRYABLE_STATUSES, Transport, TransportError, BadRequest, CacheError, Change, Item,
@@ -142,6 +143,46 @@ class Client:
             raise error_for(answer, writes=True)
         return int(answer["value"])
 
+    def touch(self, key: str, ttl: float | None, if_match: str | None = None) -> WriteResult:
+        """Give the value ``key`` holds a new TTL (seconds from now; ``None``: no expiry) without
+        rewriting it. Its version stays the value's. Raises :class:`NotFound` if the key has no
+        value, :class:`PreconditionFailed` if ``if_match`` names another version."""
+        op = Op.touch(key, ttl, if_match)
+        answer = self._call(op)
+        self._remember(answer)
+        return _result(op, answer)  # type: ignore[return-value]
+
+    # ---- many keys in one round trip (pipelined: see docs/api.md#batches) -----------------------
+
+    def get_many(self, keys: Iterable[str], consistency: str | None = None) -> dict[str, Item | None]:
+        """The values of ``keys`` (``None`` for a key without one), 100 keys per call. Raises the
+        first error other than not found (reads are safe to repeat)."""
+        keys = list(keys)
+        results = self.batch([self._in_session(Op.get(key, consistency)) for key in keys])
+        out: dict[str, Item | None] = {}
+        for key, result in zip(keys, results):
+            if isinstance(result, NotFound):
+                out[key] = None
+            elif isinstance(result, CacheError):
+                raise result
+            else:
+                out[key] = result
+        return out
+
+    def put_many(self, items: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]], ttl: float | None = None,
+                 content_type: str | None = None) -> list[WriteResult | CacheError]:
+        """Store many values, 100 per call, their writes appended to the stream together. Not a
+        transaction: one result per item in order, a failed one as its :class:`CacheError`,
+        returned (the others still happened). Raises :class:`OutcomeUnknown` when a call's answer
+        is lost once its writes were sent (read the keys to learn what ran)."""
+        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        return self.batch([Op.put(key, value, ttl, content_type=content_type) for key, value in pairs])
+
+    def delete_many(self, keys: Iterable[str]) -> list[bool | CacheError]:
+        """Remove many keys, 100 per call: per key True if it had a value, False if not, or its
+        :class:`CacheError`, as :meth:`put_many` answers."""
+        return self.batch([Op.delete(key) for key in keys])
+
     def delete(self, key: str, if_match: str | None = None) -> bool:
         """Remove the key. True if it had a value, False if it had none (so a retried delete is quiet)."""
         op = Op.delete(key, if_match)
@@ -187,8 +228,8 @@ class Client:
         return _result(op, self._call(op))  # type: ignore[return-value]
 
     def batch(self, ops: Iterable[dict]) -> list:
-        """Run :class:`Op` operations in order. Over a direct invoke, each 100 travel in one call;
-        over HTTP they run one by one. Answers a list of results (Item, WriteResult, True/False for a
+        """Run :class:`Op` operations in order, each 100 in one call (over HTTP, ``POST /cache``), the
+        writes of a call appended together and each decided by its own record. Answers a list of results (Item, WriteResult, True/False for a
         delete, the new value of an increment, a list of KeyInfo): a failed operation is its
         :class:`CacheError`, returned, not raised (later operations still ran).
 
@@ -312,7 +353,7 @@ def _result(op: dict, answer: dict) -> object:
         if name == "get":
             return Item(answer["key"], bytes(answer["value"]), answer["content_type"], answer["version"],
                         _when(answer.get("expires_at")), bool(answer.get("stale")))
-        if name == "put":
+        if name in ("put", "touch"):
             return WriteResult(answer["key"], answer["version"], _when(answer.get("expires_at")), status == 201)
         if name == "list":
             return [KeyInfo(k["key"], k["version"], k["size"], _when(k.get("expires_at"))) for k in answer["keys"]]

@@ -20,6 +20,7 @@ import orjson
 
 from streamcache import __version__
 from streamcache.client.models import TransportError
+from streamcache.client.ops import from_wire, invalid_answer, to_wire
 
 DEFAULT_ROUTE = "/cache"
 MAX_IDLE_CONNECTIONS = 4
@@ -86,6 +87,10 @@ class HttpTransport:
             query = {"increment": str(op.get("by", 1)), **({"ttl": str(op["ttl"])} if op.get("ttl") is not None else {})}
             status, answer_headers, body = self._exchange("POST", f"{path}?{urlencode(query)}", None, headers)
             return _with_position(self._json_answer(status, answer_headers, body), answer_headers)
+        if name == "touch":  # PATCH ?ttl=S; an empty ttl removes the expiry
+            ttl = "" if op.get("ttl") is None else str(op["ttl"])
+            status, answer_headers, body = self._exchange("PATCH", f"{path}?{urlencode({'ttl': ttl})}", None, headers)
+            return _with_position(self._json_answer(status, answer_headers, body), answer_headers)
         if name == "delete":
             status, answer_headers, body = self._exchange("DELETE", path, None, headers)
             answer = {"status": 204, "key": key} if status == 204 else _error_answer(status, answer_headers, body)
@@ -95,6 +100,18 @@ class HttpTransport:
         headers["Content-Type"] = op.get("content_type") or "application/octet-stream"
         status, answer_headers, body = self._exchange("PUT", path, op["value"], headers)
         return _with_position(self._json_answer(status, answer_headers, body), answer_headers)
+
+    def send_batch(self, ops: list[dict]) -> list[dict] | dict:
+        """One ``POST /cache {"operations": [...]}`` for the whole list (its writes are appended
+        together): a list of answers, or one answer if the request as a whole failed."""
+        status, headers, body = self._exchange("POST", self.route, orjson.dumps({"operations": [to_wire(op) for op in ops]}),
+                                               {"Content-Type": "application/json"})
+        if status != 200:
+            return _error_answer(status, headers, body)
+        answer = _json(body)
+        if not isinstance(answer, list) or len(answer) != len(ops):
+            return invalid_answer(f"expected a list of {len(ops)} answers")
+        return [from_wire(a) if isinstance(a, dict) else invalid_answer("an answer is not an object") for a in answer]
 
     def _json_answer(self, status: int, headers: dict[str, str], body: bytes) -> dict:
         if not 200 <= status < 300:

@@ -13,12 +13,12 @@ back exactly whatever the content type. The SDK's own retries and circuit breake
 
 from __future__ import annotations
 
-import base64
 import os
 
 import orjson
 
 from streamcache.client.models import TransportError
+from streamcache.client.ops import from_wire as _from_wire, invalid_answer as _invalid, to_wire as _wire
 
 DEFAULT_CONFIG_FILE = "~/.oci/config"
 
@@ -107,30 +107,3 @@ class InvokeTransport:
         session = getattr(self._client.base_client, "session", None)
         if session is not None:
             session.close()
-
-
-def _wire(op: dict) -> dict:
-    """An operation as JSON: bytes as base64; gets ask for base64 so every value comes back exact."""
-    wire = dict(op)
-    if "value" in wire:
-        wire["value_base64"] = base64.b64encode(wire.pop("value")).decode("ascii")
-    if wire["operation"] == "get":
-        wire["value_encoding"] = "base64"
-    return wire
-
-
-def _from_wire(answer: dict) -> dict:
-    if "value_base64" in answer:
-        answer = dict(answer)
-        answer["value"] = base64.b64decode(answer.pop("value_base64"))
-    elif "value" in answer and answer.get("status") == 200:
-        # A function older than "value_encoding" answers JSON as JSON and text as text.
-        answer = dict(answer)
-        value, media = answer["value"], str(answer.get("content_type", "")).split(";")[0].strip().lower()
-        json_type = media == "application/json" or media.endswith("+json")
-        answer["value"] = value.encode("utf-8") if isinstance(value, str) and not json_type else orjson.dumps(value)
-    return answer
-
-
-def _invalid(message: str) -> dict:
-    return {"status": 502, "error": "invalid_answer", "message": message}

@@ -64,6 +64,7 @@ class ChangeKind(StrEnum):
     PUT = "put"
     DELETE = "delete"
     INCREMENT = "increment"
+    TOUCH = "touch"  # a new expiry (expires_at; none: removed) for the value held, the value unchanged
 
     @classmethod
     def of_type(cls, event_type: object) -> "ChangeKind":
@@ -77,7 +78,7 @@ class ChangeKind(StrEnum):
 # The record types of events/README.md: core/records.py's *_TYPE, not imported (it would cost every
 # `import streamcache` the codec's import time); tests/client/test_subscribe.py holds them equal.
 _EVENT_TYPES = {"io.streamcache.put.v1": ChangeKind.PUT, "io.streamcache.delete.v1": ChangeKind.DELETE,
-                "io.streamcache.increment.v1": ChangeKind.INCREMENT}
+                "io.streamcache.increment.v1": ChangeKind.INCREMENT, "io.streamcache.touch.v1": ChangeKind.TOUCH}
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from kafka import KafkaConsumer, TopicPartition
 from streamcache.adapters.kafka_log import key_partition, map_kafka_errors
 from streamcache.client.models import ChangeKind
 from streamcache.core.errors import InvalidRequest, RecordError
-from streamcache.core.records import Delete, Increment, Mutation, Position, Put, decode, parse_version
+from streamcache.core.records import Delete, Increment, Mutation, Position, Put, Touch, decode, parse_version
 
-_KINDS = {Put: ChangeKind.PUT, Delete: ChangeKind.DELETE, Increment: ChangeKind.INCREMENT}
+_KINDS = {Put: ChangeKind.PUT, Delete: ChangeKind.DELETE, Increment: ChangeKind.INCREMENT, Touch: ChangeKind.TOUCH}
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ class ChangeEvent:
                 out["value"] = m.value.decode("utf-8")
             except UnicodeDecodeError:
                 out["value"] = None
-        elif isinstance(m, Increment):
-            out.update(by=m.by, expires_at_ms=m.expires_at_ms)
+        elif isinstance(m, (Increment, Touch)):  # a touch: the new expiry (None: removed)
+            out.update(expires_at_ms=m.expires_at_ms, **({"by": m.by} if isinstance(m, Increment) else {}))
         if m.precondition is not None:
             out["precondition"] = m.precondition.kind if m.precondition.version is None else str(m.precondition.version)
         return out
@@ -191,4 +191,4 @@ class Subscription:
         self.close()
 
 
-__all__ = ["ChangeEvent", "ChangeKind", "Subscription", "parse_resume_token", "Delete", "Increment", "Put"]
+__all__ = ["ChangeEvent", "ChangeKind", "Subscription", "parse_resume_token", "Delete", "Increment", "Put", "Touch"]

@@ -35,6 +35,7 @@ class OutcomeKind(str, Enum):
     QUOTA_EXCEEDED = "quota_exceeded"
     NOT_A_NUMBER = "not_a_number"  # an increment of a value that is not a signed 64-bit integer's text
     OVERFLOW = "overflow"  # an increment that would leave the signed 64-bit range
+    TOUCHED = "touched"  # a touch changed the expiry of a live value (its version stays)
 
 
 class Outcome(NamedTuple):

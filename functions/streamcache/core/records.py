@@ -13,7 +13,8 @@ Wire shape of a put (``data`` or ``data_base64``, never both)::
 ``data`` holds the value itself when that round-trips byte for byte: canonical JSON for a JSON
 content type, a string for UTF-8 text of any other type. Everything else is ``data_base64``.
 Preconditions travel as the extension attributes ``ifmatch`` (a version, or ``*`` = must exist)
-and ``ifnonematch`` (``*`` = must not exist).
+and ``ifnonematch`` (``*`` = must not exist). A touch (``io.streamcache.touch.v1``) carries no data,
+only ``expiresat`` (absent: the expiry is removed).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SPEC_VERSION = "1.0"
 PUT_TYPE = "io.streamcache.put.v1"
 DELETE_TYPE = "io.streamcache.delete.v1"
 INCREMENT_TYPE = "io.streamcache.increment.v1"
+TOUCH_TYPE = "io.streamcache.touch.v1"
 #: A counter is a signed 64-bit integer, stored as its decimal text.
 COUNTER_MIN, COUNTER_MAX = -(2**63), 2**63 - 1
 DEFAULT_SOURCE = "/streamcache"
@@ -168,7 +170,20 @@ class Increment:
     precondition: Precondition | None = None
 
 
-Mutation = Union[Put, Delete, Increment]
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Set only the expiry of the value ``key`` holds (``None``: remove it), decided when applied:
+    absent (or expired) keys stay absent, and the value and its version do not change."""
+
+    key: str
+    request_id: str
+    ts_ms: int
+    expires_at_ms: int | None = None
+    precondition: Precondition | None = None
+
+
+Mutation = Union[Put, Delete, Increment, Touch]
+_TYPES = {Put: PUT_TYPE, Delete: DELETE_TYPE, Increment: INCREMENT_TYPE, Touch: TOUCH_TYPE}
 
 
 def validate_key(key: str) -> str:
@@ -245,7 +260,7 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
     """
     event: dict = {
         "specversion": SPEC_VERSION,
-        "type": PUT_TYPE if isinstance(mutation, Put) else INCREMENT_TYPE if isinstance(mutation, Increment) else DELETE_TYPE,
+        "type": _TYPES[type(mutation)],
         "source": source,
         "id": mutation.request_id,
         "time": format_time(mutation.ts_ms),
@@ -261,6 +276,8 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
         event["data"] = {"by": mutation.by}
         if mutation.expires_at_ms is not None:
             event["expiresat"] = format_time(mutation.expires_at_ms)
+    elif isinstance(mutation, Touch) and mutation.expires_at_ms is not None:  # no expiresat: remove it
+        event["expiresat"] = format_time(mutation.expires_at_ms)
     pre = mutation.precondition
     if pre is not None:
         if pre.kind is PreconditionKind.MATCH:
@@ -331,6 +348,11 @@ def decode(raw: bytes) -> Mutation:
             if "data" in event or "data_base64" in event or "expiresat" in event:
                 raise ValueError("a delete carries no data and no expiry")
             return Delete(key=key, request_id=request_id, ts_ms=ts_ms, precondition=pre)
+        if kind == TOUCH_TYPE:
+            if "data" in event or "data_base64" in event:
+                raise ValueError("a touch carries no data: only the expiry changes")
+            expires = event.get("expiresat")
+            return Touch(key, request_id, ts_ms, None if expires is None else parse_time(expires), pre)
         raise RecordError(f"unknown event type {kind!r}")
     except RecordError:
         raise

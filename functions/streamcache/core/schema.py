@@ -93,7 +93,7 @@ LOOKUP = (
 
 #: Outcome kinds as stored in ``requests.kind``. Append only: the numbers are the format.
 KIND_CODES = ("created", "replaced", "deleted", "not_found", "precondition_failed", "quota_exceeded",
-              "not_a_number", "overflow")  # append only: the codes are stored in images
+              "not_a_number", "overflow", "touched")  # append only: the codes are stored in images
 
 
 def tune(conn: sqlite3.Connection) -> None:

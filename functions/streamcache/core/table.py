@@ -38,7 +38,8 @@ from streamcache.core.identity import Fingerprint, decode_fingerprints
 from streamcache.core.log_time import CLOCK_ROW, MAX_CLOCK_STEP_MS, LogClock, decode_clocks
 from streamcache.core.log_time import next_log_time as next_log_time  # the rule, where callers look for it
 from streamcache.core.table_export import PartitionExport, export_state
-from streamcache.core.records import Delete, Increment, Mutation, Position, PreconditionKind, Put
+from streamcache.core.records import Delete, Increment, Mutation, Position, PreconditionKind, Put, Touch
+from streamcache.core.table_touch import decide_touch
 
 #: How long (in log time) a request id is remembered for de-duplication. Producer retries give up
 #: after their delivery timeout (30 s in the Kafka adapter); two minutes covers them with margin.
@@ -243,6 +244,8 @@ class Table(TableReads):
             )
             if not ok:
                 return self._refusal(OutcomeKind.PRECONDITION_FAILED, key, current, None)
+        if isinstance(mutation, Touch):  # the expiry alone (core/table_touch.py)
+            return decide_touch(self, mutation, current)
         if isinstance(mutation, Increment):
             stored = None
             if current is not None:
