@@ -27,12 +27,15 @@ import orjson
 from streamcache.cache.changes import changes
 from streamcache.cache.service import CacheService, parse_consistency, parse_positions
 from streamcache.core import records
-from streamcache.core.errors import InvalidKey, InvalidRequest, LogUnavailable
+from streamcache.core.errors import InvalidKey, InvalidRequest, LogUnavailable, ValueUnavailable
 from streamcache.core.records import Precondition, parse_precondition
 from streamcache.core.table import Entry, Outcome, OutcomeKind
+from streamcache.ports import SnapshotStoreUnavailable
 from streamcache.statuses import Problem, for_error, for_outcome, not_found
 
 MAX_BATCH = 100
+#: A function invoke answers at most 6 MB (the platform's limit, as for its request body).
+MAX_ANSWER_BYTES = 6 * 1024 * 1024
 OPERATIONS = ("get", "put", "delete", "list", "health", "incr", "changes")
 
 
@@ -54,13 +57,22 @@ def handle_invoke(service: CacheService, body: bytes, health: Callable[[], dict]
     return _answer(service, doc, health)
 
 
+def fit_answer(encoded: bytes) -> bytes:
+    """``encoded``, or a JSON 413 when it is more than an invoke can answer: a big binary value travels
+    as base64 (4/3 of its size) and a big batch adds up; HTTP (API Gateway) carries the bytes as they are."""
+    if len(encoded) <= MAX_ANSWER_BYTES:
+        return encoded
+    return orjson.dumps(_error(413, "answer_too_large", f"the answer is {len(encoded)} bytes; an invoke answers at "
+                                                        f"most {MAX_ANSWER_BYTES}: read big values over HTTP, or fewer per batch"))
+
+
 def _answer(service: CacheService, op: object, health: Callable[[], dict], in_batch: bool = False) -> dict:
     try:
         if in_batch and isinstance(op, dict) and str(op.get("operation", "")).lower() == "changes":
             # A hundred long polls in one call would outlast the function's timeout.
             raise OperationError("changes cannot be batched: send it alone")
         return _run(service, op, health)
-    except (InvalidRequest, LogUnavailable) as exc:  # other errors: the caller's JSON 500
+    except (InvalidRequest, LogUnavailable, ValueUnavailable, SnapshotStoreUnavailable) as exc:  # others: JSON 500
         return error_answer(for_error(exc))
 
 

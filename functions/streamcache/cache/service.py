@@ -32,7 +32,9 @@ from streamcache.core.errors import (InvalidConsistency, InvalidPosition, Invali
                                      LogUnavailable, OutcomeUnknown, Restoring, ValueTooLarge)
 from streamcache.core.records import Delete, Increment, Position, Precondition, PreconditionKind, Put
 from streamcache.core.table import Entry, Outcome, OutcomeKind
+from streamcache.cache.big_values import BigValues, unresolvable
 from streamcache.cache.replica import Replica
+from streamcache.core.value_refs import REF_CONTENT_TYPE
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,9 @@ class Limits:
 
     #: A read catches up with the log first when its last catch-up is older than this.
     staleness_ms: int = 1000
-    max_value_bytes: int = 716_800
+    max_value_bytes: int = 5_767_168
+    #: Values above this go to the object store, and their record carries a reference (big_values).
+    inline_max_bytes: int = 262_144
     max_record_bytes: int = 1_000_000
     max_ttl_seconds: int = 315_360_000
     max_list_limit: int = 1000
@@ -95,6 +99,10 @@ class InvalidLimit(InvalidRequest):
     code = "invalid_limit"
 
 
+class InvalidContentType(InvalidRequest):
+    code = "invalid_content_type"
+
+
 class CacheService:
     """Get, put, delete and list against one replica and its mutation log."""
 
@@ -105,12 +113,15 @@ class CacheService:
         event_source: str = records.DEFAULT_SOURCE,
         clock: Callable[[], float] | None = None,
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        values: BigValues | None = None,
     ) -> None:
         self.replica = replica
         self.limits = limits
         self.event_source = event_source
         self._clock = clock  # None: time.time, looked up at each call so that freezegun can stop it
         self._new_request_id = new_request_id
+        self.values = values  # None: no object store, every value goes inline (and may not fit a record)
+        self._resolve = unresolvable if values is None else values.resolve
 
     def now_ms(self) -> int:
         return int((self._clock or time.time)() * 1000)
@@ -150,7 +161,7 @@ class CacheService:
             stale = self._fresh(strong=False, force=True)
             now = self.now_ms()
             entry = self.replica.table.get(key, now)
-        return ReadResult(entry, now, stale)
+        return ReadResult(None if entry is None else self._resolve(entry), now, stale)
 
     def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False,
              after: Mapping[int, int] | None = None) -> ListPage:
@@ -184,6 +195,11 @@ class CacheService:
         records.validate_key(key)
         if len(value) > self.limits.max_value_bytes:
             raise ValueTooLarge(f"the value is {len(value)} bytes; the limit is {self.limits.max_value_bytes}")
+        if content_type == REF_CONTENT_TYPE:
+            raise InvalidContentType(f"{REF_CONTENT_TYPE} is reserved for the references of big values")
+        self.replica.ensure_serving(strong=True)  # before an object is written for a write that cannot happen
+        if self.values is not None and len(value) > self.limits.inline_max_bytes:
+            value, content_type = self.values.by_reference(value, content_type or records.DEFAULT_CONTENT_TYPE)
         now = self.now_ms()
         expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
         mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
