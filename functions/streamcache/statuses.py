@@ -65,8 +65,9 @@ ERRORS: tuple[tuple[type[BaseException], int, ErrorCode, str, bool], ...] = (
      "with consistency=strong to learn what happened before retrying", True),
     (LogUnavailable, 503, ErrorCode.STREAM_UNAVAILABLE, "the stream cannot be reached", True),
     (SnapshotStoreUnavailable, 503, ErrorCode.SNAPSHOT_STORE_UNAVAILABLE, "the snapshot store cannot be used", True),
-    # 502: the object store, our upstream, lost the object a big value's reference names (value_refs).
-    (ValueUnavailable, 502, ErrorCode.VALUE_UNAVAILABLE, "the stored value cannot be read", False),
+    # The object a big value's reference names is gone (value_refs). 500, with its own code: 502 and
+    # 504 are the FDK's own statuses (the platform would drop the body), and 503 invites retries.
+    (ValueUnavailable, 500, ErrorCode.VALUE_UNAVAILABLE, "the stored value cannot be read", False),
     (ConfigError, 500, ErrorCode.MISCONFIGURED, "", False),
 )
 

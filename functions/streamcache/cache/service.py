@@ -23,7 +23,7 @@ import base64
 import binascii
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Callable, Mapping
 
@@ -197,13 +197,27 @@ class CacheService:
             raise ValueTooLarge(f"the value is {len(value)} bytes; the limit is {self.limits.max_value_bytes}")
         if content_type == REF_CONTENT_TYPE:
             raise InvalidContentType(f"{REF_CONTENT_TYPE} is reserved for the references of big values")
-        self.replica.ensure_serving(strong=True)  # before an object is written for a write that cannot happen
-        if self.values is not None and len(value) > self.limits.inline_max_bytes:
-            value, content_type = self.values.by_reference(value, content_type or records.DEFAULT_CONTENT_TYPE)
         now = self.now_ms()
         expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
         mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
+        if self.values is not None and self._goes_by_reference(mutation):
+            self.replica.ensure_serving(strong=True)  # no object for a write that cannot happen
+            mutation = replace(mutation, **dict(zip(("value", "content_type"),
+                                                    self.values.by_reference(value, mutation.content_type))))
         return self._write(mutation)
+
+    def _goes_by_reference(self, put: Put) -> bool:
+        """Over the threshold; or under it but escaped past the record limit (a control character is
+        six bytes of JSON): a value the stream cannot carry inline goes by reference."""
+        if len(put.value) > self.limits.inline_max_bytes:
+            return True
+        if len(put.value) * 6 + 8192 < self.limits.max_record_bytes:  # cannot be too big: skip the trial
+            return False
+        try:
+            records.encode(put, self.event_source, self.limits.max_record_bytes)
+        except ValueTooLarge:
+            return True
+        return False
 
     def increment(self, key: str, by: int, ttl_seconds: float | None = None,
                   precondition: Precondition | None = None) -> Outcome:

@@ -93,7 +93,7 @@ class OutcomeUnknown(LogUnavailable):
 
 class ValueUnavailable(StreamcacheError):
     """A big value's object (see value_refs) is missing from the object store, or holds other bytes
-    than its reference names. Maps to 502 ``value_unavailable``: retrying does not bring it back."""
+    than its reference names. Maps to 500 ``value_unavailable``: retrying does not bring it back."""
 
 
 class LogTruncated(StreamcacheError):
