@@ -37,7 +37,7 @@ def sockets():
 
 
 @pytest.fixture
-def deployment(kafka_topic, object_storage, api_key, sockets):  # noqa: F811
+def deployment(kafka_topic, object_storage, api_key, sockets):
     """Two cache instances and a compactor of one stream, their snapshots and values in one bucket."""
     bucket = f"b-{uuid.uuid4().hex[:8]}"
     object_storage.create_bucket(bucket)

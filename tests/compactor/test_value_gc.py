@@ -22,7 +22,7 @@ MINUTE = 60.0
 
 
 @pytest.fixture
-def deployment(stream, object_storage, api_key):  # noqa: F811
+def deployment(stream, object_storage, api_key):
     url, log = stream
     bucket = f"b-{uuid.uuid4().hex[:8]}"
     object_storage.create_bucket(bucket)
