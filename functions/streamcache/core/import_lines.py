@@ -33,8 +33,8 @@ import orjson
 from streamcache.core.errors import InvalidKey
 from streamcache.core.records import DEFAULT_CONTENT_TYPE, format_time, is_json_type, parse_time, validate_key
 
-#: Longest line accepted: 4 MiB, four times the largest record OCI Streaming takes (values are at most
-#: 700 KiB by default; JSON escapes can make their line several times longer).
+#: Longest line accepted: 4 MiB, four times the largest record OCI Streaming takes (an imported value
+#: travels inline, so its record bounds it; JSON escapes can make its line several times longer).
 MAX_LINE_BYTES = 4 * 1024 * 1024
 _FIELDS = frozenset({"key", "value", "value_base64", "content_type", "ttl", "expires_at"})
 _BOM = b"\xef\xbb\xbf"
