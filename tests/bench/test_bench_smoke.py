@@ -133,3 +133,15 @@ def test_the_oci_like_section_is_measured(tiny_run):
     thaw = section["thaw"]
     assert thaw["status"] == 200 and thaw["was_frozen"] and thaw["answer_ms"] > 0 and thaw["frozen_s"] >= 1
     assert "OCI-like" in (out / "latest.md").read_text()
+
+
+def test_the_big_values_section_is_measured(tiny_run):
+    out, results, _ = tiny_run
+    section = results["measurements"]["big_values"]
+    for name in ("put_big", "put_small", "get_big_cached", "get_big_fetched", "get_small"):
+        _check_latency(section[name])
+    assert section["objects_written"] >= section["put_big"]["n"]  # every big PUT uploaded new bytes
+    rss = section["memory"]["rss_bytes"]
+    assert rss["empty"] > 0 and rss["inline_256k_double"] > 0
+    assert section["memory"]["inline_estimate_bytes"] >= section["memory"]["inline_floor_bytes"]
+    assert "Big values by reference" in (out / "latest.md").read_text()

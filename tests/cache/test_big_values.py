@@ -81,6 +81,8 @@ def test_a_5_mb_value_round_trips_over_http_on_every_instance(deployment):
         got = instance.client.http_call("GET", "/cache/pictures/big")
         assert (got.status, got.header("content-type"), got.header("etag")) == (200, "image/png", put.header("etag"))
         assert got.body == value
+    listed = orjson.loads(d.b.client.http_call("GET", "/cache?prefix=pictures/").body)["keys"]
+    assert [(k["key"], k["size"]) for k in listed] == [("pictures/big", FIVE_MB)]  # the value's size, not the reference's
     # The record on the stream carries the reference, not the bytes (the change feed shows it as it is).
     feed = orjson.loads(d.b.client.http_call("GET", "/changes?after=earliest").body)
     [change] = feed["changes"]

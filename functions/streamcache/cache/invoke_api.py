@@ -99,7 +99,7 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
             raise InvalidRequest("limit must be a whole number")
         cursor = _str(op, "cursor", "") or None
         page = service.list(_str(op, "prefix", ""), limit, cursor, strong, _after(op))
-        keys = [{"key": i.key, "version": str(i.entry.version), "size": len(i.entry.value),
+        keys = [{"key": i.key, "version": str(i.entry.version), "size": i.size,
                  "expires_at": _time(i.entry.expires_at_ms)} for i in page.items]
         return {"status": 200, "keys": keys, "cursor": page.cursor}
     key = op.get("key")

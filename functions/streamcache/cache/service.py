@@ -34,7 +34,7 @@ from streamcache.core.records import Delete, Increment, Position, Precondition, 
 from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.cache.big_values import BigValues, unresolvable
 from streamcache.cache.replica import Replica
-from streamcache.core.value_refs import REF_CONTENT_TYPE
+from streamcache.core.value_refs import REF_CONTENT_TYPE, decode_ref
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,12 @@ class ReadResult:
 class KeyInfo:
     key: str
     entry: Entry
+
+    @property
+    def size(self) -> int:
+        """The value's size: a big value's (its reference says), not its reference's."""
+        entry = self.entry
+        return decode_ref(entry.value).size if entry.content_type == REF_CONTENT_TYPE else len(entry.value)
 
 
 @dataclass(frozen=True)
