@@ -9,11 +9,14 @@ import uuid
 import pytest
 from support.oci_fakes import api_key, no_retries, object_storage  # noqa: F401  (fixtures)
 
+from streamcache.adapters.memory_log import MemoryLog
+from streamcache.adapters.memory_store import MemoryStore
 from streamcache.adapters.urls import open_snapshot_store
 from streamcache.cache.app import CacheApp
 from streamcache.cache.http_api import HttpRequest
 from streamcache.compactor.compaction import WRITTEN, compact
 from streamcache.compactor.value_gc import GRACE_MS
+from streamcache.core import records
 from streamcache.settings import Settings
 
 BIG = 300_000  # over the 256 KiB inline threshold
@@ -81,6 +84,13 @@ def test_orphans_are_collected_after_the_grace_and_referenced_objects_never(depl
     assert compaction(20 + GRACE_MS / 60_000, keep=1) == [name(stream, replaced)]
     for key, value in (("kept", kept), ("late", in_flight), ("replaced", b"small now")):
         assert get(app, key).body == value
-    # The bookkeeping stays small: the refs of the one snapshot kept, and one orphan note.
-    assert [n.split("/")[2] for n in store.list(f"values/{stream}/") if "/refs/" in n or "/orphans/" in n] == \
-        ["orphans", "refs"]
+    # The bookkeeping stays small: the refs of the one snapshot kept; no orphan note, none is waiting.
+    assert [n.split("/")[2] for n in store.list(f"values/{stream}/") if "/refs/" in n or "/orphans/" in n] == ["refs"]
+
+
+def test_a_store_without_big_values_holds_nothing_but_snapshots():
+    log, store = MemoryLog(partitions=3), MemoryStore()
+    for n in range(3):
+        log.append(f"k{n}", records.encode(records.Put(f"k{n}", b"small", "text/plain", f"r{n}", 1_700_000_000_000)))
+        assert compact(log, store, "s", 3, clock=lambda: T0 + n * 3600).outcome == WRITTEN
+    assert all(name.startswith("snapshots/") for name in store.list(""))

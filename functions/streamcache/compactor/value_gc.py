@@ -73,9 +73,11 @@ def refs_name(stream: str, snapshot_name: str) -> str:
     return f"{values_prefix(stream)}refs/{snapshot_name.rsplit('/', 1)[-1]}.json"
 
 
-def write_refs(store: SnapshotStore, stream: str, snapshot_name: str, refs: Iterable[str]) -> None:
-    """Before the snapshot itself: a snapshot whose refs were never written would protect nothing."""
-    store.put_new(refs_name(stream, snapshot_name), orjson.dumps(sorted(refs)))
+def write_refs(store: SnapshotStore, stream: str, snapshot_name: str, refs: set[str]) -> None:
+    """Before the snapshot itself: a snapshot whose refs were never written would protect nothing.
+    None for a snapshot that refers to nothing (a store without big values stays as it was)."""
+    if refs:
+        store.put_new(refs_name(stream, snapshot_name), orjson.dumps(sorted(refs)))
 
 
 def collect(store: SnapshotStore, stream: str, snapshots: Iterable[str], now_ms: int, writer: str,
@@ -84,6 +86,8 @@ def collect(store: SnapshotStore, stream: str, snapshots: Iterable[str], now_ms:
     ``grace_ms`` ago; note the others; drop the refs of pruned snapshots. Returns what was deleted."""
     prefix = values_prefix(stream)
     names = store.list(prefix)
+    if not names:
+        return []  # no big value was ever written (or all are gone): nothing to note
     retained = {refs_name(stream, s) for s in snapshots}
     referenced: set[str] = set()
     for name in names:
@@ -100,8 +104,9 @@ def collect(store: SnapshotStore, stream: str, snapshots: Iterable[str], now_ms:
         if now_ms - first_seen >= grace_ms:
             store.delete(f"{prefix}{digest}")
             deleted.append(f"{prefix}{digest}")
-    store.put_new(f"{prefix}orphans/{now_ms:016x}-{writer}.json",
-                  orjson.dumps({d: t for d, t in orphans.items() if f"{prefix}{d}" not in deleted}))
+    waiting = {d: t for d, t in orphans.items() if f"{prefix}{d}" not in deleted}
+    if waiting:
+        store.put_new(f"{prefix}orphans/{now_ms:016x}-{writer}.json", orjson.dumps(waiting))
     # Older orphan notes go, and the refs of pruned snapshots: those that sort below the newest one
     # kept, so that a concurrent compactor's refs, written just before its snapshot, are not taken.
     newest = max(retained, default="")
