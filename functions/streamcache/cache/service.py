@@ -208,8 +208,8 @@ class CacheService:
         mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
         if self.values is not None and self._goes_by_reference(mutation):
             self.replica.ensure_serving(strong=True)  # no object for a write that cannot happen
-            mutation = replace(mutation, **dict(zip(("value", "content_type"),
-                                                    self.values.by_reference(value, mutation.content_type))))
+            reference, reserved_type = self.values.by_reference(value, mutation.content_type)
+            mutation = replace(mutation, value=reference, content_type=reserved_type)
         return self._write(mutation)
 
     def _goes_by_reference(self, put: Put) -> bool:

@@ -13,7 +13,9 @@ Wire shape of a put (``data`` or ``data_base64``, never both)::
 ``data`` holds the value itself when that round-trips byte for byte: canonical JSON for a JSON
 content type, a string for UTF-8 text of any other type. Everything else is ``data_base64``.
 Preconditions travel as the extension attributes ``ifmatch`` (a version, or ``*`` = must exist)
-and ``ifnonematch`` (``*`` = must not exist).
+and ``ifnonematch`` (``*`` = must not exist). A big value's put carries no data but the ``dataref``
+extension with ``datasize`` and ``datadigest``; in memory it is a :class:`Put` whose value is the
+reference, of the reserved content type :data:`~.value_refs.REF_CONTENT_TYPE` (see :mod:`.value_refs`).
 """
 
 from __future__ import annotations
