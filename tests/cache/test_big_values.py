@@ -172,3 +172,21 @@ def test_a_big_value_survives_a_compaction_and_a_cold_start(deployment, tmp_path
     for key, value in values.items():
         got = fresh.client.http_call("GET", f"/cache/{key}")
         assert (got.status, got.header("content-type"), got.body) == (200, "application/x-test", value)
+
+
+def test_a_5_mb_value_through_the_gateway_and_the_python_client(broker, tmp_path):
+    """The whole local stack as `streamcache dev` runs it (its data directory is the store): the
+    gateway's 6 MB body limit passes 5 MiB, and the client reads it back from the other instance."""
+    from streamcache.client import Client
+    from streamcache_local.dev import DevStack, Dispatch
+
+    topic = f"big-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, 3)
+    value = hashlib.shake_256(b"gateway").digest(FIVE_MB)
+    with DevStack(port=0, instances=2, dispatch=Dispatch.ROUND_ROBIN, log_url=broker.log_url(topic),
+                  data_dir=tmp_path / "data", background=False) as stack:
+        client = Client(stack.url + "/cache")
+        written = client.put("big", value, content_type="application/x-big")
+        item = client.get("big")
+        assert (item.value, item.content_type, item.version) == (value, "application/x-big", written.version)
+        assert (tmp_path / "data" / "values" / topic / hashlib.sha256(value).hexdigest()).read_bytes() == value
