@@ -29,7 +29,7 @@ from typing import Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness/ and bench_snapshot.py
 
-from harness import batch, charts, durability, latency, metrics_cost, oci_like, report, scaling, snapshots
+from harness import batch, big_values, charts, durability, latency, metrics_cost, oci_like, report, scaling, snapshots
 from harness.common import MODES, machine_info
 from harness.context import BenchContext, Skipped
 from harness.redis_server import RedisAvailability, find_redis
@@ -56,6 +56,8 @@ MEASUREMENTS = [
                 batch.measure_batch),
     Measurement("oci_like", "OCI-like: 1/4/16 instances frozen when idle, 5 ms to the broker (issue 21)",
                 oci_like.measure_oci_like),
+    Measurement("big_values", "big values by reference: 5 MiB PUT/GET against 100 B; memory of 1,000 held (issue 22)",
+                big_values.measure_big_values),
 ]
 
 

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from . import batch, oci_like, write_floor
+from . import batch, big_values, oci_like, write_floor
 
 LATENCY_PATHS = (
     ("handler", "in the handler (`CacheApp.handle`, in-process)"),
@@ -59,6 +59,8 @@ def markdown(results: dict) -> str:
         lines += batch.markdown(measurements["batch"])
     if "oci_like" in measurements:
         lines += oci_like.markdown(measurements["oci_like"])
+    if "big_values" in measurements:
+        lines += big_values.markdown(measurements["big_values"])
     if results.get("charts"):
         lines += ["Charts: " + ", ".join(f"[{name}]({name})" for name in results["charts"]), ""]
     return "\n".join(lines)

@@ -38,8 +38,12 @@ class Settings:
     route_prefix: str = "/cache"
     #: A read catches up with the log first when its last catch-up is older than this.
     staleness_ms: int = 1000
-    #: Largest value accepted. 700 KiB: base64 in the CloudEvents envelope stays under 1 MB.
-    max_value_bytes: int = 716_800
+    #: Largest value accepted. 5.5 MiB: a function invoke carries at most 6 MB (the rest: the envelope).
+    max_value_bytes: int = 5_767_168
+    #: Values above this go to the object store (STREAMCACHE_SNAPSHOT_URL); the record carries a reference.
+    inline_max_bytes: int = 262_144
+    #: Bound of the in-memory cache of big values an instance keeps (least recently used first out).
+    value_cache_bytes: int = 67_108_864
     #: Largest encoded record (OCI Streaming takes at most 1 MB per message).
     max_record_bytes: int = 1_000_000
     #: Largest TTL accepted, in seconds (10 years).
@@ -252,7 +256,7 @@ def _http_url(raw: str) -> str:
 def _import_prefix(raw: str) -> str:
     if raw.startswith("/") or not raw.endswith("/") or not raw.isprintable() or "\\" in raw:
         raise ValueError("must be a folder of the bucket such as imports/ (ending with /, no leading /)")
-    for own in ("snapshots/", "import-markers/"):  # what the compactor itself writes
+    for own in ("snapshots/", "import-markers/", "values/"):  # what the compactor itself writes
         if raw.startswith(own) or own.startswith(raw):
             raise ValueError(f"must not overlap {own}, where the compactor writes")
     return raw
@@ -326,7 +330,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "api_keys": parse_api_keys,
     "route_prefix": _route_prefix,
     "staleness_ms": _non_negative_int,
-    "max_value_bytes": _positive_int,
+    "max_value_bytes": _positive_int, "inline_max_bytes": _positive_int, "value_cache_bytes": _non_negative_int,
     "max_record_bytes": _positive_int,
     "max_ttl_seconds": _positive_int,
     "max_list_limit": _positive_int,

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from streamcache.core.errors import (ConfigError, InvalidRequest, LogMismatch, LogUnavailable, OutcomeUnknown, Restoring,
-                                     StreamcacheError)
+                                     StreamcacheError, ValueUnavailable)
 from streamcache.core.records import Precondition, PreconditionKind
 from streamcache.core.table import Outcome, OutcomeKind
 from streamcache.ports import SnapshotStoreUnavailable
@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     STREAM_UNAVAILABLE = "stream_unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
     SNAPSHOT_STORE_UNAVAILABLE = "snapshot_store_unavailable"
+    VALUE_UNAVAILABLE = "value_unavailable"
     MISCONFIGURED = "misconfigured"
     INTERNAL = "internal"
 
@@ -64,6 +65,9 @@ ERRORS: tuple[tuple[type[BaseException], int, ErrorCode, str, bool], ...] = (
      "with consistency=strong to learn what happened before retrying", True),
     (LogUnavailable, 503, ErrorCode.STREAM_UNAVAILABLE, "the stream cannot be reached", True),
     (SnapshotStoreUnavailable, 503, ErrorCode.SNAPSHOT_STORE_UNAVAILABLE, "the snapshot store cannot be used", True),
+    # The object a big value's reference names is gone (value_refs). 500, with its own code: 502 and
+    # 504 are the FDK's own statuses (the platform would drop the body), and 503 invites retries.
+    (ValueUnavailable, 500, ErrorCode.VALUE_UNAVAILABLE, "the stored value cannot be read", False),
     (ConfigError, 500, ErrorCode.MISCONFIGURED, "", False),
 )
 

@@ -7,7 +7,7 @@
 #   <prefix>/health         the instance's status; anonymous, because Health Checks cannot send Authorization
 # The gateway passes the raw path (with <prefix>) to the function, which routes it itself.
 # Bodies: the gateway refuses more than 6 MB towards a function; the function refuses values above
-# STREAMCACHE_MAX_VALUE_BYTES (700 KiB by default) with 413.
+# STREAMCACHE_MAX_VALUE_BYTES (5.5 MiB by default; big values go to the bucket, see docs/api.md) with 413.
 
 resource "oci_apigateway_gateway" "this" {
   compartment_id = var.compartment_ocid

@@ -1,7 +1,9 @@
 # Least privilege for exactly what the code calls. Who calls what:
-#   cache function      GetSecretBundle (the Kafka token, at start); ListObjects + GetObject (restore);
+#   cache function      GetSecretBundle (the Kafka token, at start); ListObjects + GetObject (restore,
+#                       big values); PutObject (create-only) of big values, under <prefix>/values/ only;
 #                       InvokeFunction of the compactor, detached (after a long tail at cold start)
 #   compactor function  GetSecretBundle; ListObjects, GetObject, PutObject (create-only), DeleteObject
+#                       (snapshots, and the big values nothing refers to any more)
 #   streaming user      Kafka produce and consume on the stream (SASL with the auth token: the
 #                       functions' resource principal cannot sign Kafka, so stream rights go to the user)
 #   API Gateway, the Resource Scheduler, Events    invoke the functions
@@ -14,6 +16,9 @@ locals {
   # Functions policies accept target.function.id (OCI: "Controlling Access to Invoke and Manage Functions").
   compactor_only = "target.function.id = '${oci_functions_function.compactor.id}'"
   metrics_only   = "target.metrics.namespace = '${var.metrics_namespace}'"
+  # Object Storage policies accept target.object.name patterns and the permission asked for (OCI IAM
+  # policy reference, "Details for Object Storage"): a big value's PutObject, nothing else, nowhere else.
+  values_only = "all {${local.bucket_only}, target.object.name = '${local.values_objects_prefix}*', any {request.permission = 'OBJECT_CREATE', request.permission = 'OBJECT_OVERWRITE'}}"
 }
 
 resource "oci_identity_dynamic_group" "cache" {
@@ -40,6 +45,9 @@ resource "oci_identity_policy" "functions" {
   statements = [
     # read = GetObject, and inspect = ListObjects/HeadObject: snapshot restore.
     "Allow dynamic-group ${oci_identity_dynamic_group.cache.name} to read objects in ${local.compartment} where ${local.bucket_only}",
+    # A big value is written before its record (PutObject needs OBJECT_CREATE, which only `manage`
+    # grants): in the values prefix, create (and the same bytes again) only; never a snapshot, never a delete.
+    "Allow dynamic-group ${oci_identity_dynamic_group.cache.name} to manage objects in ${local.compartment} where ${local.values_only}",
     # PutObject needs OBJECT_CREATE, which only `manage` grants; the bucket holds nothing but snapshots and imports.
     "Allow dynamic-group ${oci_identity_dynamic_group.compactor.name} to manage objects in ${local.compartment} where ${local.bucket_only}",
     # A cold start that replayed a long tail asks for a compaction (STREAMCACHE_COMPACT_AFTER_RECORDS):

@@ -13,6 +13,8 @@ locals {
   # Where the compactor writes, as full object names: the import rule must never match these.
   snapshot_objects_prefix = var.snapshot_prefix == "" ? "snapshots/" : "${var.snapshot_prefix}/snapshots/"
   import_markers_prefix   = "import-markers/" # completion markers, at the bucket's root (importer.py)
+  # Big values (over STREAMCACHE_INLINE_MAX_BYTES): written by the cache function, collected by the compactor.
+  values_objects_prefix = var.snapshot_prefix == "" ? "values/" : "${var.snapshot_prefix}/values/"
 }
 
 resource "oci_objectstorage_bucket" "data" {

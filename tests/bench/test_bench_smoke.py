@@ -142,3 +142,15 @@ def test_the_batch_section_is_measured(tiny_run):
         _check_latency(section["loopback"][way])
     assert section["loopback"]["batch_over_one_put_p50"] > 0 and section["loopback"]["puts_per_s"]["batch_of_100"] > 0
     assert section["oci_like"] == {"skipped": "not in tiny mode"}  # quick and full modes run it (seconds)
+
+
+def test_the_big_values_section_is_measured(tiny_run):
+    out, results, _ = tiny_run
+    section = results["measurements"]["big_values"]
+    for name in ("put_big", "put_small", "get_big_cached", "get_big_fetched", "get_small"):
+        _check_latency(section[name])
+    assert section["objects_written"] >= section["put_big"]["n"]  # every big PUT uploaded new bytes
+    rss = section["memory"]["rss_bytes"]
+    assert rss["empty"] > 0 and rss["inline_256k_double"] > 0
+    assert section["memory"]["inline_estimate_bytes"] >= section["memory"]["inline_floor_bytes"]
+    assert "Big values by reference" in (out / "latest.md").read_text()

@@ -520,11 +520,14 @@ def test_a_value_over_the_limit_is_413_and_changes_nothing(make_app):
     assert call(app, "PUT", "/cache/k", b"x" * 100).status == 201
 
 
-def test_the_default_value_limit_fits_a_stream_message_with_the_worst_envelope(app):
-    """716800 bytes that only base64 can carry, under the longest key that JSON must escape."""
+def test_the_default_inline_threshold_fits_a_stream_message_with_the_worst_envelope(app):
+    """256 KiB (the largest value a record carries inline) that only base64 can carry, under the
+    longest key that JSON must escape; without an object store, a value whose record would pass the
+    stream's 1 MB is refused (with one, it goes by reference: tests/cache/test_big_values.py)."""
     key = quote('"' * 512, safe="")
-    assert call(app, "PUT", f"/cache/{key}?ttl=60", bytes(range(256)) * 2800, content_type="image/png").status == 201
-    assert call(app, "PUT", f"/cache/{key}", b"\xff" * 716_801).status == 413
+    assert call(app, "PUT", f"/cache/{key}?ttl=60", bytes(range(256)) * 1024, content_type="image/png").status == 201
+    response = call(app, "PUT", f"/cache/{key}", b"\xff" * 1_000_000)
+    assert response.status == 413 and error_of(response) == "value_too_large"
 
 
 # ---- an unreachable stream ----------------------------------------------------------------------

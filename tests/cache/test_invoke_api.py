@@ -127,7 +127,7 @@ def test_bad_operations_get_a_4xx_answer_and_change_nothing(app, body, code):
 
 
 def test_a_value_over_the_limit_is_413(app):
-    answer = call(app, {"operation": "put", "key": "k", "value": "x" * 800_000, "content_type": "text/plain"})
+    answer = call(app, {"operation": "put", "key": "k", "value": "x" * 5_767_169, "content_type": "text/plain"})
     assert answer["status"] == 413 and answer["error"] == "value_too_large"
 
 

@@ -19,6 +19,7 @@ from streamcache.cli import watch as cli_watch
 from streamcache.adapters.kafka_log import KafkaLog
 from streamcache.core import records
 from streamcache.client.subscribe import ChangeEvent
+from streamcache.core.value_refs import REF_CONTENT_TYPE, ref_for
 from streamcache_local.stack_info import describe, is_stack_path, stack_answer
 
 LINE_DEADLINE_S = 15.0  # generous: a slow CI machine; the latency itself is measured in bench/bench_watch.py
@@ -145,6 +146,20 @@ def test_an_increment_is_printed_as_an_increment_with_its_delta(stream):
     with watching("--from", "earliest", "--json", "--log-url", url) as watcher:
         counted = orjson.loads(watcher.take(2)[1])
     assert (counted["kind"], counted["key"], counted["by"]) == ("increment", "visits", 5)
+
+
+def test_a_big_value_is_printed_with_its_dataref_not_its_reference(stream):
+    """A big value's record (core/value_refs.py) carries a reference: watch says where the value is."""
+    url, log = stream
+    ref = ref_for("cache", b"p" * 300_000, "image/png")
+    put(log, "pictures/cat", ref.encode(), REF_CONTENT_TYPE)
+    with watching("--from", "earliest", "--log-url", url) as watcher:
+        line = watcher.take(1)[0]
+    assert line.split()[3:] == ["pictures/cat", "300000", "B", "image/png", "dataref", ref.name]
+    with watching("--from", "earliest", "--json", "--log-url", url) as watcher:
+        shown = orjson.loads(watcher.take(1)[0])
+    assert (shown["dataref"], shown["datadigest"], shown["size"], shown["content_type"], shown["value"]) == (
+        ref.name, ref.digest, 300_000, "image/png", None)
 
 
 def test_from_a_position_resumes_where_the_last_watch_stopped(stream):

@@ -151,7 +151,7 @@ def test_list_iterates_every_page_lazily(stack):
     (lambda c: c.put(unique(), b"v", if_match="nope"), PreconditionFailed, "precondition_failed"),  # matches nothing
     (lambda c: list(c.list(page_size=0)), BadRequest, "invalid_limit"),
     (lambda c: c.get(unique(), consistency="eventual"), BadRequest, "invalid_consistency"),
-    (lambda c: c.put(unique(), b"x" * 800_000), ValueTooLarge, "value_too_large"),
+    (lambda c: c.put(unique(), b"x" * 5_800_000), ValueTooLarge, "value_too_large"),
 ])
 def test_refused_requests_raise_typed_errors(http_client, call, error, code):
     with pytest.raises(error) as raised:

@@ -184,3 +184,12 @@ def test_expires_at_is_absolute_and_excludes_ttl():
                 b'{"key": "k", "value": 1, "ttl": 5, "expires_at": "2026-11-27T09:00:00Z"}'):
         with pytest.raises(BadLine):
             parse_line(bad, 100, 100)
+
+
+def test_the_reserved_reference_type_is_a_bad_line():
+    """Only a cache instance makes references (core/value_refs.py): an imported line of that type
+    would point every replica at whatever object it names."""
+    line = orjson.dumps({"key": "k", "value": {"dataref": "values/s/x"},
+                         "content_type": "application/vnd.streamcache.dataref+json"})
+    with pytest.raises(BadLine, match="reserved"):
+        parse_line(line, **LIMITS)

@@ -115,7 +115,7 @@ def test_put_get_delete_speaking_fns_protocol(instance):
         ("PUT", "/cache/%01bad", b"x", 400, "invalid_key"),
         ("OPTIONS", "/cache/k", b"x", 405, "method_not_allowed"),
         ("PATCH", "/cache/k?ttl=-1", b"", 400, "invalid_ttl"),
-        ("PUT", "/cache/big", b"v" * 800_000, 413, "value_too_large"),
+        ("PUT", "/cache/big", b"v" * 5_800_000, 413, "value_too_large"),
         ("POST", "/cache", b"{not json", 400, "invalid_json"),
         ("GET", "/elsewhere", b"", 404, "no_route"),
     ],

@@ -13,6 +13,7 @@ from streamcache.core import records
 from streamcache.core.records import Put
 from streamcache.core.table import Table
 from streamcache.replay.fold import apply_records
+from streamcache.core.value_refs import REF_CONTENT_TYPE, ref_for
 
 STRUCTURED = "application/cloudevents+json"
 
@@ -67,3 +68,18 @@ def test_records_of_other_writers_read_alike_with_or_without_the_header(stream):
     stats = apply_records(table, log.read(dict(bounds.first), dict(bounds.next)), log.partition_for)
     assert (stats.applied, stats.skipped) == (2, 0)
     assert table.get("same-key", 1_700_000_000_010).value == b"v1"
+
+
+def test_the_sdk_reads_a_big_values_dataref_as_extension_attributes(stream):
+    """A big value's record (core/value_refs.py) has no data: the SDK sees the dataref extension, with
+    datasize and datadigest, and the value's own content type."""
+    url, log = stream
+    bootstrap, topic = url.removeprefix("kafka://").split("/", 1)
+    ref = ref_for(topic, b"\x89PNG" * 100_000, "image/png")
+    put = Put("pictures/cat", ref.encode(), REF_CONTENT_TYPE, uuid.uuid4().hex, 1_700_000_000_000)
+    log.append(put.key, records.encode(put))
+    [record] = raw_records(bootstrap, topic, log.partitions)
+    event = from_kafka_event(KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value))
+    attributes = event.get_attributes()
+    assert (attributes["dataref"], attributes["datasize"], attributes["datadigest"]) == (ref.name, 400_000, ref.digest)
+    assert event.get_datacontenttype() == "image/png" and event.get_data() is None

@@ -12,6 +12,7 @@ from referencing import Registry, Resource
 
 from streamcache.core import records
 from streamcache.core.errors import RecordError
+from streamcache.core.value_refs import REF_CONTENT_TYPE, ref_for
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SCHEMAS = {p.name: json.loads(p.read_text()) for p in (EVENTS / "schemas").glob("*.json")}
@@ -68,9 +69,27 @@ def test_invalid_examples_fail_the_schema_and_the_codec(path):
         records.Put("ключ/1", "héllo".encode(), "text/plain; charset=utf-8", "r3", 1, None, records.IF_ABSENT),
         records.Put("k", b"[1,2]", "application/problem+json", "r4", 2, None, records.if_match(records.Position(3, 9))),
         records.Delete("k", "r5", 3, records.IF_EXISTS),
+        # A big value by reference (core/value_refs.py): the event carries dataref, not data.
+        records.Put("k", ref_for("cache", b"x" * 300_000, "image/png").encode(), REF_CONTENT_TYPE, "r6", 4),
     ],
 )
 def test_everything_the_codec_writes_matches_the_schema(mutation):
     encoded = records.encode(mutation)
     assert schema_errors(orjson.loads(encoded)) == []
     assert records.decode(encoded) == mutation
+
+
+def test_a_reference_whose_digest_is_not_its_names_is_not_ours():
+    event = orjson.loads((EVENTS / "examples" / "valid" / "put-by-reference.json").read_bytes())
+    event["datadigest"] = "sha256:" + "0" * 64
+    with pytest.raises(RecordError):
+        records.decode(orjson.dumps(event))
+
+
+def test_a_put_of_the_reserved_reference_type_carrying_data_is_not_ours():
+    """Only a dataref makes a reference entry: inline bytes of that type would let a writer point
+    every replica at any object."""
+    event = orjson.loads((EVENTS / "examples" / "valid" / "put-text.json").read_bytes())
+    event["datacontenttype"] = REF_CONTENT_TYPE
+    with pytest.raises(RecordError):
+        records.decode(orjson.dumps(event))

@@ -33,10 +33,10 @@ OPERATION_NEEDS = {
     "delete_object": ("objects", "manage"), "get_secret_bundle": ("secret-bundles", "read"),
     "invoke_function": ("fn-invocation", "use"), "post_metric_data": ("metrics", "use"),
 }
-#: The cache function restores (reads) and, after a long tail, asks the compactor for a compaction;
-#: the compactor writes and prunes, and invokes nothing.
+#: The cache function restores (reads), writes big values (values/ only) and, after a long tail, asks
+#: the compactor for a compaction; the compactor writes and prunes, and invokes nothing.
 CACHE_OPERATIONS = {"get_object", "head_object", "list_objects", "get_secret_bundle", "invoke_function",
-                    "post_metric_data"}
+                    "post_metric_data", "put_object"}
 COMPACTOR_OPERATIONS = set(OPERATION_NEEDS) - {"invoke_function"}
 #: The condition each resource's grant must carry: never a whole compartment's objects or functions.
 GRANT_CONDITIONS = {"secret-bundles": "target.secret.id = '${var.kafka_auth_token_secret_ocid}'",
@@ -230,6 +230,13 @@ def sdk_operations() -> set[str]:
     return {op for path in adapters.glob("oci_*.py") for op in re.findall(r"(?:self\._client|client)\.([a-z_]+)\(", path.read_text())}
 
 
+def condition(function: str, verb: str, resource: str) -> str:
+    """The condition a grant must carry: the cache's one write (manage objects) is big values only."""
+    if function == "cache" and resource == "objects" and verb == "manage":
+        return "${local.values_only}"
+    return GRANT_CONDITIONS[resource]
+
+
 @pytest.mark.parametrize("function", ["cache", "compactor"])
 def test_policies_cover_what_the_adapters_call(config, function):
     operations = sdk_operations()
@@ -242,12 +249,16 @@ def test_policies_cover_what_the_adapters_call(config, function):
         resource, verb = OPERATION_NEEDS[operation]
         scoped = [g for g in mine if g[3] == resource and VERBS.index(g[2]) >= VERBS.index(verb)]
         assert scoped, f"{function} calls {operation}: needs `{verb} {resource}`"
-        assert all(g[4] == GRANT_CONDITIONS[resource] for g in scoped), f"{function}'s {resource} grant is not scoped: {scoped}"
+        assert all(g[4] == condition(function, g[2], resource) for g in scoped), f"{function}'s {resource} grant is not scoped: {scoped}"
     granted = {g[3] for g in mine}
     assert granted == {OPERATION_NEEDS[operation][0] for operation in needed}, f"{function} is granted more than it calls"
-    if function == "cache":  # least privilege: restoring never needs more than read; invoking and posting need use
+    if function == "cache":  # least privilege: restoring never needs more than read; invoking and posting need use;
+        # writing a big value needs manage, and has it only for creating objects under values/
         assert all(VERBS.index(g[2]) <= VERBS.index("use" if g[3] in ("fn-invocation", "metrics") else "read")
-                   for g in mine)
+                   or g[4] == "${local.values_only}" for g in mine)
+        values_only = config.locals["values_only"]
+        assert values_only.startswith("all {${local.bucket_only}, target.object.name = '${local.values_objects_prefix}*', ")
+        assert "OBJECT_CREATE" in values_only and "DELETE" not in values_only
     assert "target.bucket.name = '${oci_objectstorage_bucket.data.name}'" == config.locals["bucket_only"]
     assert "target.function.id = '${oci_functions_function.compactor.id}'" == config.locals["compactor_only"]
     assert "target.metrics.namespace = '${var.metrics_namespace}'" == config.locals["metrics_only"]

@@ -20,12 +20,13 @@ import orjson
 from streamcache import __version__
 from streamcache.adapters.oci_functions import invoke_detached  # light: the SDK is imported when called
 from streamcache.adapters.oci_secrets import with_secrets
+from streamcache.cache.big_values import BigValues
 from streamcache.cache.cold_start import ColdStart
 from streamcache.cache.compaction_request import RequestCompaction
 from streamcache.cache.health import Health, HealthProblem, Phase, ProblemKind
 from streamcache.cache.instance_metrics import InstanceMetrics, TimedLog
 from streamcache.cache.http_api import HttpApi, HttpRequest, HttpResponse, error_response
-from streamcache.cache.invoke_api import error_answer, handle_invoke
+from streamcache.cache.invoke_api import error_answer, fit_answer, handle_invoke
 from streamcache.cache.replica import Replica
 from streamcache.cache.service import CacheService, Limits
 from streamcache.core.errors import ConfigError, LogMismatch, Restoring
@@ -61,11 +62,13 @@ class CacheApp:
         mutation_log = settings.open_log()
         self.replica = Replica(TimedLog(mutation_log) if self.metrics.enabled else mutation_log,
                                max_bytes=settings.max_bytes)
-        self.service = CacheService(self.replica, limits(settings), settings.event_source)
-        self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys,
-                            access_log=settings.access_log)
         if store_factory is None and settings.snapshot_url:
             store_factory = settings.open_store  # opened in the restore thread
+        values = None if store_factory is None else BigValues(store_factory, settings.stream_id, settings.inline_max_bytes,
+                                                              settings.value_cache_bytes)
+        self.service = CacheService(self.replica, limits(settings), settings.event_source, values=values)
+        self.http = HttpApi(self.service, self.health_json, settings.route_prefix, settings.api_keys,
+                            access_log=settings.access_log)
         self.cold_start = ColdStart(self.replica, settings.stream_id, store_factory, clock=clock,
                                     compact_after_records=settings.compact_after_records,
                                     request_compaction=compaction_requester(settings))
@@ -128,7 +131,7 @@ class CacheApp:
         if any(not isinstance(status, int) or self.http.access_log.wants(status, duration_ms) for status in listed):
             log.info("invoke", extra={"fields": {"request_id": request_id, "kind": "invoke", "status": statuses,
                                                  "duration_ms": duration_ms}})
-        return orjson.dumps(answer)
+        return fit_answer(orjson.dumps(answer))
 
     def health(self) -> Health:
         """The instance's status: restoring, serving or degraded (``problems`` says why, and what an
@@ -175,7 +178,7 @@ def _is_health_operation(body: bytes) -> bool:
 def limits(settings: Settings) -> Limits:
     return Limits(staleness_ms=settings.staleness_ms, max_value_bytes=settings.max_value_bytes,
                   max_record_bytes=settings.max_record_bytes, max_ttl_seconds=settings.max_ttl_seconds,
-                  max_list_limit=settings.max_list_limit)
+                  max_list_limit=settings.max_list_limit, inline_max_bytes=settings.inline_max_bytes)
 
 
 def compaction_requester(settings: Settings) -> RequestCompaction | None:

@@ -8,7 +8,8 @@ token. A token is what ``streamcache watch`` prints: the next offset of every pa
 seconds (bounded by :data:`MAX_WAIT_S`, well inside the function's and the gateway's timeouts), and
 never holds the instance longer than asked.
 
-Each change is ``{"position": "P-O", "event": <the CloudEvent as it is on the stream>}``. Records the
+Each change is ``{"position": "P-O", "event": <the CloudEvent as it is on the stream>}``: a big value's
+put carries its ``dataref`` (and ``datasize``, ``datadigest``) instead of data (docs/api.md, "Big values"). Records the
 instances skip (not ours, or misplaced: see replay/fold.py) are skipped here too, so the feed shows
 exactly what the table applied. A token older than the stream's retention answers 410 with the
 oldest position that can be read.

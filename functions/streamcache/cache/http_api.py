@@ -379,7 +379,7 @@ def _time_or_none(ms: int | None) -> str | None:
 
 def _page_body(page: ListPage) -> dict:
     keys = [
-        {"key": item.key, "version": str(item.entry.version), "size": len(item.entry.value),
+        {"key": item.key, "version": str(item.entry.version), "size": item.size,
          "expires_at": _time_or_none(item.entry.expires_at_ms)}
         for item in page.items
     ]

@@ -32,12 +32,15 @@ from streamcache.cache.changes import changes
 from streamcache.cache.pipeline import write_many
 from streamcache.cache.service import CacheService, parse_consistency, parse_positions
 from streamcache.core import records
-from streamcache.core.errors import InvalidKey, InvalidRequest, InvalidTTL, LogUnavailable
+from streamcache.core.errors import InvalidKey, InvalidRequest, InvalidTTL, LogUnavailable, ValueUnavailable
 from streamcache.core.records import Increment, Mutation, Precondition, parse_precondition
 from streamcache.core.table import Entry, Outcome, OutcomeKind
+from streamcache.ports import SnapshotStoreUnavailable
 from streamcache.statuses import Problem, for_error, for_outcome, not_found
 
 MAX_BATCH = 100
+#: A function invoke answers at most 6 MB (the platform's limit, as for its request body).
+MAX_ANSWER_BYTES = 6 * 1024 * 1024
 OPERATIONS = ("get", "put", "delete", "list", "health", "incr", "changes", "touch")
 WRITES = frozenset({"put", "delete", "incr", "touch"})
 
@@ -71,7 +74,7 @@ def _batch(service: CacheService, ops: list, health: Callable[[], dict]) -> list
             try:
                 mutation, precondition = _write_record(service, name.lower(), op)
                 run.append((i, mutation, precondition))
-            except (InvalidRequest, LogUnavailable) as exc:
+            except (InvalidRequest, LogUnavailable, SnapshotStoreUnavailable) as exc:
                 answers[i] = error_answer(for_error(exc))
             continue
         _run_writes(service, run, answers)
@@ -96,13 +99,22 @@ def _run_writes(service: CacheService, run: list[tuple[int, Mutation, Preconditi
                               else _write_answer(service, mutation, result, precondition))
 
 
+def fit_answer(encoded: bytes) -> bytes:
+    """``encoded``, or a JSON 413 when it is more than an invoke can answer: a big binary value travels
+    as base64 (4/3 of its size) and a big batch adds up; HTTP (API Gateway) carries the bytes as they are."""
+    if len(encoded) <= MAX_ANSWER_BYTES:
+        return encoded
+    return orjson.dumps(_error(413, "answer_too_large", f"the answer is {len(encoded)} bytes; an invoke answers at "
+                                                        f"most {MAX_ANSWER_BYTES}: read big values over HTTP, or fewer per batch"))
+
+
 def _answer(service: CacheService, op: object, health: Callable[[], dict], in_batch: bool = False) -> dict:
     try:
         if in_batch and isinstance(op, dict) and str(op.get("operation", "")).lower() == "changes":
             # A hundred long polls in one call would outlast the function's timeout.
             raise OperationError("changes cannot be batched: send it alone")
         return _run(service, op, health)
-    except (InvalidRequest, LogUnavailable) as exc:  # other errors: the caller's JSON 500
+    except (InvalidRequest, LogUnavailable, ValueUnavailable, SnapshotStoreUnavailable) as exc:  # others: JSON 500
         return error_answer(for_error(exc))
 
 
@@ -129,7 +141,7 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
             raise InvalidRequest("limit must be a whole number")
         cursor = _str(op, "cursor", "") or None
         page = service.list(_str(op, "prefix", ""), limit, cursor, strong, _after(op))
-        keys = [{"key": i.key, "version": str(i.entry.version), "size": len(i.entry.value),
+        keys = [{"key": i.key, "version": str(i.entry.version), "size": i.size,
                  "expires_at": _time(i.entry.expires_at_ms)} for i in page.items]
         return {"status": 200, "keys": keys, "cursor": page.cursor}
     key = op.get("key")

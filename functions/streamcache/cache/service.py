@@ -23,7 +23,7 @@ import base64
 import binascii
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Callable, Mapping
 
@@ -32,7 +32,9 @@ from streamcache.core.errors import (InvalidConsistency, InvalidPosition, Invali
                                      LogUnavailable, OutcomeUnknown, Restoring, ValueTooLarge)
 from streamcache.core.records import Delete, Increment, Mutation, Position, Precondition, PreconditionKind, Put, Touch
 from streamcache.core.table import Entry, Outcome, OutcomeKind
+from streamcache.cache.big_values import BigValues, unresolvable
 from streamcache.cache.replica import Replica
+from streamcache.core.value_refs import REF_CONTENT_TYPE, decode_ref
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,9 @@ class Limits:
 
     #: A read catches up with the log first when its last catch-up is older than this.
     staleness_ms: int = 1000
-    max_value_bytes: int = 716_800
+    max_value_bytes: int = 5_767_168
+    #: Values above this go to the object store, and their record carries a reference (big_values).
+    inline_max_bytes: int = 262_144
     max_record_bytes: int = 1_000_000
     max_ttl_seconds: int = 315_360_000
     max_list_limit: int = 1000
@@ -74,6 +78,12 @@ class KeyInfo:
     key: str
     entry: Entry
 
+    @property
+    def size(self) -> int:
+        """The value's size: a big value's (its reference says), not its reference's."""
+        entry = self.entry
+        return decode_ref(entry.value).size if entry.content_type == REF_CONTENT_TYPE else len(entry.value)
+
 
 @dataclass(frozen=True)
 class ListPage:
@@ -95,6 +105,10 @@ class InvalidLimit(InvalidRequest):
     code = "invalid_limit"
 
 
+class InvalidContentType(InvalidRequest):
+    code = "invalid_content_type"
+
+
 class CacheService:
     """Get, put, delete and list against one replica and its mutation log."""
 
@@ -105,12 +119,15 @@ class CacheService:
         event_source: str = records.DEFAULT_SOURCE,
         clock: Callable[[], float] | None = None,
         new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        values: BigValues | None = None,
     ) -> None:
         self.replica = replica
         self.limits = limits
         self.event_source = event_source
         self._clock = clock  # None: time.time, looked up at each call so that freezegun can stop it
         self._new_request_id = new_request_id
+        self.values = values  # None: no object store, every value goes inline (and may not fit a record)
+        self._resolve = unresolvable if values is None else values.resolve
 
     def now_ms(self) -> int:
         return int((self._clock or time.time)() * 1000)
@@ -150,7 +167,7 @@ class CacheService:
             stale = self._fresh(strong=False, force=True)
             now = self.now_ms()
             entry = self.replica.table.get(key, now)
-        return ReadResult(entry, now, stale)
+        return ReadResult(None if entry is None else self._resolve(entry), now, stale)
 
     def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False,
              after: Mapping[int, int] | None = None) -> ListPage:
@@ -189,9 +206,29 @@ class CacheService:
         records.validate_key(key)
         if len(value) > self.limits.max_value_bytes:
             raise ValueTooLarge(f"the value is {len(value)} bytes; the limit is {self.limits.max_value_bytes}")
+        if content_type == REF_CONTENT_TYPE:
+            raise InvalidContentType(f"{REF_CONTENT_TYPE} is reserved for the references of big values")
         now = self.now_ms()
         expires = None if ttl_seconds is None else now + self.ttl_ms(ttl_seconds)
-        return Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
+        mutation = Put(key, value, content_type or records.DEFAULT_CONTENT_TYPE, self._new_request_id(), now, expires, precondition)
+        if self.values is not None and self._goes_by_reference(mutation):
+            self.replica.ensure_serving(strong=True)  # no object for a write that cannot happen
+            reference, reserved_type = self.values.by_reference(value, mutation.content_type)
+            mutation = replace(mutation, value=reference, content_type=reserved_type)
+        return mutation
+
+    def _goes_by_reference(self, put: Put) -> bool:
+        """Over the threshold; or under it but escaped past the record limit (a control character is
+        six bytes of JSON): a value the stream cannot carry inline goes by reference."""
+        if len(put.value) > self.limits.inline_max_bytes:
+            return True
+        if len(put.value) * 6 + 8192 < self.limits.max_record_bytes:  # cannot be too big: skip the trial
+            return False
+        try:
+            records.encode(put, self.event_source, self.limits.max_record_bytes)
+        except ValueTooLarge:
+            return True
+        return False
 
     def increment(self, key: str, by: int, ttl_seconds: float | None = None,
                   precondition: Precondition | None = None) -> Outcome:

@@ -83,7 +83,8 @@ def cmd_export(args, out: BinaryIO | None = None, clock=time.time) -> int:
     count = 0
     try:
         for key, entry in state.table.scan(args.prefix, None, at_ms):
-            target.write(export_line(key, entry.value, entry.content_type, entry.expires_at_ms) + b"\n")
+            value, content_type = _bytes_of(entry, settings)  # a big value's bytes, not its reference
+            target.write(export_line(key, value, content_type, entry.expires_at_ms) + b"\n")
             count += 1
             if count % 10_000 == 0:
                 progress.update(count)
@@ -168,6 +169,20 @@ def plan_changes(then, now, prefix: str, then_ms: int, now_ms: int) -> list:
             changes.append((key, want))
     changes.extend(wanted.items())
     return sorted(changes, key=lambda change: change[0])
+
+
+def _bytes_of(entry, settings) -> tuple[bytes, str]:
+    """An entry's value and content type; a big value's fetched from the store (core/value_refs.py)."""
+    from streamcache.core.value_refs import REF_CONTENT_TYPE, decode_ref
+
+    if entry.content_type != REF_CONTENT_TYPE:
+        return entry.value, entry.content_type
+    ref = decode_ref(entry.value)
+    store = settings.open_store()
+    try:
+        return store.get(ref.name), ref.content_type
+    finally:
+        store.close()
 
 
 def _open_and_load(settings, moment):

@@ -191,7 +191,10 @@ def format_change(event) -> str:
     mutation = event.mutation
     when = format_time(mutation.ts_ms)
     line = f"{when}  {str(event.position):<9} {event.kind:<9} {mutation.key}"
-    if isinstance(mutation, Put):
+    ref = event.dataref
+    if ref is not None:
+        line += f"  {ref.size} B {ref.content_type}  dataref {ref.name}"
+    elif isinstance(mutation, Put):
         line += f"  {len(mutation.value)} B {mutation.content_type}  {preview(mutation.value, mutation.content_type)}"
     elif isinstance(mutation, Increment):
         line += f"  by {mutation.by}"

@@ -98,6 +98,13 @@ class Change:
         return ChangeKind.of_type(self.event.get("type"))
 
     @property
+    def dataref(self) -> str | None:
+        """A big value's object name in the cache's bucket (CloudEvents ``dataref``, with ``datasize``
+        and ``datadigest`` beside it in :attr:`event`), None when the value is in the event; fetching
+        it: docs/api.md, "Big values"."""
+        return self.event.get("dataref")
+
+    @property
     def by(self) -> int | None:
         """An increment's delta (what a mirror adds to the counter); None for a put or a delete."""
         data = self.event.get("data")

@@ -26,6 +26,7 @@ from streamcache.adapters.kafka_log import key_partition, map_kafka_errors
 from streamcache.client.models import ChangeKind
 from streamcache.core.errors import InvalidRequest, RecordError
 from streamcache.core.records import Delete, Increment, Mutation, Position, Put, Touch, decode, parse_version
+from streamcache.core.value_refs import REF_CONTENT_TYPE, ValueRef, decode_ref
 
 _KINDS = {Put: ChangeKind.PUT, Delete: ChangeKind.DELETE, Increment: ChangeKind.INCREMENT, Touch: ChangeKind.TOUCH}
 
@@ -50,13 +51,24 @@ class ChangeEvent:
         """An increment's delta (what a mirror adds to the counter); None for a put or a delete."""
         return self.mutation.by if isinstance(self.mutation, Increment) else None
 
+    @property
+    def dataref(self) -> ValueRef | None:
+        """A big value's reference (the CloudEvents ``dataref``: its object's name in the cache's bucket,
+        size, digest and content type; docs/api.md, "Big values"), or None: the value is inline."""
+        m = self.mutation
+        return decode_ref(m.value) if isinstance(m, Put) and m.content_type == REF_CONTENT_TYPE else None
+
     def as_json(self) -> dict:
         """A JSON-friendly summary (what ``streamcache watch --json`` prints). An increment carries
         its delta ``by`` and the expiry it gives the counter if it creates it."""
         m = self.mutation
         out: dict = {"position": str(self.position), "kind": self.kind.value, "key": m.key, "time_ms": m.ts_ms,
                      "id": m.request_id}
-        if isinstance(m, Put):
+        ref = self.dataref
+        if ref is not None:  # the value is an object: say where, never the reference's own bytes
+            out.update(content_type=ref.content_type, size=ref.size, expires_at_ms=m.expires_at_ms, value=None,
+                       dataref=ref.name, datadigest=ref.digest)
+        elif isinstance(m, Put):
             out.update(content_type=m.content_type, size=len(m.value), expires_at_ms=m.expires_at_ms)
             try:
                 out["value"] = m.value.decode("utf-8")

@@ -53,6 +53,7 @@ from streamcache.replay.catalog import Skipped, SkipReason, load_newest_valid
 from streamcache.replay.identity import check_header
 from streamcache.replay.fold import CHUNK_RECORDS, FoldStats, gc_paused, replay
 from streamcache.replay.progress import Progress, SilentProgress
+from streamcache.compactor.value_gc import RefTap, collect, table_refs, write_refs
 
 log = logging.getLogger("streamcache.compactor")
 
@@ -85,6 +86,7 @@ class CompactionSummary:
     log_end: dict[int, int] = field(default_factory=dict)
     skipped_snapshots: list[Skipped] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    values_deleted: list[str] = field(default_factory=list)  # big values' objects collected (value_gc)
     prune_error: str | None = None
     data_loss: DataLossRecord | None = None
     data_loss_record: str | None = None
@@ -115,6 +117,7 @@ class CompactionSummary:
             "log_end": _json_positions(self.log_end),
             "skipped_snapshots": [s.to_json() for s in self.skipped_snapshots],
             "pruned": self.pruned,
+            "values_deleted": self.values_deleted,
             "prune_error": self.prune_error,
             "data_loss": None if self.data_loss is None else self.data_loss.to_json(),
             "data_loss_record": self.data_loss_record,
@@ -209,7 +212,8 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
         table.skip(Position(partition, first - 1))  # the gap is recorded below, not folded over silently
     progress.set_total(plan.records_to_replay)
     progress.phase("reading and folding the log")
-    stats: FoldStats = replay(table, mutation_log, plan.start, plan.end, progress, chunk_records)
+    tap = RefTap(mutation_log)  # the big values the folded records refer to (value_gc)
+    stats: FoldStats = replay(table, tap, plan.start, plan.end, progress, chunk_records)  # type: ignore[arg-type]
     lap("fold")
     summary.records_folded, summary.records_applied, summary.records_skipped = stats.read, stats.applied, stats.skipped
     summary.positions_after = table.next_offsets()
@@ -226,6 +230,7 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
     header = snapshot_header_of(table.db)  # the meta rows encode_snapshot just wrote
     name = format_name(header, writer_id(), checksum(data))
     summary.entries, summary.bytes = header.entries, len(data)
+    refs = tap.refs | table_refs(table)
     table.close()
     del table
     lap("encode")
@@ -237,11 +242,19 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
         summary.unacknowledged_losses.append(record_name)
         log.error(loss.describe(), extra={"fields": {"kind": "data_loss", **loss.to_json(), "record": record_name}})
     progress.phase(f"writing {name} ({len(data):,} bytes)")
+    write_refs(store, stream_id, name, refs)
     store.put_new(name, data)
     summary.outcome, summary.object = WRITTEN, name
     lap("write")
     summary.pruned, summary.prune_error = _prune(store, stream_id, policy, int(wall() * 1000), name, loaded.skipped)
     lap("prune")
+    if summary.prune_error is None:  # the snapshots kept are known: their refs decide
+        kept = [n for n in store.list(stream_prefix(stream_id)) if n.endswith((".db", ".snap"))]
+        try:
+            summary.values_deleted = collect(store, stream_id, kept, int(wall() * 1000), writer_id())
+        except SnapshotStoreUnavailable as exc:  # the snapshot is written; the next run collects
+            summary.prune_error = f"collecting value objects: {exc}"
+        lap("values")
     return _finish(summary, started, mono)
 
 

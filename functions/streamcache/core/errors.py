@@ -91,6 +91,11 @@ class OutcomeUnknown(LogUnavailable):
         self.position = position  # the record's Position when it is known to have landed
 
 
+class ValueUnavailable(StreamcacheError):
+    """A big value's object (see value_refs) is missing from the object store, or holds other bytes
+    than its reference names. Maps to 500 ``value_unavailable``: retrying does not bring it back."""
+
+
 class LogTruncated(StreamcacheError):
     """The log no longer holds the records asked for: retention dropped them. Retrying cannot help."""
 

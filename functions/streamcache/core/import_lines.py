@@ -32,9 +32,10 @@ import orjson
 
 from streamcache.core.errors import InvalidKey
 from streamcache.core.records import DEFAULT_CONTENT_TYPE, format_time, is_json_type, parse_time, validate_key
+from streamcache.core.value_refs import REF_CONTENT_TYPE
 
-#: Longest line accepted: 4 MiB, four times the largest record OCI Streaming takes (values are at most
-#: 700 KiB by default; JSON escapes can make their line several times longer).
+#: Longest line accepted: 4 MiB, four times the largest record OCI Streaming takes (an imported value
+#: travels inline, so its record bounds it; JSON escapes can make its line several times longer).
 MAX_LINE_BYTES = 4 * 1024 * 1024
 _FIELDS = frozenset({"key", "value", "value_base64", "content_type", "ttl", "expires_at"})
 _BOM = b"\xef\xbb\xbf"
@@ -135,6 +136,8 @@ def parse_line(line: bytes, max_value_bytes: int, max_ttl_seconds: int) -> Impor
     if content_type is not None and (not isinstance(content_type, str) or not content_type.strip()
                                      or any(ord(c) < 0x20 or ord(c) == 0x7F for c in content_type)):
         raise BadLine("content_type must be a non-empty string without control characters")
+    if content_type == REF_CONTENT_TYPE:
+        raise BadLine(f"content_type {REF_CONTENT_TYPE} is reserved for the references of big values")
     value, content_type = _value(item, content_type)
     if len(value) > max_value_bytes:
         raise BadLine(f"the value is {len(value)} bytes; the limit is {max_value_bytes}")

@@ -14,7 +14,9 @@ Wire shape of a put (``data`` or ``data_base64``, never both)::
 content type, a string for UTF-8 text of any other type. Everything else is ``data_base64``.
 Preconditions travel as the extension attributes ``ifmatch`` (a version, or ``*`` = must exist)
 and ``ifnonematch`` (``*`` = must not exist). A touch (``io.streamcache.touch.v1``) carries no data,
-only ``expiresat`` (absent: the expiry is removed).
+only ``expiresat`` (absent: the expiry is removed). A big value's put carries no data but the ``dataref``
+extension with ``datasize`` and ``datadigest``; in memory it is a :class:`Put` whose value is the
+reference, of the reserved content type :data:`~.value_refs.REF_CONTENT_TYPE` (see :mod:`.value_refs`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import NamedTuple, Union
 import orjson
 
 from streamcache.core.errors import InvalidKey, InvalidPrecondition, InvalidRequest, InvalidVersion, RecordError, ValueTooLarge
+from streamcache.core.value_refs import REF_CONTENT_TYPE, decode_ref, ref_from_event
 
 SPEC_VERSION = "1.0"
 PUT_TYPE = "io.streamcache.put.v1"
@@ -267,8 +270,11 @@ def encode(mutation: Mutation, source: str = DEFAULT_SOURCE, max_bytes: int | No
         "subject": mutation.key,
     }
     if isinstance(mutation, Put):
-        event["datacontenttype"] = mutation.content_type
-        event.update(_data_fields(mutation.value, mutation.content_type))
+        if mutation.content_type == REF_CONTENT_TYPE:  # a big value: the reference, not the bytes (value_refs)
+            event.update(decode_ref(mutation.value).event_fields())
+        else:
+            event["datacontenttype"] = mutation.content_type
+            event.update(_data_fields(mutation.value, mutation.content_type))
         if mutation.expires_at_ms is not None:
             event["expiresat"] = format_time(mutation.expires_at_ms)
     elif isinstance(mutation, Increment):
@@ -320,11 +326,15 @@ def decode(raw: bytes) -> Mutation:
         pre = parse_precondition(event.get("ifmatch"), event.get("ifnonematch")) if "ifmatch" in event or "ifnonematch" in event else None
         if kind == PUT_TYPE:
             content_type = event["datacontenttype"]
-            if not isinstance(content_type, str) or not content_type:
-                raise TypeError("datacontenttype must be a non-empty string")
-            if ("data" in event) == ("data_base64" in event):
+            if not isinstance(content_type, str) or not content_type or content_type == REF_CONTENT_TYPE:
+                raise TypeError("datacontenttype must be a non-empty string (and not the reserved reference type)")
+            if "dataref" in event:  # a big value by reference: the table keeps the reference (value_refs)
+                if "data" in event or "data_base64" in event:
+                    raise ValueError("a put carries data, data_base64 or dataref, only one")
+                value, content_type = ref_from_event(event).encode(), REF_CONTENT_TYPE
+            elif ("data" in event) == ("data_base64" in event):
                 raise ValueError("a put carries exactly one of data and data_base64")
-            if "data_base64" in event:
+            elif "data_base64" in event:
                 value = base64.b64decode(event["data_base64"], validate=True)
             elif is_json_type(content_type):
                 value = orjson.dumps(event["data"])
