@@ -127,7 +127,8 @@ def delta_header(data: bytes, name: str | None) -> SnapshotHeader:
         conn.deserialize(data)
         problem = schema.check(conn, schema.DELTA_VERSION)
         if problem is not None:
-            version_only = problem.startswith("schema version") and "a delta" not in problem
+            # A full image under a delta's name is not what the name says; another version is newer.
+            version_only = problem.startswith("schema version") and not problem.startswith(f"schema version {schema.SCHEMA_VERSION};")
             raise (UnsupportedSnapshotVersion if version_only else SnapshotCorrupt)(f"delta: {problem}")
         header = read_header(conn)
     except sqlite3.DatabaseError as exc:
