@@ -87,6 +87,10 @@ class Settings:
     snapshots_keep_all_hours: int = 24
     #: Before that window, the newest snapshot of each UTC day is kept for this many days.
     snapshots_daily_days: int = 7
+    #: Deltas a compaction writes between full images (0: full images only; core/snapshot_chain.py).
+    snapshot_max_deltas: int = 12
+    #: ... and a full image once the chain's deltas would exceed this percentage of the full image's size.
+    snapshot_delta_percent: int = 25
     #: Profile of the OCI config file used for Object Storage outside OCI Functions (inside, the
     #: function's resource principal signs). Default: ``DEFAULT``.
     oci_profile: str = ""
@@ -339,6 +343,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "snapshots_keep": _positive_int,
     "snapshots_keep_all_hours": _non_negative_int,
     "snapshots_daily_days": _non_negative_int,
+    "snapshot_max_deltas": _non_negative_int, "snapshot_delta_percent": _positive_int,
     "oci_endpoint": _http_url,
     "import_prefix": _import_prefix,
     "compact_after_records": _non_negative_int,

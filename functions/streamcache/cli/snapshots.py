@@ -120,6 +120,7 @@ def _fail(command: str, exc: BaseException) -> int:
 def cmd_compact(args) -> int:
     from streamcache import logs
     from streamcache.compactor.compaction import CompactionOutcome, compact
+    from streamcache.core.snapshot_chain import ChainPolicy
     from streamcache.core.errors import ConfigError, LogUnavailable
     from streamcache.ports import SnapshotStoreError
     from streamcache.replay.progress import Progress
@@ -130,7 +131,8 @@ def cmd_compact(args) -> int:
         settings = _settings(args, need_log=True)
         store, mutation_log = settings.open_store(), settings.open_log()
         summary = compact(mutation_log, store, settings.stream_id, settings.retention(),
-                          progress=Progress("compaction"), max_bytes=settings.max_bytes)
+                          progress=Progress("compaction"), max_bytes=settings.max_bytes,
+                          chain=ChainPolicy(settings.snapshot_max_deltas, settings.snapshot_delta_percent / 100))
     except (ConfigError, LogUnavailable, SnapshotStoreError) as exc:
         return _fail("compact", exc)
     finally:

@@ -26,8 +26,8 @@ from typing import Iterable
 
 from streamcache.core.snapshot_names import SnapshotName, parse_name
 
-#: Defaults of the deployment (``STREAMCACHE_SNAPSHOT_MAX_DELTAS``, ``..._DELTA_FRACTION``).
-DEFAULT_MAX_DELTAS = 12
+#: The chain's deltas may add up to this fraction of the base (the deployment's default is in
+#: settings.py: ``STREAMCACHE_SNAPSHOT_DELTA_PERCENT``, with ``STREAMCACHE_SNAPSHOT_MAX_DELTAS``).
 DEFAULT_MAX_FRACTION = 0.25
 
 
@@ -61,7 +61,7 @@ class ChainPolicy:
         total = sum(sizes[1:]) + delta_bytes
         if total > self.max_fraction * sizes[0]:
             return (f"the chain's deltas would add up to {total:,} bytes, over {self.max_fraction:g} of the "
-                    f"base's {sizes[0]:,} (STREAMCACHE_SNAPSHOT_DELTA_FRACTION)")
+                    f"base's {sizes[0]:,} (STREAMCACHE_SNAPSHOT_DELTA_PERCENT)")
         return None
 
 
