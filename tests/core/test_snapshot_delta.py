@@ -24,6 +24,10 @@ def _name(table: Table, data: bytes, writer: str, parent: str | None = None) -> 
     return format_name(read_header(table.db), writer, checksum(data), parent)
 
 
+def _request_rows(table: Table) -> list:
+    return table.db.execute("SELECT * FROM requests ORDER BY partition, id").fetchall()
+
+
 def _restore(base: tuple[str, bytes], deltas: list[tuple[str, bytes]]) -> Table:
     """What a cold start does with a chain: the base, then each delta in order."""
     table = decode_snapshot(base[1], base[0]).table
@@ -57,8 +61,10 @@ def test_a_base_and_its_deltas_are_the_full_fold_of_the_same_log(data):
                 parent = (_name(table, delta, f"d{index}", parent[0].rsplit("-", 3)[0].rsplit("-", 1)[1]), delta)
                 deltas.append(parent)
             folded = table.export_state()
+            rows = _request_rows(table)  # swept by the encode's flush
             table = _restore(base, deltas)
             assert table.export_state() == folded  # base + deltas == the fold it was written from
+            assert _request_rows(table) == rows  # and no de-duplication row the fold had swept
             track_changes(table)
         if index == len(delivered):
             break
