@@ -5,6 +5,8 @@ killed between the base and the delta, a partial upload), never giving a wrong t
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -17,9 +19,11 @@ from streamcache.core.snapshot_chain import ChainPolicy, chain_of
 from streamcache.replay.as_of import Moment, table_as_of
 from streamcache.core.table import Table
 from streamcache.replay.catalog import load_newest_valid
+from streamcache.replay.chain import load_snapshot
 from streamcache.replay.fold import replay
 from support.hooked_store import HookedStore, Killed
 from support.log_history import START_MS, fill, full_replay
+import test_compaction as plain
 from test_compaction import STREAM, histories, play, restored, snapshots
 
 CHAIN = ChainPolicy(max_deltas=3, max_fraction=100)  # the size rule has its own test
@@ -196,3 +200,93 @@ def test_compacting_into_chains_at_any_points_then_replaying_the_rest_equals_rep
         done = cut
         compact(log, store, STREAM, keep=2, chain=ChainPolicy(max_deltas=2, max_fraction=1000))
         assert restored(store, log).export_state() == full_replay(log).export_state()
+
+
+# ---- the snapshot suite's concurrency and crash faults, with every compaction onto a chain a delta ----
+
+
+def _on_a_chain(test):
+    """``test`` of test_compaction.py run with compact() writing deltas by default."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        defaults = compact.__kwdefaults__
+        before = defaults["chain"]
+        defaults["chain"] = CHAIN
+        try:
+            return test(*args, **kwargs)
+        finally:
+            defaults["chain"] = before
+
+    return run
+
+
+test_a_slow_compactor_writing_a_delta_after_a_newer_one = _on_a_chain(
+    plain.test_a_slow_compactor_that_writes_after_a_newer_one_does_not_regress_anything)
+test_killed_between_the_loss_record_and_a_delta = _on_a_chain(
+    plain.test_killed_between_the_data_loss_record_and_the_snapshot_the_loss_stays_recorded)
+test_a_recreated_stream_is_refused_onto_a_chain = _on_a_chain(plain.test_snapshots_ahead_of_the_log_make_the_compactor_refuse)
+test_a_lost_log_is_not_folded_onto_a_chain = _on_a_chain(plain.test_a_snapshot_of_a_lost_log_is_not_folded_onto_a_longer_new_one)
+
+
+@pytest.mark.parametrize("step", ["write", "prune-list", "prune-delete"])
+def test_a_compactor_killed_at_any_step_of_a_delta_leaves_every_chain_loadable(log, store, step):
+    fill(log, 500, keys=500)
+    compact(log, store, STREAM, keep=1, chain=CHAIN)
+    grow(log, 1)
+    compact(log, store, STREAM, keep=5, chain=ChainPolicy(0))
+    grow(log, 2)
+    compact(log, store, STREAM, keep=5, chain=CHAIN)  # a full image, then another and its delta
+    grow(log, 3)
+    before = snapshots(store)
+
+    def kill(*_):
+        raise Killed(step)
+
+    if step == "write":
+        hooked = HookedStore(store, put_new=kill)
+    elif step == "prune-list":
+        lists = iter([None, kill])  # the first listing loads, the second one prunes
+        hooked = HookedStore(store, list=lambda *a: (next(lists) or (lambda *_: None))(*a))
+    else:
+        hooked = HookedStore(store, delete=kill)
+    with pytest.raises(Killed):
+        compact(log, hooked, STREAM, keep=1, chain=CHAIN)
+    names = snapshots(store)
+    for name in names:  # every object there loads, with its whole chain
+        load_snapshot(store, name, names).table.close()
+    assert set(before) <= set(names)
+    recovered = compact(log, store, STREAM, keep=1, chain=CHAIN)
+    assert recovered.outcome == (WRITTEN if step == "write" else UNCHANGED)
+    newest = recovered.object or recovered.base_snapshot
+    assert snapshots(store) == sorted(chain_of(newest, snapshots(store)), key=parse_name, reverse=True)
+    assert restored(store, log).export_state() == full_replay(log).export_state()
+
+
+def test_two_compactors_writing_deltas_at_once_write_the_same_bytes_and_keep_the_base(log, store):
+    import threading
+
+    base = _base(log, store, keep=1).object
+    grow(log, 1)
+    both_folded = threading.Barrier(2, timeout=10)
+    written = {}
+
+    def meet(name, data):
+        written[name] = data
+        both_folded.wait()
+
+    hooked = HookedStore(store, put_new=meet)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(compact(log, hooked, STREAM, keep=1, chain=CHAIN)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert [(r.outcome, r.kind, r.base_snapshot) for r in results] == [(WRITTEN, "delta", base)] * 2
+    assert results[0].object != results[1].object  # same coverage and parent, different writers
+    assert written[results[0].object] == written[results[1].object]  # deterministic bytes
+    # Each pruned to keep=1 (plus its own): either delta may be gone, never both, and never the base.
+    kept = snapshots(store)
+    assert base in kept and set(kept) - {base} <= set(written) and len(kept) >= 2
+    assert restored(store, log).export_state() == full_replay(log).export_state()
