@@ -7,9 +7,10 @@ Shared by the compactor, the cold start of a cache instance and ``streamcache sn
 - :func:`load_newest_valid` downloads the newest snapshot and verifies it; a corrupt one, one in a
   format this version does not read, or one made from another stream is skipped (and reported) in
   favour of the next older one. A delta is loaded with its chain (:mod:`.chain`): a bad link skips
-  it and every later link, and the next candidate is the longest valid prefix of the chain. A snapshot pruned between the listing and the download (a compactor
-  wrote a newer one meanwhile) makes it list again, so a restore never falls back to an old snapshot,
-  or to none, only because it lost a race with a compactor.
+  it and every later link, and the next candidate is the longest valid prefix of the chain. A
+  snapshot pruned between the listing and the download (a compactor wrote a newer one meanwhile)
+  makes it list again, so a restore never falls back to an old snapshot, or to none, only because it
+  lost a race with a compactor.
 """
 
 from __future__ import annotations
