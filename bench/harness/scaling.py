@@ -120,7 +120,7 @@ def compact(log_url: str, snapshot_dir: str, **settings_env: str) -> dict:
             "snapshot_bytes": answer.get("bytes"), "wall_s": round(wall_s, 3),
             "records_per_s": round(folded / wall_s) if wall_s > 0 and folded else None,
             "fold_records_per_s": answer.get("fold_records_per_s"), "phases_ms": answer.get("phases_ms"),
-            "kind": answer.get("kind"), "chain_length": answer.get("chain_length")}
+            "kind": answer.get("snapshot_kind"), "chain_length": answer.get("chain_length")}
 
 
 #: Changes compacted onto N keys to compare a delta's upload with a full image's (issue 24).

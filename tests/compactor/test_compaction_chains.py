@@ -69,6 +69,7 @@ def test_compactions_write_deltas_onto_the_chain_then_a_full_image_after_max_del
         assert (header.base, header.parent) == (base.object, previous.object)
         assert header.entries == 2_000
     assert made[4].chain == [made[4].object] and made[4].to_json()["chain_length"] == 1
+    assert made[3].to_json()["snapshot_kind"] == "delta" and made[4].to_json()["snapshot_kind"] == "full"
     loaded = load_newest_valid(store, STREAM).snapshot
     assert loaded.name == made[4].object and loaded.chain == [made[4].object]
 

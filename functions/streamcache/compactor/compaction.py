@@ -117,7 +117,7 @@ class CompactionSummary:
             "stream": self.stream,
             "object": self.object,
             "bytes": self.bytes,
-            "kind": self.kind,
+            "snapshot_kind": self.kind,  # not "kind": log lines use that name for their own kind
             "full_image_reason": self.full_image_reason,
             "chain_length": len(self.chain),
             "entries": self.entries,
