@@ -222,8 +222,13 @@ def _snapshots(snapshot: dict, scaling: dict, compaction: dict) -> list[str]:
             "|---|---|---|---|---|"]
     for keys, c in sorted(compaction.items(), key=lambda item: int(item[0])):
         runs = [(f"{int(keys):,} keys from scratch", c)]
-        runs += [(f"{t.get('tail_records', 0):,} changes onto {int(keys):,} keys", t)
+        runs += [(f"{t.get('tail_records', 0):,} changes onto {int(keys):,} keys ({t.get('kind') or 'full'})", t)
                  for t in (c.get("incremental") or {}).values()]
+        pair = c.get("delta_vs_full") or {}
+        runs += [(f"{pair['changes']:,} changes onto {int(keys):,} keys as {what}"
+                  + (f" ({pair['upload_vs_full']:.1%} of the full image)" if what == "a delta" and pair.get(
+                      "upload_vs_full") is not None else ""), pair[key])
+                 for what, key in (("a delta", "delta"), ("a full image", "full")) if key in pair]
         for label, run in runs:
             size, phases = run.get("snapshot_bytes") or 0, run.get("phases_ms") or {}
             parts = " / ".join(f"{phases.get(p, 0) / 1000:.2f}" for p in ("load", "fold", "encode"))

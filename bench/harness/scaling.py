@@ -11,7 +11,8 @@ For each key count N (100-byte values):
   retried, as a client would); then the compactor folds that tail onto the snapshot (timed: the
   incremental compaction, whose cost should follow the tail and the image copy, not N). The
   instance's memory = its resident memory (VmRSS) minus that of an instance on an empty stream,
-  plus any image file it keeps under /tmp. Up to :data:`STREAM_REPLAY_MAX_KEYS`, an instance that
+  plus any image file it keeps under /tmp. Then :data:`DELTA_CHANGES` more changes are compacted
+  twice onto the chain: as a delta (the default) and as a full image (bytes uploaded, time). Up to :data:`STREAM_REPLAY_MAX_KEYS`, an instance that
   replays the whole stream (no snapshot store) is measured too.
 - Redis: loaded through a pipeline, ``used_memory`` per key (minus an empty server's), then ``SAVE``;
   a fresh ``redis-server`` on that RDB, timed from the spawn to the first GET that returns the value.
@@ -88,19 +89,23 @@ def run_size(ctx: BenchContext, keys: int) -> tuple[dict[str, dict], dict | None
                         f"{incremental['wall_s']:.2f} s ({incremental['phases_ms']})")
         if keys <= STREAM_REPLAY_MAX_KEYS:
             runs["stream_replay"] = cold_start_instance({"STREAMCACHE_LOG_URL": url}, keys)
+        if directory is not None and keys:  # last: the replay above measures the same records as before
+            compaction["delta_vs_full"] = delta_against_full(ctx, topic, url, directory, written, keys)
     finally:
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
     return runs, compaction
 
 
-def compact(log_url: str, snapshot_dir: str) -> dict:
-    """One compaction by the compactor's own app (what its function runs), timed."""
+def compact(log_url: str, snapshot_dir: str, **settings_env: str) -> dict:
+    """One compaction by the compactor's own app (what its function runs), timed; ``settings_env``:
+    more of its settings (``SNAPSHOT_MAX_DELTAS="0"``: a full image)."""
     from streamcache.compactor.app import CompactorApp
     from streamcache.replay.progress import SilentProgress
 
     settings = Settings.from_env({"STREAMCACHE_LOG_URL": log_url, "STREAMCACHE_SNAPSHOT_URL": snapshot_dir,
-                                  "STREAMCACHE_INSTANCE_ID": "bench-compactor"})
+                                  "STREAMCACHE_INSTANCE_ID": "bench-compactor",
+                                  **{f"STREAMCACHE_{k}": v for k, v in settings_env.items()}})
     app = CompactorApp(settings, progress=lambda _task: SilentProgress())
     try:
         started = time.perf_counter()
@@ -114,7 +119,33 @@ def compact(log_url: str, snapshot_dir: str) -> dict:
     return {"outcome": answer.get("outcome"), "records_folded": folded, "entries": answer.get("entries"),
             "snapshot_bytes": answer.get("bytes"), "wall_s": round(wall_s, 3),
             "records_per_s": round(folded / wall_s) if wall_s > 0 and folded else None,
-            "fold_records_per_s": answer.get("fold_records_per_s"), "phases_ms": answer.get("phases_ms")}
+            "fold_records_per_s": answer.get("fold_records_per_s"), "phases_ms": answer.get("phases_ms"),
+            "kind": answer.get("snapshot_kind"), "chain_length": answer.get("chain_length")}
+
+
+#: Changes compacted onto N keys to compare a delta's upload with a full image's (issue 24).
+DELTA_CHANGES = 10_000
+
+
+def delta_against_full(ctx: BenchContext, topic: str, url: str, directory: str, written: int, keys: int) -> dict:
+    """:data:`DELTA_CHANGES` overwrites appended, then compacted twice onto the same chain: as the
+    deployment does (a delta, by the default chain policy) and as a full image (in a copy of the
+    store). Bytes uploaded and time, side by side."""
+    count = min(DELTA_CHANGES, keys)
+    load_topic(ctx.broker.bootstrap, topic, ctx.partitions, tail_items(keys, count, 0, len(TAILS) + 1),
+               first_write=written)
+    full_dir = directory.rstrip("/") + "-full"
+    shutil.copytree(directory, full_dir)
+    try:
+        full = compact(url, full_dir, SNAPSHOT_MAX_DELTAS="0")
+    finally:
+        shutil.rmtree(full_dir, ignore_errors=True)
+    delta = compact(url, directory)
+    ratio_ = (delta["snapshot_bytes"] or 0) / full["snapshot_bytes"] if full.get("snapshot_bytes") else None
+    ctx.say(f"scaling: {count:,} changes onto {keys:,} keys: {delta['kind']} of {delta['snapshot_bytes']:,} bytes in "
+            f"{delta['wall_s']:.2f} s, a full image {full['snapshot_bytes']:,} bytes in {full['wall_s']:.2f} s")
+    return {"changes": count, "delta": delta, "full": full,
+            "upload_vs_full": None if ratio_ is None else round(ratio_, 4)}
 
 
 def measure_scaling(ctx: BenchContext) -> dict:

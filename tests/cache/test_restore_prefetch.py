@@ -121,3 +121,24 @@ def test_a_cold_start_on_the_fast_path_equals_a_full_replay(monkeypatch):
     finally:
         MemoryLog.forget(name)
         MemoryStore.forget(name)
+
+
+def test_a_chain_takes_the_fast_path_base_then_deltas_with_exactly_its_tail():
+    from streamcache.core.snapshot_chain import ChainPolicy
+
+    log, store = MemoryLog(3), MemoryStore()
+    policy = ChainPolicy(max_deltas=4, max_fraction=100)
+    fill(log, 60, keys=20)
+    base = compact(log, store, STREAM, keep=3, chain=policy).object
+    fill(log, 9, keys=9, ts_ms=START_MS + 5_000, prefix="mid-")
+    delta = compact(log, store, STREAM, keep=3, chain=policy)
+    assert delta.kind == "delta"
+    fill(log, 6, keys=6, ts_ms=START_MS + 9_000, prefix="late-")
+
+    fast = load_with_tail(store, STREAM, log, time.monotonic)
+
+    assert fast is not None and fast.loaded.name == delta.object and fast.loaded.chain == [base, delta.object]
+    assert len(fast.records) == 6 and fast.plan.start == delta.positions_after
+    table = fast.loaded.table
+    apply_decoded(table, fast.records)
+    assert table.export_state() == full_replay(log).export_state()

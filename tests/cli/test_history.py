@@ -263,3 +263,30 @@ def test_an_export_carries_what_touches_left_the_expiry_at(env, capsys, tmp_path
     assert code == 0 and set(lines) == {"kept", "cleared"}, err
     assert lines["kept"]["expires_at"] == format_time(START_MS + 10**13)
     assert lines["cleared"].get("expires_at") is None
+
+
+def test_a_retired_chain_moves_whole_and_seeds_the_new_stream_from_its_newest_delta(env, capsys, tmp_path):
+    from streamcache.core.snapshot_chain import ChainPolicy
+
+    log, store, flags = env
+    policy = ChainPolicy(max_deltas=4, max_fraction=100)
+    fill(log, 30, keys=30, prefix="old")
+    base = compact(log, store, STREAM, 3, chain=policy).object
+    fill(log, 5, keys=5, ts_ms=START_MS + 1_000, prefix="later")
+    delta = compact(log, store, STREAM, 3, chain=policy)
+    assert delta.kind == "delta"
+    name = flags[1].removeprefix("memory://").split("?")[0]
+    MemoryLog.forget(name)
+    recreated = MemoryLog.named(name, 3)
+    fill(recreated, 60, keys=60, prefix="new")
+
+    assert run(capsys, "snapshots", "--retire-other-log", "--yes", *flags)[0] == 0
+    retired = sorted(p.name for p in (tmp_path / "snapshots" / "retired").rglob("*.db"))
+    assert retired == sorted(n.rsplit("/", 1)[1] for n in (base, delta.object))
+    (moved,) = [p for p in (tmp_path / "snapshots" / "retired").rglob("*.db") if "-delta-" in p.name]
+    code, out, err = run(capsys, "restore", "--from-snapshot", str(moved.relative_to(tmp_path / "snapshots")),
+                         "--yes", *flags)
+    assert code == 0, err
+    table = full_replay(recreated)
+    assert table.get("old7", START_MS).value == b"old-7" and table.get("later4", START_MS + 2_000).value == b"later-4"
+    assert table.get("new59", START_MS).value == b"new-59"

@@ -64,11 +64,12 @@ def test_compact_then_list_then_show(run, log_name, tmp_path):
     code, out, _ = run("snapshots")
     assert code == 0
     header, row = out.splitlines()
-    assert header.split("\t") == ["NAME", "POSITIONS", "AS_OF", "ENTRIES", "BYTES"]
+    assert header.split("\t") == ["NAME", "POSITIONS", "AS_OF", "ENTRIES", "BYTES", "KIND"]
     cells = row.split("\t")
     end = log.bounds().next
     assert cells[0] == name and cells[1] == f"0:{end[0]},1:{end[1]}" and cells[3] == "20"
     assert cells[2].startswith("2023-11-14T22:13:20") and int(cells[4]) == (tmp_path / "snaps" / name).stat().st_size
+    assert cells[5] == "full"
 
     code, out, _ = run("snapshots", name.rsplit("/", 1)[1])  # the last part of the name is enough
     shown = orjson.loads(out)
@@ -200,3 +201,29 @@ def test_a_broker_that_lost_its_log_then_took_more_records_is_not_folded_onto_ol
         table = decode_snapshot((tmp_path / name).read_bytes(), name).table
         keys = {key for key, _ in table.items()}
         assert keys == {f"new{i}" for i in range(90)}  # nothing of the lost log
+
+
+def test_a_chain_through_the_cli_compact_list_show_and_export(run, log_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMCACHE_SNAPSHOT_DELTA_PERCENT", "1000")  # a small table: deltas are not smaller
+    log = MemoryLog.named(log_name, 2)
+    fill(log, 200, keys=200)
+    code, out, _ = run("compact")
+    base = out.split()[1]
+    assert code == 0 and "a full image (no snapshot to fold onto)" in out
+    fill(log, 5, keys=5, ts_ms=1_700_000_100_000, prefix="late")
+    code, out, _ = run("compact")
+    delta = out.split()[1]
+    assert code == 0 and "a delta, link 2 of its chain" in out and delta.endswith(".db") and "-delta-" in delta
+
+    code, out, _ = run("snapshots")
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    assert [(r[0], r[3], r[5]) for r in rows] == [(delta, "205", "delta"), (base, "200", "full")]
+    code, out, _ = run("snapshots", delta.rsplit("/", 1)[1])
+    shown = orjson.loads(out)
+    assert code == 0 and shown["valid"] is True and shown["chain"] == [base, delta]
+    assert shown["header"]["kind"] == "delta" and shown["header"]["parent"] == base
+
+    code, out, err = run("export")  # the table as it is now: the chain, then the tail
+    assert code == 0 and "205 keys" in err
+    assert {orjson.loads(line)["key"] for line in out.splitlines()} == {f"k{i}" for i in range(200)} | {
+        f"late{i}" for i in range(5)}

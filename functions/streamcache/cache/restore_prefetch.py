@@ -7,8 +7,8 @@ reads them first (a 64 KiB ranged read), captures the log's bounds, and reads th
 while the image downloads and loads. Measured at 1M keys and a 10k-record tail: the two overlap
 for most of the image's ~0.15 s.
 
-Only the plain case takes this path: a big enough image (:data:`FAST_MIN_BYTES`), the newest snapshot verifies, its header is the one read
-ahead, and the plan needs no special handling (no data loss, the snapshot not ahead of the log).
+Only the plain case takes this path: a big enough image (:data:`FAST_MIN_BYTES`; for a delta, its
+chain's base), the newest snapshot (with its chain) verifies, its header is the one read ahead, and the plan needs no special handling (no data loss, the snapshot not ahead of the log).
 Anything else returns ``None`` and the cold start takes its ordinary path from the beginning, so the
 fallbacks (older snapshots, data-loss reports) stay where they are. Bounds are captured after the
 listing, so the snapshot picked cannot be ahead of them (see compaction.py, step 1).
@@ -24,13 +24,14 @@ from typing import Callable
 
 from streamcache.core.restore import RestorePlan, plan_restore
 from streamcache.core.snapshot import SnapshotError, parse_name
+from streamcache.core.snapshot_chain import chain_of
 from streamcache.core.errors import RecordError
 from streamcache.core.records import Mutation, Position
 from streamcache.replay.fold import decode_records
 from streamcache.replay.identity import check_header
 from streamcache.ports import MutationLog
 from streamcache.replay.catalog import Catalog, LoadedSnapshot, list_catalog, read_header
-from streamcache.replay.snapshot_image import load_image
+from streamcache.replay.chain import Unusable, load_snapshot
 from streamcache.ports import SnapshotNotFound, SnapshotStore
 
 log = logging.getLogger("streamcache.restore")
@@ -62,7 +63,8 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
     if not catalog.snapshots:
         return None
     name = catalog.snapshots[0]
-    checksum = parse_name(name).checksum
+    chain = chain_of(name, catalog.snapshots)  # a delta: its base decides, it is what downloads long
+    checksum = None if chain is None else parse_name(chain[0]).checksum
     if checksum is None or checksum.size_bytes < FAST_MIN_BYTES:
         return None
     try:
@@ -90,11 +92,9 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
     reader.start()
     started = time.perf_counter()
     try:
-        data = store.get(name)
-        snapshot = load_image(data, name)
-        size = len(data)
-        del data
-    except (SnapshotError, SnapshotNotFound) as exc:
+        snapshot = load_snapshot(store, name, catalog.snapshots)  # with its chain's deltas, if any
+        size = snapshot.size_bytes
+    except (SnapshotError, SnapshotNotFound, Unusable) as exc:
         log.info("fast restore not possible (%s); taking the ordinary path", exc)
         return None
     finally:
@@ -105,5 +105,5 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
         if failed:
             raise failed[0]  # the log is unreachable: the ordinary path would fail alike
         return None
-    loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, size, load_ms)
+    loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, size, load_ms, snapshot.chain)
     return FastRestore(loaded, catalog, plan, began_at, records)

@@ -199,21 +199,40 @@ def _open_and_load(settings, moment):
 def _load_named(settings, name: str):
     """The table a snapshot object holds, verified against the checksum its name carries: any object
     of the store (a snapshot of this stream, or one retired under ``retired/``), with ``name`` or its
-    last part (then looked for among this stream's snapshots)."""
-    from streamcache.core.snapshot import stream_prefix
+    last part (then looked for among this stream's snapshots). A delta is loaded with its chain,
+    whose links lie beside it (retired together: cli/retire.py)."""
+    from streamcache.core.snapshot import SnapshotCorrupt, newest_first, parse_name, stream_prefix
     from streamcache.replay.as_of import Moment, TableAsOf
-    from streamcache.replay.snapshot_image import load_image
+    from streamcache.replay.chain import Unusable, load_snapshot
 
     if "/" not in name:
         name = stream_prefix(settings.stream_id) + name
+    folder = name.rsplit("/", 1)[0] + "/"
+
+    def canonical(object_name: str) -> str:  # the name's last part carries length, CRC-32 and parent
+        return stream_prefix(settings.stream_id) + object_name.rsplit("/", 1)[1]
+
     store = settings.open_store()
     try:
-        data = store.get(name)
+        actual = {canonical(n): n for n in (store.list(folder) if parse_name(canonical(name)).is_delta else [name])}
+        beside = _Beside(store, actual)
+        try:
+            got = load_snapshot(beside, canonical(name), newest_first(actual, settings.stream_id))
+        except Unusable as exc:
+            raise SnapshotCorrupt(f"{exc.culprit}: {exc.detail}") from exc
     finally:
         store.close()
-    # The name's last part carries the length and CRC-32; under retired/ the prefix is not a stream's.
-    snapshot = load_image(data, stream_prefix(settings.stream_id) + name.rsplit("/", 1)[1])
-    return TableAsOf(snapshot.table, Moment(), name, snapshot.table.next_offsets(), 0)
+    return TableAsOf(got.table, Moment(), name, got.table.next_offsets(), 0)
+
+
+class _Beside:
+    """A store read under the canonical names of objects that lie in another folder (``retired/``)."""
+
+    def __init__(self, store, actual: dict[str, str]) -> None:
+        self.store, self.actual = store, actual
+
+    def get(self, name: str) -> bytes:
+        return self.store.get(self.actual.get(name, name))
 
 
 def _write(settings, now, plan, now_ms: int) -> dict:

@@ -10,7 +10,8 @@ compactor refuses to fold the new log onto them. What to do with them is the ope
   NAME --yes`` writes that table back as ordinary records (see docs/history.md).
 
 Each snapshot's header (its first pages) is checked against the log (:mod:`streamcache.replay.identity`);
-only snapshots whose last records the log proves gone or different are moved, to
+only snapshots whose last records the log proves gone or different are moved (with any delta whose
+chain needs one of them: core/snapshot_chain.py), to
 ``retired/<stream>/<retired at, ms>/<name>`` in the same store (copied, then deleted), where they stay
 until an operator deletes them. Snapshots of this log, and ones that cannot be checked, stay.
 """
@@ -49,6 +50,15 @@ def retire_other_log(store: SnapshotStore, log: MutationLog, stream: str, yes: b
             other.append((name, check.describe()))
         else:
             print(f"  kept {name}: of this log")
+    from streamcache.core.snapshot_chain import chain_of
+
+    moving = {name for name, _ in other}
+    for name in catalog.snapshots:  # a delta needs every link of its chain: it goes where they go
+        links = chain_of(name, catalog.snapshots) or []
+        if name not in moving and any(link in moving for link in links):
+            other.append((name, "a link of its chain belongs to another log"))
+            moving.add(name)
+    other.sort(key=lambda item: catalog.snapshots.index(item[0]))  # newest first: a delta before its links
     if not other:
         print(f"no snapshot of stream {stream!r} belongs to another log: nothing to retire")
         return EXIT_OK

@@ -120,6 +120,7 @@ def _fail(command: str, exc: BaseException) -> int:
 def cmd_compact(args) -> int:
     from streamcache import logs
     from streamcache.compactor.compaction import CompactionOutcome, compact
+    from streamcache.core.snapshot_chain import ChainPolicy
     from streamcache.core.errors import ConfigError, LogUnavailable
     from streamcache.ports import SnapshotStoreError
     from streamcache.replay.progress import Progress
@@ -130,7 +131,8 @@ def cmd_compact(args) -> int:
         settings = _settings(args, need_log=True)
         store, mutation_log = settings.open_store(), settings.open_log()
         summary = compact(mutation_log, store, settings.stream_id, settings.retention(),
-                          progress=Progress("compaction"), max_bytes=settings.max_bytes)
+                          progress=Progress("compaction"), max_bytes=settings.max_bytes,
+                          chain=ChainPolicy(settings.snapshot_max_deltas, settings.snapshot_delta_percent / 100))
     except (ConfigError, LogUnavailable, SnapshotStoreError) as exc:
         return _fail("compact", exc)
     finally:
@@ -153,7 +155,9 @@ def cmd_compact(args) -> int:
 def _describe_summary(summary) -> str:
     lines = [f"{summary.outcome}: {summary.object or '(no new snapshot)'}"]
     if summary.object:
-        lines.append(f"  {summary.entries:,} entries, {summary.bytes:,} bytes")
+        kind = (f"a delta, link {len(summary.chain)} of its chain" if summary.kind == "delta"
+                else f"a full image ({summary.full_image_reason})")
+        lines.append(f"  {summary.entries:,} entries, {summary.bytes:,} bytes: {kind}")
     lines.append(f"  folded {summary.records_folded:,} records ({summary.records_skipped:,} not ours) "
                  f"from {summary.base_snapshot or 'an empty table'} in {summary.duration_ms:,.0f} ms")
     lines.append(f"  positions {_positions(summary.positions_before)} -> {_positions(summary.positions_after)}")
@@ -225,7 +229,8 @@ def _list(store, catalog, as_json: bool) -> int:
             rows.append({"name": name, "bytes": None, "problem": str(exc)})
             continue
         rows.append({"name": name, "bytes": size, "positions": header.to_json()["next_offsets"],
-                     "as_of": _time(header.as_of_ms), "entries": header.entries})
+                     "as_of": _time(header.as_of_ms), "entries": header.entries,
+                     "kind": "full" if header.parent is None else "delta", "parent": header.parent})
     if catalog.snapshots:
         progress.finish(f"{len(rows)} snapshots")
     losses = read_losses(store, catalog)
@@ -234,13 +239,13 @@ def _list(store, catalog, as_json: bool) -> int:
                             "data_loss_records": {name: r.to_json() for name, r in losses.items()}},
                            option=orjson.OPT_INDENT_2).decode())
         return EXIT_OK
-    print("NAME\tPOSITIONS\tAS_OF\tENTRIES\tBYTES")
+    print("NAME\tPOSITIONS\tAS_OF\tENTRIES\tBYTES\tKIND")  # a delta's entries: its chain's, at its end
     for row in rows:
         if "problem" in row:
-            print(f"{row['name']}\t-\t-\t-\t-\t({row['problem']})")
+            print(f"{row['name']}\t-\t-\t-\t-\t-\t({row['problem']})")
         else:
             positions = ",".join(f"{p}:{o}" for p, o in row["positions"].items())
-            print(f"{row['name']}\t{positions}\t{row['as_of']}\t{row['entries']}\t{row['bytes']}")
+            print(f"{row['name']}\t{positions}\t{row['as_of']}\t{row['entries']}\t{row['bytes']}\t{row['kind']}")
     for name, loss in losses.items():
         print(f"DATA LOSS RECORD {name}: {loss.describe()}", file=sys.stderr)
     return EXIT_OK
@@ -266,7 +271,15 @@ def _show(store, stream: str, name: str, as_json: bool) -> int:
     try:
         shown["header"] = decode_header(data).to_json()
         shown["header"]["as_of"] = _time(shown["header"]["as_of_ms"])
-        decode_snapshot(data, name).table.close()  # the whole object: checksum and contents
+        if shown["header"].get("kind") == "delta":
+            from streamcache.core.snapshot_chain import chain_of
+            from streamcache.core.snapshot_delta import delta_header
+            from streamcache.replay.catalog import list_catalog
+
+            delta_header(data, name)  # the whole object: checksum, schema, its links
+            shown["chain"] = chain_of(name, list_catalog(store, stream).snapshots)  # None: a link is missing
+        else:
+            decode_snapshot(data, name).table.close()  # the whole object: checksum and contents
         shown["valid"] = True
     except SnapshotError as exc:
         shown.update(valid=False, problem=str(exc))

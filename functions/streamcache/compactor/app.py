@@ -34,6 +34,7 @@ from streamcache.compactor import compactor_metrics
 from streamcache.compactor.compaction import CompactionOutcome, compact
 from streamcache.compactor.importer import ImportConfig  # light: the parsing modules only
 from streamcache.core.errors import ConfigError
+from streamcache.core.snapshot_chain import ChainPolicy
 from streamcache.metrics import Metrics, open_metrics
 from streamcache.ports import MutationLog, SnapshotStore
 from streamcache.replay.progress import Progress
@@ -83,6 +84,7 @@ class CompactorApp:
                  metrics: Metrics | None = None) -> None:
         # The edge: what the compactor needs from its settings, as plain values.
         self.stream_id, self.retention, self.max_bytes = settings.stream_id, settings.retention(), settings.max_bytes
+        self.chain = ChainPolicy(settings.snapshot_max_deltas, settings.snapshot_delta_percent / 100)
         self.imports = import_config(settings)
         self._open_store, self._open_log = settings.open_store, settings.open_log
         self._store = store
@@ -133,7 +135,7 @@ class CompactorApp:
 
     def compact(self) -> dict:
         summary = compact(self.mutation_log, self.store, self.stream_id, self.retention,
-                          progress=self._progress("compaction"), max_bytes=self.max_bytes)
+                          progress=self._progress("compaction"), max_bytes=self.max_bytes, chain=self.chain)
         answer = {"status": 200, "action": "compact", **summary.to_json()}
         if summary.outcome is CompactionOutcome.REFUSED:
             answer.update(status=409, error="snapshot_ahead_of_log", message=summary.problem)

@@ -16,7 +16,14 @@ Steps, and why each is safe to interrupt or to run twice at once:
    entries are purged by log time, deletes drop keys). The result is deterministic: two compactors
    folding the same range write the same bytes (under different names).
 4. Nothing new folded: write nothing. Otherwise write the snapshot create-only, under a name that
-   sorts by coverage and carries a random writer id, so concurrent writers never collide.
+   sorts by coverage and carries a random writer id, so concurrent writers never collide. The
+   snapshot is a *delta* (only what the fold changed, :mod:`streamcache.core.snapshot_delta`) onto
+   the chain it loaded, unless the chain policy (:class:`~streamcache.core.snapshot_chain.ChainPolicy`)
+   wants a full image: after so many deltas, once the deltas add up to a fraction of the base, with
+   no chain to extend (the first snapshot, a format-1 base), or after anything went wrong (a snapshot
+   skipped as damaged, data loss): a fresh full image is the simplest thing to fall back on. A delta
+   is only ever written after its parent exists (create-only, in order), so a compactor killed
+   between the two leaves a chain one link shorter, never a link without its parent.
 5. Prune what the retention policy (core/retention.py) does not keep, never the one just written. Names sort by coverage, so
    whatever a concurrent compactor wrote is either among the newest (kept) or covered by a newer one.
    A compactor killed anywhere leaves the older snapshots intact; the next run loads the newest one
@@ -46,6 +53,8 @@ from streamcache.core.quota import Quota
 from streamcache.core.retention import RetentionPolicy
 from streamcache.core.snapshot import (LEGACY_FORMAT, checksum, encode_snapshot, format_name, format_of, newest_first,
                                        parse_name, stream_prefix)
+from streamcache.core.snapshot_chain import ChainPolicy
+from streamcache.core.snapshot_delta import encode_delta, track_changes
 from streamcache.core.snapshot import read_header as snapshot_header_of
 from streamcache.core.table import Table
 from streamcache.ports import MutationLog, SnapshotStore, SnapshotStoreUnavailable
@@ -97,6 +106,11 @@ class CompactionSummary:
     settings_changed: str | None = None
     duration_ms: float = 0.0
     phases_ms: dict[str, float] = field(default_factory=dict)
+    #: ``full`` or ``delta`` (what ``object`` is), and why a full image was written.
+    kind: str | None = None
+    full_image_reason: str | None = None
+    #: The links ``object`` needs to load, base first (itself only, for a full image).
+    chain: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         fold_s = self.phases_ms.get("fold", 0.0) / 1000
@@ -105,6 +119,9 @@ class CompactionSummary:
             "stream": self.stream,
             "object": self.object,
             "bytes": self.bytes,
+            "snapshot_kind": self.kind,  # not "kind": log lines use that name for their own kind
+            "full_image_reason": self.full_image_reason,
+            "chain_length": len(self.chain),
             "entries": self.entries,
             "records_folded": self.records_folded,
             "records_applied": self.records_applied,
@@ -145,12 +162,15 @@ def compact(
     progress: Progress | None = None,
     chunk_records: int = CHUNK_RECORDS,
     max_bytes: int = 0,
+    chain: ChainPolicy = ChainPolicy(),
 ) -> CompactionSummary:
     """Run one compaction of ``stream_id``'s snapshots in ``store`` against ``mutation_log``.
 
     Raises LogUnavailable / SnapshotStoreUnavailable when the stream or the store cannot be used
     (nothing is written then, or only a complete snapshot). ``max_bytes`` is the deployment's memory
-    quota (``STREAMCACHE_MAX_BYTES``), which the fold must apply exactly as every instance does."""
+    quota (``STREAMCACHE_MAX_BYTES``), which the fold must apply exactly as every instance does.
+    ``chain``: when to write a delta rather than a full image (the default: always a full image; the
+    deployment's comes from its settings)."""
     # A plain number keeps the newest ``keep`` snapshots and nothing older (tools, tests).
     policy = keep if isinstance(keep, RetentionPolicy) else RetentionPolicy(keep, keep_all_for_ms=0, daily_for_days=0)
     # Nothing a compaction allocates forms cycles, and the collector would scan the growing table
@@ -160,7 +180,7 @@ def compact(
     try:
         with gc_paused():
             summary = _compact(mutation_log, store, stream_id, policy, clock, monotonic, writer_id, progress, chunk_records,
-                               max_bytes)
+                               max_bytes, chain)
         outcome = summary.outcome.value
         return summary
     finally:
@@ -169,7 +189,8 @@ def compact(
 
 def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, policy: RetentionPolicy,
              clock: Callable[[], float] | None, monotonic: Callable[[], float] | None,
-             writer_id: Callable[[], str], progress: Progress, chunk_records: int, max_bytes: int) -> CompactionSummary:
+             writer_id: Callable[[], str], progress: Progress, chunk_records: int, max_bytes: int,
+             chain: ChainPolicy) -> CompactionSummary:
     wall = clock or (lambda: time.time())  # looked up per call: freezegun controls it in tests
     mono = monotonic or (lambda: time.perf_counter())
     started = phase_started = mono()
@@ -205,6 +226,12 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
                                     f"this compactor applies {max_bytes}: every instance and the compactor must "
                                     "apply the same quota, or they decide puts differently")
         log.warning(summary.settings_changed, extra={"fields": {"kind": "settings_changed", "stream": stream_id}})
+    links = base.chain if base is not None else []
+    full_reason = chain.full_image_due(links)
+    if full_reason is None and (loaded.skipped or plan.tail_truncated):
+        full_reason = "a snapshot was skipped or records were lost: a fresh full image to fall back on"
+    if full_reason is None:
+        track_changes(table)  # before the fold: what it changes is the delta
     if base is not None:
         base.table = Table()  # the summary must not keep the (big) table alive
     before = table.next_offsets()
@@ -226,11 +253,19 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
         return _finish(summary, started, mono)
 
     progress.phase("writing the image")
-    data = encode_snapshot(table, stream_id, mutation_log.partitions)
-    header = snapshot_header_of(table.db)  # the meta rows encode_snapshot just wrote
-    name = format_name(header, writer_id(), checksum(data))
+    parent = None
+    if full_reason is None:
+        data = encode_delta(table, stream_id, mutation_log.partitions, links[0], links[-1])
+        full_reason = chain.too_big(links, len(data))
+        parent = None if full_reason is not None else parse_name(links[-1]).writer
+    if parent is None:
+        data = encode_snapshot(table, stream_id, mutation_log.partitions)
+    header = snapshot_header_of(table.db)  # the meta rows encode_snapshot / encode_delta just wrote
+    name = format_name(header, writer_id(), checksum(data), parent)
     summary.entries, summary.bytes = header.entries, len(data)
     refs = tap.refs | table_refs(table)
+    summary.kind, summary.full_image_reason = ("full", full_reason) if parent is None else ("delta", None)
+    summary.chain = [name] if parent is None else [*links, name]
     table.close()
     del table
     lap("encode")
@@ -262,7 +297,7 @@ def _prune(store: SnapshotStore, stream: str, policy: RetentionPolicy, now_ms: i
            skipped: list[Skipped]) -> tuple[list[str], str | None]:
     """Delete the snapshots the retention policy does not keep (:mod:`streamcache.core.retention`),
     never ``protect`` (the one just written)."""
-    damaged = {s.name for s in skipped if s.reason is SkipReason.CORRUPT}
+    damaged = {s.name for s in skipped if s.reason in (SkipReason.CORRUPT, SkipReason.MISSING_LINK)}
     pruned: list[str] = []
     try:
         names = newest_first(store.list(stream_prefix(stream)), stream)

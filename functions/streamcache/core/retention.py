@@ -14,6 +14,9 @@ newer than the fallbacks of rule 1 (so that a listing shows what happened) and n
 A snapshot whose as-of time lies after now (a writer's clock was ahead, see ``core/log_time.py``)
 counts for rule 1 only: rule 2 would otherwise keep it, and every snapshot after it, until the wall
 clock caught up, however many there were.
+Chains (:mod:`.snapshot_chain`): a delta is a snapshot like any other for these rules, and every
+older link a kept delta needs (back to its base) is kept with it, whatever its age. A delta whose
+chain lacks a link cannot be loaded, so it counts as damaged.
 Pure: the caller passes the names (newest first, with their as-of times) and the wall clock's now.
 """
 
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+from streamcache.core.snapshot_chain import broken, needed_by
 
 DAY_MS = 86_400_000
 
@@ -42,7 +47,7 @@ class RetentionPolicy:
 
     def keep(self, snapshots: Sequence[tuple[str, int]], now_ms: int, damaged: Iterable[str] = ()) -> set[str]:
         """The names to keep among ``snapshots``: ``(name, as-of ms)`` pairs, newest first."""
-        damaged = set(damaged)
+        damaged = set(damaged) | broken(name for name, _ in snapshots)
         kept: set[str] = set()
         intact = [(name, as_of) for name, as_of in snapshots if name not in damaged]
         fallbacks = intact[: self.keep_newest]
@@ -64,4 +69,4 @@ class RetentionPolicy:
             elif as_of >= daily_start and as_of // DAY_MS not in days_taken:
                 days_taken.add(as_of // DAY_MS)
                 kept.add(name)
-        return kept
+        return kept | needed_by(kept, [name for name, _ in snapshots])

@@ -29,6 +29,9 @@ import sqlite3
 APPLICATION_ID = 0x53436368
 #: ``PRAGMA user_version``: the schema version. 2 (1 was the columnar ``.snap`` format).
 SCHEMA_VERSION = 2
+#: ``PRAGMA user_version`` of a *delta* (core/snapshot_delta.py): the same tables holding only the rows a
+#: compaction changed, plus ``deleted_keys``. Distinct, so that a delta is never taken for a whole table.
+DELTA_VERSION = 102
 #: Page size of new databases. 4 KiB: the fastest lookups measured; larger pages save <2 % space.
 PAGE_SIZE = 4096
 
@@ -114,8 +117,9 @@ def create(conn: sqlite3.Connection) -> None:
     conn.executescript(DDL)
 
 
-def check(conn: sqlite3.Connection) -> str | None:
-    """Why ``conn`` is not a table this version reads (``None`` if it is)."""
+def check(conn: sqlite3.Connection, expected: int = SCHEMA_VERSION) -> str | None:
+    """Why ``conn`` is not a table this version reads (``None`` if it is); ``expected``:
+    :data:`DELTA_VERSION` to check a delta."""
     try:
         app = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -123,6 +127,8 @@ def check(conn: sqlite3.Connection) -> str | None:
         return f"not an SQLite database ({exc})"
     if app != APPLICATION_ID:
         return f"not a streamcache image (application_id {app:#x}, expected {APPLICATION_ID:#x})"
-    if version != SCHEMA_VERSION:
-        return f"schema version {version}; this version of streamcache reads {SCHEMA_VERSION}"
+    if version != expected:
+        if version == DELTA_VERSION:
+            return f"schema version {version}: a delta, which is only loaded onto the chain it belongs to"
+        return f"schema version {version}; this version of streamcache reads {expected}"
     return None

@@ -63,6 +63,7 @@ __all__ = [
     "parse_name",
     "stream_prefix",
     "verify_image",
+    "write_meta",
 ]
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -79,6 +80,13 @@ def encode_snapshot(table: Table, stream: str, partitions: int | None = None) ->
     """The image of ``table`` for the stream called ``stream`` (``partitions``: the log's partition
     count, which placed its records; the quota's when not given). Writes the ``meta`` rows and the
     per-partition numbers into the table's database first (they are part of its state)."""
+    write_meta(table, stream, partitions)
+    return table.db.serialize()
+
+
+def write_meta(table: Table, stream: str, partitions: int | None = None) -> None:
+    """Write the per-partition numbers and the ``meta`` rows of an image of ``table`` into its
+    database (a full image serializes it; a delta copies them: core/snapshot_delta.py)."""
     table.flush()
     db = table.db
     positions = table.next_offsets()
@@ -103,7 +111,6 @@ def encode_snapshot(table: Table, stream: str, partitions: int | None = None) ->
     if current != meta:  # unchanged state, unchanged bytes
         db.execute("DELETE FROM meta")
         db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
-    return db.serialize()
 
 
 def checksum(data: bytes) -> Checksum:
@@ -185,6 +192,8 @@ def read_header(conn: sqlite3.Connection) -> SnapshotHeader:
             partition_count=None if meta.get("partition_count") is None else int(meta["partition_count"]),
             max_bytes=None if meta.get("max_bytes") is None else int(meta["max_bytes"]),
             dedup_window_ms=None if meta.get("dedup_window_ms") is None else int(meta["dedup_window_ms"]),
+            base=meta.get("base"),
+            parent=meta.get("parent"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotCorrupt(f"snapshot: unreadable meta table: {exc}") from exc
@@ -204,6 +213,8 @@ def decode_header(data: bytes) -> SnapshotHeader:
         # A prefix is not a whole database: deserialize it read-only and read only the first pages.
         conn.deserialize(_as_whole(data))
         problem = schema.check(conn)
+        if problem is not None and schema.check(conn, schema.DELTA_VERSION) is None:
+            problem = None  # a delta's header: the state at its end (core/snapshot_delta.py)
         if problem is not None:
             version_only = problem.startswith("schema version")
             raise (UnsupportedSnapshotVersion if version_only else SnapshotCorrupt)(f"snapshot: {problem}")

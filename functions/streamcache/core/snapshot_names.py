@@ -1,6 +1,7 @@
 """Names of snapshot objects, which also carry the image's length and checksum.
 
     snapshots/<stream>/<%016x sum of next offsets>-<%016x as-of ms>-<writer>-<%012x bytes>-<%08x crc32>.db
+    snapshots/<stream>/<...the same...>-<%08x crc32>-delta-<parent's writer>.db     (a delta: a chain's link)
 
 The core owns naming; stores only receive names. Fixed-width lowercase hex makes name order log order
 (a snapshot that covers more of every partition has a larger offset sum), so a reader picks the
@@ -13,6 +14,9 @@ opens it), so it has no room for a trailer, and a CRC stored inside the image wo
 itself. The name is immutable (stores write create-only) and always at hand when the object is
 read, so length + CRC-32 of the whole object there detect truncation and damage before SQLite sees a
 byte. The ``.db`` suffix lets a downloaded object open as what it is.
+
+A delta (:mod:`.snapshot_chain`, :mod:`.snapshot_delta`) names the writer id of the link it was folded
+onto, so that chains, and which base a retained delta needs, are known from a listing alone.
 
 Names of the earlier format (``…-<writer>.snap``, a self-checking columnar file) are still parsed:
 such snapshots are read by :mod:`.snapshot_legacy` and converted. At equal coverage a ``.db`` sorts
@@ -28,7 +32,8 @@ from urllib.parse import quote, unquote
 
 _WRITER = re.compile(r"[0-9a-z]{1,32}")
 _NAME = re.compile(
-    r"snapshots/([^/]+)/([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-z]{1,32})(?:-([0-9a-f]{12})-([0-9a-f]{8})\.db|\.snap)"
+    r"snapshots/([^/]+)/([0-9a-f]{16})-([0-9a-f]{16})-([0-9a-z]{1,32})"
+    r"(?:-([0-9a-f]{12})-([0-9a-f]{8})(?:-delta-([0-9a-z]{1,32}))?\.db|\.snap)"
 )
 _LIMIT = 1 << 64
 #: Format of ``.snap`` objects (columnar, self-checking) and of ``.db`` objects (SQLite image).
@@ -51,12 +56,19 @@ class SnapshotName(NamedTuple):
     writer: str
     stream: str
     checksum: Checksum | None = None  # None for the legacy format (it checks itself)
+    #: A delta's parent: the writer id of the link it was folded onto (``None``: a full image).
+    parent: str | None = None
+
+    @property
+    def is_delta(self) -> bool:
+        return self.parent is not None
 
     def __str__(self) -> str:
         head = f"{stream_prefix(self.stream)}{self.offsets_total:016x}-{self.as_of_ms:016x}-{self.writer}"
         if self.checksum is None:
             return head + ".snap"
-        return f"{head}-{self.checksum.size_bytes:012x}-{self.checksum.crc32:08x}.db"
+        delta = "" if self.parent is None else f"-delta-{self.parent}"
+        return f"{head}-{self.checksum.size_bytes:012x}-{self.checksum.crc32:08x}{delta}.db"
 
 
 def stream_prefix(stream: str) -> str:
@@ -79,17 +91,18 @@ class Covers(Protocol):
     def as_of_ms(self) -> int: ...
 
 
-def format_name(header: Covers, writer: str, checksum: Checksum) -> str:
+def format_name(header: Covers, writer: str, checksum: Checksum, parent: str | None = None) -> str:
     """The object name of a snapshot with ``header`` and ``checksum`` written by ``writer`` (1-32 of
-    ``[0-9a-z]``; a random id per write, so two writers of the same positions never collide)."""
-    if not _WRITER.fullmatch(writer):
-        raise ValueError(f"writer id {writer!r}: expected 1-32 characters of [0-9a-z]")
+    ``[0-9a-z]``; a random id per write, so two writers of the same positions never collide);
+    ``parent``: for a delta, the writer id of the link it was folded onto (see :mod:`.snapshot_chain`)."""
+    if not _WRITER.fullmatch(writer) or (parent is not None and not _WRITER.fullmatch(parent)):
+        raise ValueError(f"writer id {writer!r} / {parent!r}: expected 1-32 characters of [0-9a-z]")
     total = sum(header.next_offsets.values())
     if not (0 <= total < _LIMIT and 0 <= header.as_of_ms < _LIMIT):
         raise ValueError("snapshot positions and as-of time must be in [0, 2**64)")
     if not (0 <= checksum.size_bytes < 1 << 48 and 0 <= checksum.crc32 < 1 << 32):
         raise ValueError("snapshot size must be below 2**48 bytes")
-    return str(SnapshotName(total, header.as_of_ms, IMAGE_FORMAT, writer, header.stream, checksum))
+    return str(SnapshotName(total, header.as_of_ms, IMAGE_FORMAT, writer, header.stream, checksum, parent))
 
 
 def parse_name(name: str) -> SnapshotName:
@@ -97,13 +110,14 @@ def parse_name(name: str) -> SnapshotName:
     match = _NAME.fullmatch(name)
     if match is None:
         raise ValueError(f"not a snapshot name: {name!r}")
-    quoted, total, as_of, writer, size, crc = match.groups()
+    quoted, total, as_of, writer, size, crc, parent = match.groups()
     stream = unquote(quoted)
     if quote(stream, safe="") != quoted:
         raise ValueError(f"not a snapshot name (stream not canonically encoded): {name!r}")
     if size is None:
         return SnapshotName(int(total, 16), int(as_of, 16), LEGACY_FORMAT, writer, stream)
-    return SnapshotName(int(total, 16), int(as_of, 16), IMAGE_FORMAT, writer, stream, Checksum(int(size, 16), int(crc, 16)))
+    return SnapshotName(int(total, 16), int(as_of, 16), IMAGE_FORMAT, writer, stream, Checksum(int(size, 16), int(crc, 16)),
+                        parent)
 
 
 def newest_first(names: Iterable[str], stream: str) -> list[str]:

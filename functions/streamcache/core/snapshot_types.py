@@ -53,6 +53,10 @@ class SnapshotHeader:
     partition_count: int | None = None
     max_bytes: int | None = None
     dedup_window_ms: int | None = None
+    #: A delta's base and parent (the whole names of its chain's full image and of the link it was
+    #: folded onto: core/snapshot_chain.py); ``None`` for a full image.
+    base: str | None = None
+    parent: str | None = None
 
     def to_json(self) -> dict:
         """The header as shown to people."""
@@ -68,6 +72,7 @@ class SnapshotHeader:
             "max_bytes": self.max_bytes,
             "dedup_window_ms": self.dedup_window_ms,
             "last_records": {str(p): list(f) for p, f in sorted(self.fingerprints.items())},
+            **({} if self.parent is None else {"kind": "delta", "base": self.base, "parent": self.parent}),
         }
 
 

@@ -30,13 +30,13 @@ from typing import Mapping
 from streamcache.core.errors import InvalidRequest, LogMismatch, LogTruncated, RecordError
 from streamcache.core.quota import Quota
 from streamcache.core.records import Position, format_time, parse_time
-from streamcache.core.snapshot import SnapshotError, parse_name
+from streamcache.core.snapshot import parse_name
 from streamcache.core.table import Table, next_log_time
 from streamcache.ports import MutationLog, SnapshotNotFound, SnapshotStore
 from streamcache.replay.catalog import LoadedSnapshot, list_catalog, load_newest_valid, read_header
 from streamcache.replay.fold import FoldStats, apply_decoded, decode_records, replay
 from streamcache.replay.identity import check_header
-from streamcache.replay.snapshot_image import load_image
+from streamcache.replay.chain import Unusable, load_snapshot
 
 logger = logging.getLogger("streamcache.snapshots")
 
@@ -150,26 +150,29 @@ def _of_another_log(log: MutationLog, loaded: LoadedSnapshot, bounds) -> bool:
 
 def _load_within(store: SnapshotStore, stream: str, positions: Mapping[int, int]) -> LoadedSnapshot | None:
     """The newest snapshot of ``stream`` that verifies and covers no partition past ``positions``, or
-    ``None``. Chosen by coverage (the header), then that very object is downloaded and verified
-    against the checksum in its name; a damaged or vanished one gives way to the next older one."""
-    for name in list_catalog(store, stream).snapshots:
+    ``None``. Chosen by coverage (the header: a delta's is its chain's end), then that very object
+    (with its chain) is downloaded and verified against the checksums in the names; a damaged or
+    vanished one gives way to the next older one."""
+    names = list_catalog(store, stream).snapshots
+    unusable: set[str] = set()
+    for name in names:
         covered = _covered(store, name)
         if covered is None or any(covered.get(p, 0) > positions.get(p, 0) for p in covered):
             continue
         try:
-            data = store.get(name)
-            snapshot = load_image(data, name)
+            got = load_snapshot(store, name, names, unusable=unusable)  # a delta: with its chain
         except SnapshotNotFound:
             continue  # pruned since the listing: the ones that replace it cover more, not less
-        except SnapshotError as exc:
-            logger.error("snapshot %s skipped: %s; trying an older one", name, exc,
-                      extra={"fields": {"kind": "snapshot_skipped", "name": name, "detail": str(exc)}})
+        except Unusable as exc:
+            unusable.update((exc.culprit, name))
+            logger.error("snapshot %s skipped: %s: %s; trying an older one", name, exc.culprit, exc.detail,
+                      extra={"fields": {"kind": "snapshot_skipped", "name": name, "detail": exc.detail}})
             continue
-        if snapshot.header.stream != stream or any(
-                snapshot.header.next_offsets.get(p, 0) > positions.get(p, 0) for p in snapshot.header.next_offsets):
-            snapshot.table.close()
+        if got.header.stream != stream or any(
+                got.header.next_offsets.get(p, 0) > positions.get(p, 0) for p in got.header.next_offsets):
+            got.table.close()
             continue
-        return LoadedSnapshot(name, snapshot.header, snapshot.table, len(data), 0.0)  # load time: not timed here
+        return LoadedSnapshot(name, got.header, got.table, got.size_bytes, got.load_ms, got.chain)
     return None
 
 

@@ -6,9 +6,11 @@ Shared by the compactor, the cold start of a cache instance and ``streamcache sn
   is log order) and data-loss records (:mod:`streamcache.core.data_loss`).
 - :func:`load_newest_valid` downloads the newest snapshot and verifies it; a corrupt one, one in a
   format this version does not read, or one made from another stream is skipped (and reported) in
-  favour of the next older one. A snapshot pruned between the listing and the download (a compactor
-  wrote a newer one meanwhile) makes it list again, so a restore never falls back to an old snapshot,
-  or to none, only because it lost a race with a compactor.
+  favour of the next older one. A delta is loaded with its chain (:mod:`.chain`): a bad link skips
+  it and every later link, and the next candidate is the longest valid prefix of the chain. A
+  snapshot pruned between the listing and the download (a compactor wrote a newer one meanwhile)
+  makes it list again, so a restore never falls back to an old snapshot, or to none, only because it
+  lost a race with a compactor.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Callable
 
 from streamcache.core.data_loss import DataLossRecord, decode_loss, is_loss_name
@@ -24,7 +25,6 @@ from streamcache.core.snapshot import (
     HEADER_PROBE_BYTES,
     SnapshotCorrupt,
     SnapshotHeader,
-    UnsupportedSnapshotVersion,
     decode_header,
     newest_first,
     parse_name,
@@ -33,18 +33,15 @@ from streamcache.core.snapshot import (
 from streamcache.core.table import Table
 from streamcache.ports import SnapshotNotFound, SnapshotStore, SnapshotStoreUnavailable
 from streamcache.replay.progress import Progress
-from streamcache.replay.snapshot_image import load_image
+from streamcache.replay.chain import SkipReason, Unusable, load_snapshot
+
+__all__ = ["Catalog", "LoadResult", "LoadedSnapshot", "SkipReason", "Skipped", "list_catalog", "load_newest_valid",
+           "read_header", "read_losses"]
 
 log = logging.getLogger("streamcache.snapshots")
 
 #: Listing again after a snapshot vanished under us: how many times before giving up on the race.
 MAX_RELISTS = 5
-
-
-class SkipReason(StrEnum):
-    CORRUPT = "corrupt"  # truncated, damaged, or not a snapshot at all
-    UNSUPPORTED_VERSION = "unsupported_version"  # intact, in a format a newer version wrote
-    OTHER_STREAM = "other_stream"  # intact, but made from another stream
 
 
 @dataclass(frozen=True)
@@ -73,6 +70,8 @@ class LoadedSnapshot:
     table: Table
     size_bytes: int
     load_ms: float
+    #: The links loaded, base first (``[name]`` for a full image): see core/snapshot_chain.py.
+    chain: list[str] = field(default_factory=list)
 
     def describe(self, now_ms: int | None = None) -> dict:
         """The snapshot as /health and the compactor's summary show it."""
@@ -84,6 +83,8 @@ class LoadedSnapshot:
             "bytes": self.size_bytes,
             "load_ms": round(self.load_ms, 1),
         }
+        if len(self.chain) > 1:
+            info["chain"] = self.chain
         if now_ms is not None:
             info["age_s"] = round(max(0, now_ms - self.header.as_of_ms) / 1000, 3)
         return info
@@ -115,39 +116,34 @@ def load_newest_valid(
     Raises :class:`~streamcache.ports.SnapshotStoreUnavailable` when the store cannot be
     read: a restore must not go on without the snapshots it cannot see."""
     bad: dict[str, Skipped] = {}
+    deltas: dict = {}  # verified deltas, by name: the next candidate shares most of its chain's
     for _ in range(MAX_RELISTS):
         catalog = list_catalog(store, stream)
         vanished = False
         for name in catalog.snapshots:
             if name in bad or (as_of_ms is not None and parse_name(name).as_of_ms > as_of_ms):
                 continue
-            started = monotonic()
-            if progress is not None:
-                progress.phase(f"downloading {name}")
             try:
-                data = store.get(name)
+                got = load_snapshot(store, name, catalog.snapshots, unusable=set(bad), cache=deltas,
+                                    progress=progress, monotonic=monotonic)
             except SnapshotNotFound:
                 vanished = True  # pruned since the listing: a newer one exists, list again
                 break
-            if progress is not None:
-                progress.phase(f"verifying and loading {len(data):,} bytes")
-            try:
-                snapshot = load_image(data, name)
-            except UnsupportedSnapshotVersion as exc:
-                bad[name] = Skipped(name, SkipReason.UNSUPPORTED_VERSION, str(exc))
-            except SnapshotCorrupt as exc:
-                bad[name] = Skipped(name, SkipReason.CORRUPT, str(exc))
+            except Unusable as exc:
+                bad[exc.culprit] = Skipped(exc.culprit, exc.reason, exc.detail)
+                if exc.culprit != name:  # and so is every later link of its chain
+                    bad[name] = Skipped(name, SkipReason.MISSING_LINK,
+                                        f"a link of its chain is unusable: {exc.culprit} ({exc.detail})")
             else:
-                if snapshot.header.stream != stream:
+                if got.header.stream != stream:
+                    got.table.close()
                     bad[name] = Skipped(name, SkipReason.OTHER_STREAM,
-                                        f"the snapshot says it is of stream {snapshot.header.stream!r}")
+                                        f"the snapshot says it is of stream {got.header.stream!r}")
                 else:
-                    loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, len(data),
-                                            (monotonic() - started) * 1000)
+                    loaded = LoadedSnapshot(name, got.header, got.table, got.size_bytes, got.load_ms, got.chain)
                     return _done(loaded, catalog, bad)
             log.error("snapshot %s skipped (%s): %s; trying an older one", name, bad[name].reason, bad[name].detail,
                       extra={"fields": {"kind": "snapshot_skipped", **bad[name].to_json()}})
-            del data
         if not vanished:
             return _done(None, catalog, bad)
     raise _race_lost(stream)
