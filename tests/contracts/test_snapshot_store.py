@@ -38,6 +38,7 @@ def store(request, tmp_path):
             oci_config_file=str(key.config_file),
             oci_profile=key.profile,
             page_size=3,
+            range_bytes=1 << 20,  # reads of a few MB take several ranged GETs, run concurrently
             **no_retries(),
         )
     yield opened
@@ -187,3 +188,24 @@ def test_a_stream_closed_early_ends_and_leaves_the_store_usable(store):
         with pytest.raises(StopIteration):
             next(stream)
     assert store.get("imports/a.jsonl") == b"x" * 200_000
+
+
+def test_read_into_fills_the_buffer_and_tells_the_whole_size(store):
+    # The restore's path: the object's bytes land in memory the caller owns, at their offsets, and
+    # the returned size lets it see a truncated or a longer object than its name says.
+    data = os.urandom(3 * 1024 * 1024 + 11)
+    store.put_new("snapshots/s/big.db", data)
+    whole = bytearray(len(data))
+    assert store.read_into("snapshots/s/big.db", memoryview(whole)) == len(data)
+    assert whole == data
+    longer = bytearray(len(data) + 5)  # the object ends first: the rest is left as it was
+    assert store.read_into("snapshots/s/big.db", memoryview(longer)) == len(data)
+    assert longer[: len(data)] == data and longer[len(data) :] == bytes(5)
+    part = bytearray(1000)
+    assert store.read_into("snapshots/s/big.db", memoryview(part), offset=len(data) - 500) == len(data)
+    assert part[:500] == data[-500:]
+    assert store.read_into("snapshots/s/big.db", memoryview(bytearray(10)), offset=len(data)) == len(data)
+    store.put_new("snapshots/s/empty.db", b"")
+    assert store.read_into("snapshots/s/empty.db", memoryview(bytearray(10))) == 0
+    with pytest.raises(SnapshotNotFound):
+        store.read_into("snapshots/s/missing.db", memoryview(bytearray(10)))

@@ -30,7 +30,7 @@ from streamcache.replay.fold import decode_records
 from streamcache.replay.identity import check_header
 from streamcache.ports import MutationLog
 from streamcache.replay.catalog import Catalog, LoadedSnapshot, list_catalog, read_header
-from streamcache.replay.snapshot_image import load_image
+from streamcache.replay.snapshot_image import fetch_image
 from streamcache.ports import SnapshotNotFound, SnapshotStore
 
 log = logging.getLogger("streamcache.restore")
@@ -90,10 +90,7 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
     reader.start()
     started = time.perf_counter()
     try:
-        data = store.get(name)
-        snapshot = load_image(data, name)
-        size = len(data)
-        del data
+        snapshot, size = fetch_image(store, name)
     except (SnapshotError, SnapshotNotFound) as exc:
         log.info("fast restore not possible (%s); taking the ordinary path", exc)
         return None

@@ -36,7 +36,7 @@ from streamcache.ports import MutationLog, SnapshotNotFound, SnapshotStore
 from streamcache.replay.catalog import LoadedSnapshot, list_catalog, load_newest_valid, read_header
 from streamcache.replay.fold import FoldStats, apply_decoded, decode_records, replay
 from streamcache.replay.identity import check_header
-from streamcache.replay.snapshot_image import load_image
+from streamcache.replay.snapshot_image import fetch_image
 
 logger = logging.getLogger("streamcache.snapshots")
 
@@ -157,8 +157,7 @@ def _load_within(store: SnapshotStore, stream: str, positions: Mapping[int, int]
         if covered is None or any(covered.get(p, 0) > positions.get(p, 0) for p in covered):
             continue
         try:
-            data = store.get(name)
-            snapshot = load_image(data, name)
+            snapshot, size = fetch_image(store, name)
         except SnapshotNotFound:
             continue  # pruned since the listing: the ones that replace it cover more, not less
         except SnapshotError as exc:
@@ -169,7 +168,7 @@ def _load_within(store: SnapshotStore, stream: str, positions: Mapping[int, int]
                 snapshot.header.next_offsets.get(p, 0) > positions.get(p, 0) for p in snapshot.header.next_offsets):
             snapshot.table.close()
             continue
-        return LoadedSnapshot(name, snapshot.header, snapshot.table, len(data), 0.0)  # load time: not timed here
+        return LoadedSnapshot(name, snapshot.header, snapshot.table, size, 0.0)  # load time: not timed here
     return None
 
 

@@ -33,7 +33,7 @@ from streamcache.core.snapshot import (
 from streamcache.core.table import Table
 from streamcache.ports import SnapshotNotFound, SnapshotStore, SnapshotStoreUnavailable
 from streamcache.replay.progress import Progress
-from streamcache.replay.snapshot_image import load_image
+from streamcache.replay.snapshot_image import fetch_image
 
 log = logging.getLogger("streamcache.snapshots")
 
@@ -123,16 +123,12 @@ def load_newest_valid(
                 continue
             started = monotonic()
             if progress is not None:
-                progress.phase(f"downloading {name}")
+                progress.phase(f"downloading, verifying and loading {name}")
             try:
-                data = store.get(name)
+                snapshot, size = fetch_image(store, name)  # downloaded, verified and opened in one go
             except SnapshotNotFound:
                 vanished = True  # pruned since the listing: a newer one exists, list again
                 break
-            if progress is not None:
-                progress.phase(f"verifying and loading {len(data):,} bytes")
-            try:
-                snapshot = load_image(data, name)
             except UnsupportedSnapshotVersion as exc:
                 bad[name] = Skipped(name, SkipReason.UNSUPPORTED_VERSION, str(exc))
             except SnapshotCorrupt as exc:
@@ -142,12 +138,11 @@ def load_newest_valid(
                     bad[name] = Skipped(name, SkipReason.OTHER_STREAM,
                                         f"the snapshot says it is of stream {snapshot.header.stream!r}")
                 else:
-                    loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, len(data),
+                    loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, size,
                                             (monotonic() - started) * 1000)
                     return _done(loaded, catalog, bad)
             log.error("snapshot %s skipped (%s): %s; trying an older one", name, bad[name].reason, bad[name].detail,
                       extra={"fields": {"kind": "snapshot_skipped", **bad[name].to_json()}})
-            del data
         if not vanished:
             return _done(None, catalog, bad)
     raise _race_lost(stream)
