@@ -10,6 +10,7 @@ and the RDB file can be set side by side (the RDB sizes come from :mod:`.scaling
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import json
 import subprocess
@@ -67,7 +68,8 @@ def measure_snapshot(ctx: BenchContext) -> dict:
         ctx.say(f"snapshot: {keys:,} keys, {size / 1e6:.1f} MB ({size / raw:.2f} x raw), "
                 f"write {out[str(keys)]['write_mb_s']} MB/s, load {out[str(keys)]['load_keys_s']:,} keys/s, "
                 f"a loaded table holds {table_rss / keys:.0f} B/key; "
-                + "; ".join(f"{mode}: open {w['verify_and_open_s']:.3f} s, {w['held_per_key_bytes']:.0f} B/key held"
+                + "; ".join(f"{mode}: open {w['verify_and_open_s']:.3f} s, {w['held_per_key_bytes']:.0f} B/key held, "
+                            f"peak {w['peak_per_key_bytes']:.0f} B/key"
                             for mode, w in ways.items()))
         del data
         gc.collect()
@@ -76,24 +78,28 @@ def measure_snapshot(ctx: BenchContext) -> dict:
 
 _LOAD_IN_CHILD = """
 import gc, json, os, random, sys, time
-from streamcache.core.snapshot import checksum, decode_header, format_name
+from streamcache.adapters.directory_store import DirectoryStore
 from streamcache.core.table import Table
-from streamcache.replay.snapshot_image import load_image
-def rss():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-path, mode, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
+from streamcache.replay.snapshot_image import fetch_image, load_image
+def rss(field="VmRSS"):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field + ":"))
+root, name, mode, tmp = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+store = DirectoryStore(root)
 Table()  # imports and SQLite initialised before the baseline
 gc.collect()
 before = rss()
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")  # the peak (VmHWM) starts again from here
 started = time.perf_counter()
-with open(path, "rb") as file:
-    data = file.read()
-name = format_name(decode_header(data), "bench", checksum(data))
-read = time.perf_counter()
-snapshot = load_image(data, name, file_min_bytes=0 if mode == "file" else None, tmp_dir=tmp)
-del data
+if mode == "copy":  # the restore before issue 24: the download whole, then deserialize's copy of it
+    data = store.get(name)
+    snapshot = load_image(data, name, file_min_bytes=None)
+    del data
+else:
+    snapshot, _ = fetch_image(store, name, file_min_bytes=0 if mode == "file" else None, tmp_dir=tmp)
 opened = time.perf_counter()
+peak = rss("VmHWM")
 table = snapshot.table
 table.get("user:000000000", 0)
 first = time.perf_counter()
@@ -109,34 +115,44 @@ for fd in os.listdir("/proc/self/fd"):
             files += os.stat(f"/proc/self/fd/{fd}").st_size
     except OSError:
         pass  # the descriptor listdir itself used
-print(json.dumps({"read_s": read - started, "verify_and_open_s": opened - read, "first_get_ms": (first - opened) * 1000,
-                  "random_get_us": (touched - t0) / len(keys) * 1e6, "rss_growth": rss() - before, "file_bytes": files}))
+print(json.dumps({"read_and_open_s": opened - started, "first_get_ms": (first - opened) * 1000,
+                  "random_get_us": (touched - t0) / len(keys) * 1e6, "rss_growth": rss() - before,
+                  "peak_growth": peak - before, "file_bytes": files}))
 """
 
-#: How a loaded image is held: deserialized into memory, or written under /tmp and memory-mapped.
-LOAD_MODES = ("memory", "file")
+#: How a snapshot is restored: read into memory SQLite owns (fetch_image, the default), downloaded
+#: whole and deserialized (the copy the restore made before issue 24), or written under /tmp and
+#: memory-mapped.
+LOAD_MODES = ("memory", "copy", "file")
 
 
 def load_both_ways(data: bytes, keys: int) -> dict:
-    """Load ``data`` each way in a fresh process (in this one, memory freed by earlier work would be
-    reused and hide part of it): time to verify and open, first and random lookups (20k, pages
-    loading), resident growth, and bytes of image file kept under the temporary folder."""
+    """Restore ``data`` from a directory store each way in a fresh process (in this one, memory freed
+    by earlier work would be reused and hide part of it): time to read, verify and open, first and
+    random lookups (20k, pages loading), resident growth and its peak during the restore, and bytes
+    of image file kept under the temporary folder."""
+    from streamcache.core.snapshot import checksum, decode_header, format_name
+
     out = {}
     tmp = tempfile.mkdtemp(prefix="sc-bench-image-")
     try:
-        with tempfile.NamedTemporaryFile(prefix="sc-bench-snapshot-") as file:
+        name = "snapshots/bench/" + format_name(decode_header(data), "bench", checksum(data)).rsplit("/", 1)[1]
+        path = os.path.join(tmp, "store", name)
+        os.makedirs(os.path.dirname(path))
+        with open(path, "wb") as file:
             file.write(data)
-            file.flush()
-            for mode in LOAD_MODES:
-                done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, file.name, mode, tmp], capture_output=True,
-                                      text=True, timeout=300)
-                if done.returncode != 0:
-                    raise RuntimeError(f"loading the snapshot in a child process failed: {done.stderr[-800:]}")
-                m = json.loads(done.stdout)
-                out[mode] = {"verify_and_open_s": round(m["verify_and_open_s"], 4), "read_file_s": round(m["read_s"], 4),
-                             "first_get_ms": round(m["first_get_ms"], 3), "random_get_us": round(m["random_get_us"], 2),
-                             "rss_per_key_bytes": round(m["rss_growth"] / keys, 1),
-                             "held_per_key_bytes": round((m["rss_growth"] + m["file_bytes"]) / keys, 1)}
+        for mode in LOAD_MODES:
+            done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, os.path.join(tmp, "store"), name, mode, tmp],
+                                  capture_output=True, text=True, timeout=300)
+            if done.returncode != 0:
+                raise RuntimeError(f"loading the snapshot in a child process failed: {done.stderr[-800:]}")
+            m = json.loads(done.stdout)
+            out[mode] = {"verify_and_open_s": round(m["read_and_open_s"], 4),
+                         "first_get_ms": round(m["first_get_ms"], 3), "random_get_us": round(m["random_get_us"], 2),
+                         "rss_per_key_bytes": round(m["rss_growth"] / keys, 1),
+                         "peak_per_key_bytes": round(m["peak_growth"] / keys, 1),
+                         "peak_vs_held": round(m["peak_growth"] / max(1, m["rss_growth"]), 2),
+                         "held_per_key_bytes": round((m["rss_growth"] + m["file_bytes"]) / keys, 1)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
