@@ -30,11 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from streamcache_local.bandwidth import Bandwidth, Pacer
+from streamcache_local.object_signing import signature_problem
 
-_SIGNATURE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _LIST_FIELDS = {"size", "etag", "md5", "timeCreated", "timeModified"}
 
 
@@ -73,6 +71,8 @@ class LocalObjectStorage:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     trusted_keys: dict[str, object] = field(default_factory=dict, repr=False)
     failures: list[tuple[int, str]] = field(default_factory=list, repr=False)
+    bandwidth: Bandwidth | None = None  # a cap per connection (bandwidth.py); None: as fast as it goes
+    pacers: list[Pacer] = field(default_factory=list, repr=False)  # one per connection, while capped
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -122,9 +122,11 @@ def start_object_storage(
     buckets: tuple[str, ...] = ("snapshots",),
     host: str = "127.0.0.1",
     port: int = 0,
+    bandwidth: Bandwidth | None = None,
 ) -> LocalObjectStorage:
-    """Start a server on ``host:port`` (0 = a free port) holding the given empty buckets."""
-    state = LocalObjectStorage(namespace, host, 0)
+    """Start a server on ``host:port`` (0 = a free port) holding the given empty buckets; what each
+    connection sends is capped by ``bandwidth``."""
+    state = LocalObjectStorage(namespace, host, 0, bandwidth=bandwidth)
     for bucket in buckets:
         state.create_bucket(bucket)
     server = _Server((host, port), _Handler)
@@ -166,14 +168,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
+        bandwidth, self.pacer = self.server.state.bandwidth, None
+        if bandwidth is not None:
+            self.pacer = bandwidth.pacer()
+            with self.server.state.lock:
+                self.server.state.pacers.append(self.pacer)
 
     def finish(self) -> None:
         with self.server.connections_lock:
             self.server.connections.discard(self.connection)
         super().finish()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # the tests' output stays readable; requests are recorded in state.requests instead
+    def log_message(self, format: str, *args: object) -> None:  # requests are in state.requests
+        pass
 
     # BaseHTTPRequestHandler dispatches on do_<METHOD>: every method goes through one handler.
     def do_GET(self) -> None: self._handle("GET")  # noqa: E704
@@ -212,32 +219,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         if body and self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(body) if self.pacer is None else self.pacer.write(self.wfile.write, body)
 
     def _authenticate(self, method: str) -> None:
-        authorization = self.headers.get("authorization", "")
-        params = dict(_SIGNATURE_PARAM.findall(authorization))
-        if not authorization.startswith("Signature ") or not {"keyId", "signature", "headers"} <= set(params):
-            raise _ApiError(401, "NotAuthenticated", "The request carries no signature.")
         state = self.server.state
         with state.lock:
-            if not state.trusted_keys:
-                return
-            public_key = state.trusted_keys.get(params["keyId"])
-        if public_key is None:
-            raise _ApiError(401, "NotAuthenticated", f"unknown keyId {params['keyId']!r}")
-        lines = []
-        for name in params["headers"].split():
-            if name == "(request-target)":
-                lines.append(f"(request-target): {method.lower()} {self.path}")
-            else:
-                lines.append(f"{name}: {self.headers.get(name, '')}")
-        try:
-            signature = base64.b64decode(params["signature"])
-            signed = "\n".join(lines).encode()
-            public_key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())  # type: ignore
-        except (InvalidSignature, ValueError) as exc:
-            raise _ApiError(401, "NotAuthenticated", "The signature does not verify.") from exc
+            keys = dict(state.trusted_keys) if state.trusted_keys else None
+        problem = signature_problem(self.headers, method, self.path, None if keys is None else keys.get)
+        if problem is not None:
+            raise _ApiError(401, "NotAuthenticated", problem)
 
     def _route(self, method: str, body: bytes) -> None:
         parts = urlsplit(self.path)
@@ -388,8 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, orjson.dumps(result), {"content-type": "application/json"})
 
 
-class _Answered(Exception):
-    """The response was already sent (a 304)."""
+class _Answered(Exception):  # the response was already sent (a 304)
+    pass
 
 
 def _iso(seconds: float) -> str:
