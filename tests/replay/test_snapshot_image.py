@@ -44,7 +44,7 @@ def contents(table: Table) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def oci_store(object_storage, api_key):  # noqa: F811
+def oci_store(object_storage, api_key):
     bucket = f"restore-{next(_buckets)}"
     object_storage.create_bucket(bucket)
     store = open_snapshot_store(object_storage.url(bucket), oci_endpoint=object_storage.endpoint,
@@ -59,7 +59,7 @@ def ranged_gets(server, name: str) -> list[str]:
             and "range" in r.headers]
 
 
-def test_a_restore_through_the_sdk_reads_the_image_in_concurrent_ranges(oci_store, object_storage):  # noqa: F811
+def test_a_restore_through_the_sdk_reads_the_image_in_concurrent_ranges(oci_store, object_storage):
     data, expected = image(3000)
     name = name_of(data)
     oci_store.put_new(name, data)
