@@ -126,7 +126,7 @@ def open_snapshot_store(
             config_file=oci_config_file,
             endpoint=oci_endpoint,
             environ=environ,
-            **({} if oci_connections is None else {"connections": oci_connections}),
+            **({} if oci_connections is None else {"connections": oci_connections}),  # type: ignore[arg-type]
             **oci_options,  # type: ignore[arg-type]
         )
     from streamcache.adapters.directory_store import DirectoryStore
