@@ -198,9 +198,10 @@ def _snapshots(snapshot: dict, scaling: dict, compaction: dict) -> list[str]:
     else:
         redis_sizes = scaling.get("redis", {}) if isinstance(scaling.get("redis"), dict) else {}
         out += ["| keys | raw (keys + values) | snapshot (image) | snapshot / raw | Redis RDB | write | "
-                "verify + open: in memory / mmap file | B/key held: in memory / mmap file (RSS + file) | "
-                "random GET while pages load: memory / file |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "read + verify + open: in memory / mmap file | B/key held: in memory / mmap file (RSS + file) | "
+                "peak B/key during the restore: in memory / before (download, then deserialize) | "
+                "download capped per connection: 1 / 4 connections | random GET while pages load: memory / file |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for keys, s in snapshot.items():
             rdb = redis_sizes.get(keys, {}).get("rdb_bytes")
             ways = s.get("load_ways") or {}
@@ -209,7 +210,9 @@ def _snapshots(snapshot: dict, scaling: dict, compaction: dict) -> list[str]:
                        f"{s['size_vs_raw']:.2f} | {'-' if rdb is None else f'{rdb / 1e6:.1f} MB'} | "
                        f"{s['write_mb_s']} MB/s | {_seconds(mem.get('verify_and_open_s'))} / "
                        f"{_seconds(fil.get('verify_and_open_s'))} | {_num(mem.get('held_per_key_bytes'))} / "
-                       f"{_num(fil.get('held_per_key_bytes'))} | {mem.get('random_get_us', '-')} / "
+                       f"{_num(fil.get('held_per_key_bytes'))} | {_num(mem.get('peak_per_key_bytes'))} / "
+                       f"{_num(ways.get('copy', {}).get('peak_per_key_bytes'))} | {_download(s.get('download_capped'))} | "
+                       f"{mem.get('random_get_us', '-')} / "
                        f"{fil.get('random_get_us', '-')} µs |")
     out.append("")
     if _skipped(compaction):
@@ -234,3 +237,9 @@ def _seconds(value: float | None) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
+
+
+def _download(d: dict | None) -> str:
+    if not d:
+        return "-"
+    return f"{d['1']['seconds']:.2f} s / {d['4']['seconds']:.2f} s at {d['cap_mb_s']:.0f} MB/s ({d['speedup']}x)"

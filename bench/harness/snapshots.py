@@ -21,6 +21,7 @@ import time
 from bench_snapshot import best_of  # bench/ is on sys.path (see run.py)
 
 from .common import dataset
+from .parallel_download import measure_parallel_download
 from .context import BenchContext, Skipped
 from .datasets import BASE_TS_MS, CONTENT_TYPE, WRITES_PER_SECOND, load_topic, partition_for
 
@@ -43,7 +44,7 @@ def build_table(keys: int, partitions: int):
 
 def measure_snapshot(ctx: BenchContext) -> dict:
     try:
-        from streamcache.core.snapshot import decode_snapshot, encode_snapshot
+        from streamcache.core.snapshot import checksum, decode_header, decode_snapshot, encode_snapshot, format_name
     except ImportError as exc:
         raise Skipped(f"the snapshot codec (issue 3) is not available: {exc}") from None
     out = {}
@@ -58,19 +59,23 @@ def measure_snapshot(ctx: BenchContext) -> dict:
         held = snapshot.header.entries
         del snapshot
         ways = load_both_ways(data, keys)
+        download = measure_parallel_download(data, format_name(decode_header(data), "bench", checksum(data)))
         table_rss = ways["memory"]["rss_per_key_bytes"] * keys
         size = len(data)
         out[str(keys)] = {"keys": keys, "raw_bytes": raw, "snapshot_bytes": size, "size_vs_raw": round(size / raw, 3),
                           "write_s": round(write_s, 4), "write_mb_s": round(size / 1e6 / write_s, 1),
                           "load_s": round(load_s, 4), "load_keys_s": round(keys / load_s),
                           "entries_loaded": held, "loaded_table_rss_per_key_bytes": round(table_rss / keys, 1),
-                          "table_build_s": round(built_s, 2), "load_ways": ways}
+                          "table_build_s": round(built_s, 2), "load_ways": ways,
+                          "download_capped": download}
         ctx.say(f"snapshot: {keys:,} keys, {size / 1e6:.1f} MB ({size / raw:.2f} x raw), "
                 f"write {out[str(keys)]['write_mb_s']} MB/s, load {out[str(keys)]['load_keys_s']:,} keys/s, "
                 f"a loaded table holds {table_rss / keys:.0f} B/key; "
                 + "; ".join(f"{mode}: open {w['verify_and_open_s']:.3f} s, {w['held_per_key_bytes']:.0f} B/key held, "
                             f"peak {w['peak_per_key_bytes']:.0f} B/key"
-                            for mode, w in ways.items()))
+                            for mode, w in ways.items())
+                + f"; download at {download['cap_mb_s']:.0f} MB/s a connection: "
+                + ", ".join(f"{c} connection(s) {download[str(c)]['seconds']:.2f} s" for c in (1, 4)))
         del data
         gc.collect()
     return out

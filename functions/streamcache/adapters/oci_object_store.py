@@ -145,24 +145,27 @@ class OciObjectStore:
             body.close()
 
     def read_into(self, name: str, buffer: memoryview, offset: int = 0) -> int:
-        # The first range tells the object's size (content-range); the others run concurrently, each
-        # on its own pooled connection of the one client (as the SDK's UploadManager shares its
-        # client between its part uploads), and each writes straight at its place in ``buffer``.
+        # The caller sized ``buffer`` for the object, so every range starts at once (up to
+        # ``connections``), each on its own pooled connection of the one client (as the SDK's
+        # UploadManager shares its client between part uploads), each written straight at its place.
+        # Any answer's content-range tells the object's size; ranges past its end answer 416.
         full = self._full(name)
-        first = self._range(full, name, buffer, offset, 0, min(len(buffer), self.range_bytes)) if buffer else None
-        if first is None:  # 416: the object is empty or ends before ``offset``
-            with self._errors("read", name):
-                head = self._client.head_object(self.namespace, self.bucket, full)
-            return int(head.headers["content-length"])
-        size = first
-        want = max(0, min(len(buffer), size - offset))
-        starts = range(self.range_bytes, want, self.range_bytes)
-        if starts:
+        starts = range(0, len(buffer), self.range_bytes)
+
+        def fetch(at: int) -> int | None:
+            return self._range(full, name, buffer, offset, at, min(len(buffer), at + self.range_bytes))
+
+        if len(starts) <= 1 or self.connections == 1:
+            sizes = [fetch(at) for at in starts]
+        else:
             with ThreadPoolExecutor(min(self.connections, len(starts)), thread_name_prefix="streamcache-get") as pool:
-                for _ in pool.map(lambda at: self._range(full, name, buffer, offset, at,
-                                                         min(want, at + self.range_bytes)), starts):
-                    pass  # map re-raises the first failure
-        return size
+                sizes = list(pool.map(fetch, starts))  # re-raises the first failure
+        known = [size for size in sizes if size is not None]
+        if known:
+            return known[0]
+        with self._errors("read", name):  # nothing to read there: the object is empty or ends before
+            head = self._client.head_object(self.namespace, self.bucket, full)
+        return int(head.headers["content-length"])
 
     def _range(self, full: str, name: str, buffer: memoryview, offset: int, start: int, end: int) -> int | None:
         """Fetch bytes ``offset+start .. offset+end`` of the object into ``buffer[start:end]``; the
