@@ -222,6 +222,9 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
         return _finish(summary, started, mono)
 
     progress.phase("writing the image")
+    # Pages rebuilt in key order: ~99 % full instead of the 70-85 % that writes in random order leave,
+    # and every instance that loads the image holds it (bench/README.md, memory per key).
+    table.db.execute("VACUUM")
     data = encode_snapshot(table, stream_id, mutation_log.partitions)
     header = snapshot_header_of(table.db)  # the meta rows encode_snapshot just wrote
     name = format_name(header, writer_id(), checksum(data))
