@@ -4,7 +4,8 @@ It speaks the part of the API streamcache uses, with the headers and error bodie
 (runtime-facts.md section 4): ``GET /n``; ``PUT``/``GET``/``HEAD``/``DELETE /n/{ns}/b/{bucket}/o/{name}``
 with ``if-match``/``if-none-match`` (412 ``IfMatchFailed``/``IfNoneMatchFailed``), ``etag``,
 ``opc-request-id``, ``content-md5``, ``range``; ``GET /n/{ns}/b/{bucket}/o`` with ``prefix``, ``start``,
-``startAfter``, ``end``, ``limit``, ``fields`` and ``nextStartWith`` pagination; JSON errors
+``startAfter``, ``end``, ``limit``, ``fields`` and ``nextStartWith`` pagination; multipart uploads
+under ``/n/{ns}/b/{bucket}/u`` (``object_uploads.py``); JSON errors
 ``{"code", "message"}`` (404 ``BucketNotFound``/``ObjectNotFound``).
 
 Every request must carry an ``authorization: Signature ...`` header (else 401 ``NotAuthenticated``),
@@ -32,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 from streamcache_local.bandwidth import Bandwidth, Pacer
 from streamcache_local.object_signing import signature_problem
+from streamcache_local.object_uploads import Commit, UploadRefused, Uploads, iso_time
 
 _LIST_FIELDS = {"size", "etag", "md5", "timeCreated", "timeModified"}
 
@@ -73,6 +75,7 @@ class LocalObjectStorage:
     failures: list[tuple[int, str]] = field(default_factory=list, repr=False)
     bandwidth: Bandwidth | None = None  # a cap per connection (bandwidth.py); None: as fast as it goes
     pacers: list[Pacer] = field(default_factory=list, repr=False)  # one per connection, while capped
+    uploads: Uploads = field(default_factory=Uploads, repr=False)  # multipart (object_uploads.py)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -186,6 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None: self._handle("GET")  # noqa: E704
     def do_HEAD(self) -> None: self._handle("HEAD")  # noqa: E704
     def do_PUT(self) -> None: self._handle("PUT")  # noqa: E704
+    def do_POST(self) -> None: self._handle("POST")  # noqa: E704
     def do_DELETE(self) -> None: self._handle("DELETE")  # noqa: E704
 
     # ---- plumbing -------------------------------------------------------------------------------
@@ -235,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path.rstrip("/") == "/n" and method == "GET":
             self._send(200, orjson.dumps(self.server.state.namespace), {"content-type": "application/json"})
             return
-        if len(segments) < 6 or segments[1] != "n" or segments[3] != "b" or segments[5] != "o":
+        if len(segments) < 6 or segments[1] != "n" or segments[3] != "b" or segments[5] not in ("o", "u"):
             raise _ApiError(404, "NotFound", f"no such API: {method} {parts.path}")
         namespace, bucket = unquote(segments[2]), unquote(segments[4])
         name = unquote("/".join(segments[6:]))
@@ -248,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "or you are not authorized to access it"
             )
             raise _ApiError(404, "BucketNotFound", message)
+        if segments[5] == "u":
+            return self._upload(method, namespace, bucket, name, parse_qs(parts.query), body)
         if len(segments) == 6 or (len(segments) == 7 and not name):
             if method != "GET":
                 raise _ApiError(405, "MethodNotAllowed", f"{method} is not allowed on the object collection")
@@ -260,9 +266,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- operations -----------------------------------------------------------------------------
 
-    def _put(self, bucket: str, name: str, body: bytes) -> None:
+    def _upload(self, method: str, namespace: str, bucket: str, name: str, query: dict, body: bytes) -> None:
+        uploads = self.server.state.uploads
+        try:
+            answer = uploads.handle(method, namespace, bucket, name, query, body)
+        except UploadRefused as exc:
+            raise _ApiError(exc.status, exc.code, exc.message) from None
+        if not isinstance(answer, Commit):
+            return self._send(*answer)
+        self._put(bucket, answer.name, answer.data, {"opc-multipart-md5": answer.md5})  # the commit's conditions
+        uploads.finish(query["uploadId"][0])
+
+    def _put(self, bucket: str, name: str, body: bytes, committed: dict[str, str] | None = None) -> None:
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-        claimed = self.headers.get("content-md5")
+        claimed = None if committed else self.headers.get("content-md5")
         if claimed is not None and claimed != md5:
             raise _ApiError(400, "UnmatchedContentMD5", "The MD5 of the body does not match Content-MD5.")
         metadata = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("opc-meta-")}
@@ -273,12 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_conditions(name, objects.get(name), for_write=True)
             stored = StoredObject(body, str(uuid.uuid4()), md5, content_type, metadata, time.time())
             objects[name] = stored
-        headers = {
-            "etag": stored.etag,
-            "opc-content-md5": md5,
-            "last-modified": formatdate(stored.created, usegmt=True),
-            "version-id": str(uuid.uuid4()),
-        }
+        headers = {"etag": stored.etag, "last-modified": formatdate(stored.created, usegmt=True),
+                   "version-id": str(uuid.uuid4()), **(committed or {"opc-content-md5": md5})}
         self._send(200, b"", headers)
 
     def _get(self, bucket: str, name: str, body: bytes) -> None:
@@ -363,14 +376,8 @@ class _Handler(BaseHTTPRequestHandler):
             page = [(name, state.buckets[bucket][name]) for name in names[:limit]]
         objects = []
         for name, stored in page:
-            described = {
-                "name": name,
-                "size": len(stored.data),
-                "etag": stored.etag,
-                "md5": stored.md5,
-                "timeCreated": _iso(stored.created),
-                "timeModified": _iso(stored.created),
-            }
+            described = {"name": name, "size": len(stored.data), "etag": stored.etag, "md5": stored.md5,
+                         "timeCreated": iso_time(stored.created), "timeModified": iso_time(stored.created)}
             objects.append({k: v for k, v in described.items() if k in fields})
         result: dict = {"objects": objects, "prefixes": []}
         if len(names) > limit:
@@ -381,7 +388,3 @@ class _Handler(BaseHTTPRequestHandler):
 class _Answered(Exception):  # the response was already sent (a 304)
     pass
 
-
-def _iso(seconds: float) -> str:
-    ms = int(seconds * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"

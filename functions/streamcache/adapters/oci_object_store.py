@@ -37,6 +37,11 @@ DEFAULT_TIMEOUT = (10.0, 60.0)
 DEFAULT_CONNECTIONS = 4
 #: The size of each ranged GET of a read (the last one is shorter).
 DEFAULT_RANGE_BYTES = 16 << 20
+#: Objects at least this big are uploaded in parts (the SDK's UploadManager switches at 128 MiB; OCI
+#: recommends multipart above 100 MiB), ``connections`` parts at a time.
+DEFAULT_MULTIPART_MIN_BYTES = 128 << 20
+#: The size of each part (OCI: at least 10 MiB except the last, at most 10,000 parts).
+DEFAULT_PART_BYTES = 32 << 20
 #: How much of a range is copied at a time from the socket into the caller's buffer.
 _COPY_BYTES = 1 << 20
 
@@ -59,6 +64,8 @@ class OciObjectStore:
         page_size: int = 1000,
         connections: int = DEFAULT_CONNECTIONS,
         range_bytes: int = DEFAULT_RANGE_BYTES,
+        multipart_min_bytes: int = DEFAULT_MULTIPART_MIN_BYTES,
+        part_bytes: int = DEFAULT_PART_BYTES,
     ) -> None:
         self._client = client
         self.namespace, self.bucket = namespace, bucket
@@ -66,6 +73,8 @@ class OciObjectStore:
         self.page_size = page_size
         self.connections = max(1, connections)
         self.range_bytes = max(1, range_bytes)
+        self.multipart_min_bytes = multipart_min_bytes
+        self.part_bytes = max(1, part_bytes, -(-multipart_min_bytes // 10_000))
 
     @classmethod
     def from_url(
@@ -82,6 +91,8 @@ class OciObjectStore:
         page_size: int = 1000,
         connections: int = DEFAULT_CONNECTIONS,
         range_bytes: int = DEFAULT_RANGE_BYTES,
+        multipart_min_bytes: int = DEFAULT_MULTIPART_MIN_BYTES,
+        part_bytes: int = DEFAULT_PART_BYTES,
     ) -> "OciObjectStore":
         """Open the store named by ``url``; see the module docstring for how it signs.
         ``signer`` bypasses that choice (tests); ``retry_strategy`` defaults to
@@ -95,32 +106,66 @@ class OciObjectStore:
             client = oci.object_storage.ObjectStorageClient(config, **kwargs)
         except (oci.exceptions.ClientError, ValueError) as exc:
             raise ConfigError([f"snapshot store {url!r}: {exc}"]) from exc
-        return cls(client, namespace, bucket, prefix, page_size, connections, range_bytes)
+        return cls(client, namespace, bucket, prefix, page_size, connections, range_bytes, multipart_min_bytes,
+                   part_bytes)
 
     # ---- the port -------------------------------------------------------------------------------
 
     def put_new(self, name: str, data: bytes) -> None:
         full = self._full(name)
-        md5 = base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
         try:
             with self._errors("write", name):
-                self._client.put_object(
-                    self.namespace,
-                    self.bucket,
-                    full,
-                    data,
-                    if_none_match="*",
-                    content_md5=md5,
-                    content_type="application/octet-stream",
-                )
+                if len(data) >= self.multipart_min_bytes:
+                    self._put_in_parts(full, memoryview(data))
+                else:
+                    self._client.put_object(self.namespace, self.bucket, full, data, if_none_match="*",
+                                            content_md5=_md5(data), content_type="application/octet-stream")
         except _Conflict:
             # Taken. If by these very bytes, it was our own attempt that landed before a retry.
             try:
-                if self.get(name) == data:
+                if self._holds(name, data):
                     return
             except SnapshotNotFound:
                 pass  # deleted in between: still not ours to claim
             raise SnapshotExists(f"{self}: {name!r} already exists") from None
+
+    def _put_in_parts(self, full: str, data: memoryview) -> None:
+        """A multipart upload, by hand: the SDK's UploadManager passes ``if_none_match`` to the upload's
+        creation only, and two writers could then both commit. Here the commit carries it, so the
+        object is created once (the other commit answers 412), as a single PUT is."""
+        details = oci.object_storage.models.CreateMultipartUploadDetails(object=full,
+                                                                          content_type="application/octet-stream")
+        upload_id = self._client.create_multipart_upload(self.namespace, self.bucket, details,
+                                                         if_none_match="*").data.upload_id
+        try:
+            def part(number: int) -> oci.object_storage.models.CommitMultipartUploadPartDetails:
+                body = data[(number - 1) * self.part_bytes : number * self.part_bytes]
+                answer = self._client.upload_part(self.namespace, self.bucket, full, upload_id, number, bytes(body),
+                                                  content_md5=_md5(body))
+                return oci.object_storage.models.CommitMultipartUploadPartDetails(part_num=number,
+                                                                                  etag=answer.headers["etag"])
+
+            numbers = range(1, -(-len(data) // self.part_bytes) + 1)
+            with ThreadPoolExecutor(min(self.connections, len(numbers)), thread_name_prefix="streamcache-put") as pool:
+                parts = list(pool.map(part, numbers))
+            commit = oci.object_storage.models.CommitMultipartUploadDetails(parts_to_commit=parts)
+            self._client.commit_multipart_upload(self.namespace, self.bucket, full, upload_id, commit,
+                                                 if_none_match="*")
+        except BaseException:
+            try:  # nothing of a failed upload is left to pay for (a lifecycle rule would remove it later)
+                self._client.abort_multipart_upload(self.namespace, self.bucket, full, upload_id)
+            except (oci.exceptions.ServiceError, TransportError):
+                pass
+            raise
+
+    def _holds(self, name: str, data: bytes) -> bool:
+        """Whether ``name`` holds exactly ``data``, compared a range at a time (never a second copy)."""
+        view, chunk = memoryview(data), bytearray(max(1, min(len(data), self.range_bytes)))
+        for at in range(0, max(1, len(data)), len(chunk)):
+            part = memoryview(chunk)[: min(len(chunk), len(data) - at)]
+            if self.read_into(name, part, at) != len(data) or part != view[at : at + len(part)]:
+                return False
+        return True
 
     def get(self, name: str) -> bytes:
         full = self._full(name)
@@ -245,6 +290,10 @@ class OciObjectStore:
             raise SnapshotStoreUnavailable(f"{self}: cannot {action} {name!r}: {detail}") from exc
         except TransportError as exc:
             raise SnapshotStoreUnavailable(f"{self}: cannot {action} {name!r}: {exc}") from exc
+
+
+def _md5(data: bytes | memoryview) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
 
 
 class _Conflict(Exception):
