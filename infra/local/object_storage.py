@@ -274,10 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(exc.status, exc.code, exc.message) from None
         if not isinstance(answer, Commit):
             return self._send(*answer)
-        self._put(bucket, answer.name, answer.data, {"opc-multipart-md5": answer.md5})  # the commit's conditions
-        uploads.finish(query["uploadId"][0])
+        self._put(bucket, answer.name, answer.data, answer)  # with the commit request's conditions
 
-    def _put(self, bucket: str, name: str, body: bytes, committed: dict[str, str] | None = None) -> None:
+    def _put(self, bucket: str, name: str, body: bytes, committed: Commit | None = None) -> None:
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         claimed = None if committed else self.headers.get("content-md5")
         if claimed is not None and claimed != md5:
@@ -290,8 +289,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_conditions(name, objects.get(name), for_write=True)
             stored = StoredObject(body, str(uuid.uuid4()), md5, content_type, metadata, time.time())
             objects[name] = stored
+            if committed is not None:
+                state.uploads.finish(committed.upload_id)
         headers = {"etag": stored.etag, "last-modified": formatdate(stored.created, usegmt=True),
-                   "version-id": str(uuid.uuid4()), **(committed or {"opc-content-md5": md5})}
+                   "version-id": str(uuid.uuid4()),
+                   **({"opc-content-md5": md5} if committed is None else {"opc-multipart-md5": committed.md5})}
         self._send(200, b"", headers)
 
     def _get(self, bucket: str, name: str, body: bytes) -> None:

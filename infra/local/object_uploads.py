@@ -32,6 +32,7 @@ class UploadRefused(Exception):
 class Commit:
     """An upload's assembled object, to be stored under ``name`` (conditions of the commit request)."""
 
+    upload_id: str
     name: str
     data: bytes
     md5: str  # opc-multipart-md5: the MD5 of the parts' MD5s, with the part count
@@ -112,7 +113,7 @@ class Uploads:
             raise UploadRefused(400, "InvalidParameter", "a part to commit was not uploaded (or has another etag)")
         digests = b"".join(hashlib.md5(parts[n][0]).digest() for n, _ in wanted)
         md5 = f"{base64.b64encode(hashlib.md5(digests).digest()).decode()}-{len(wanted)}"
-        return Commit(upload.name, b"".join(parts[n][0] for n, _ in wanted), md5)
+        return Commit(upload_id, upload.name, b"".join(parts[n][0] for n, _ in wanted), md5)
 
     def finish(self, upload_id: str) -> None:
         """The commit's object was stored: the upload is over."""

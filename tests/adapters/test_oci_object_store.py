@@ -223,7 +223,7 @@ def test_missing_credentials_are_a_config_error(tmp_path):
         OciObjectStore.from_url("oci://b@n/p", config_file=str(tmp_path / "config"), profile="NOPE", environ={})
 
 
-def test_a_big_object_goes_up_in_parts_and_its_commit_is_create_only(object_storage, api_key, bucket):  # noqa: F811
+def test_a_big_object_goes_up_in_parts_and_its_commit_is_create_only(object_storage, api_key, bucket):
     store = open_with_key(object_storage, api_key, object_storage.url(bucket), multipart_min_bytes=1 << 20,
                           part_bytes=300_000)
     committed = object_storage.uploads.committed
