@@ -2,8 +2,9 @@
 GETs gain is measured against a link shaped like OCI's (one object stream moves tens of MB/s), not
 against loopback, where one connection is as fast as the copy.
 
-Each connection gets its own :class:`Pacer`: it sends in slices and, after each, waits until the
-bytes sent so far are within ``bytes_per_s`` of the time since its first byte. Connections do not
+Each connection gets its own :class:`Pacer`: it sends a response in slices and, after each, waits
+until the bytes of that response sent so far are within ``bytes_per_s`` of the time since its first
+byte (per response: time a keep-alive connection spent idle is no credit for a burst later). Connections do not
 share a budget (Object Storage limits per stream, and that is what several connections work around).
 The clock and the sleep are injectable: a test counts the bytes and the waits asked for, not time.
 """
@@ -39,20 +40,19 @@ class Pacer:
         self.bandwidth = bandwidth
         self.sent = 0
         self.waited_s = 0.0
-        self._started: float | None = None
 
     def write(self, write: Callable[[bytes], object], data: bytes | memoryview) -> None:
         """``write(data)`` in slices, no faster than the cap."""
         rate = self.bandwidth.bytes_per_s
         step = max(1, min(SLICE_BYTES, rate // 20))
         view = memoryview(data)
-        if self._started is None:
-            self._started = self.bandwidth.clock()
+        started, sent = self.bandwidth.clock(), 0
         for at in range(0, len(view), step):
             piece = view[at : at + step]
             write(piece)
+            sent += len(piece)
             self.sent += len(piece)
-            wait = self._started + self.sent / rate - self.bandwidth.clock()
+            wait = started + sent / rate - self.bandwidth.clock()
             if wait > 0:
                 self.waited_s += wait
                 self.bandwidth.sleep(wait)

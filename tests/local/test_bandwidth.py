@@ -38,6 +38,15 @@ def test_a_pacer_sends_no_faster_than_its_cap():
     assert fake.now == pytest.approx(3.0)  # 300 kB at 100 kB/s: the waits add up to exactly that
 
 
+def test_time_a_connection_spent_idle_is_no_credit_for_a_burst():
+    fake = FakeTime()
+    pacer = Pacer(Bandwidth(100_000, fake.clock, fake.sleep))
+    pacer.write(bytearray().extend, b"x" * 100_000)
+    fake.now += 30.0  # the keep-alive connection waits for its next request (an upload, say)
+    pacer.write(bytearray().extend, b"y" * 100_000)
+    assert fake.now == pytest.approx(32.0)  # the second response took its full second too
+
+
 def test_a_pacer_does_not_wait_when_the_link_is_slower_than_its_cap():
     fake = FakeTime()
     pacer = Pacer(Bandwidth(1_000_000, fake.clock, fake.sleep))
