@@ -60,7 +60,8 @@ MODES = {
                   thaw_after_s=5.0),
     "full": Mode("full", get_requests=4000, put_requests=1500, path_budget_s=15.0, concurrent_clients=4,
                  concurrent_requests=1000, durable_writes=1000, scaling_keys=(10_000, 100_000),
-                 optional_keys=(1_000_000, 2_000_000), scaling_budget_s=600.0, snapshot_keys=(100_000, 1_000_000),
+                 optional_keys=(1_000_000, 2_000_000, 5_000_000), scaling_budget_s=1500.0,
+                 snapshot_keys=(100_000, 1_000_000),
                  warm_keys=1000),
 }
 

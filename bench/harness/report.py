@@ -165,8 +165,9 @@ def _scaling(scaling: dict) -> list[str]:
             "Redis: a GET that returns the value). Memory = resident growth of the instance holding the keys "
             "(RSS, plus any image file it keeps under /tmp) against Redis's `used_memory`.", "",
             "| keys | streamcache, replaying the stream | snapshot + 1 % tail | snapshot + 10 % tail | Redis, from its RDB | "
-            "vs Redis (1 % / 10 %) | streamcache B/key (1 % / replay) | Redis B/key | memory vs Redis |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "vs Redis (1 % / 10 %) | streamcache B/key (1 % / replay) | Redis B/key | memory vs Redis | "
+            "peak B/key during the restore (1 %) | peak / held | keys a 3 GB function holds (peak, 10 % headroom) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for keys in sorted(set(replay) | set(snap), key=int):
         a, b, c, peer = replay.get(keys, {}), snap.get(keys, {}), snap10.get(keys, {}), theirs.get(keys, {})
         redis_s, redis_b = peer.get("first_read_s"), peer.get("used_memory_per_key_bytes")
@@ -175,9 +176,10 @@ def _scaling(scaling: dict) -> list[str]:
                    f"{_seconds(c.get('first_read_s'))} | {_seconds(redis_s)} | "
                    f"{times(ratio_of(b.get('first_read_s'), redis_s))} / {times(ratio_of(c.get('first_read_s'), redis_s))} | "
                    f"{_num(b.get('rss_per_key_bytes'))} / {_num(a.get('rss_per_key_bytes'))} | {_num(redis_b)} | "
-                   f"{times(ratio_of(memory, redis_b))} |")
+                   f"{times(ratio_of(memory, redis_b))} | {_num(b.get('peak_per_key_bytes'))} | "
+                   f"{b.get('peak_vs_held', '-')} | {_millions(b.get('keys_in_3gb'))} |")
     for keys, reason in scaling.get("skipped_sizes", {}).items():
-        out.append(f"| {int(keys):,} | {reason} |||||||")
+        out.append(f"| {int(keys):,} | {reason} ||||||||||")
     if "skipped" in theirs:
         out.append(f"\nRedis: {theirs['skipped']}")
     if isinstance(scaling.get("snapshot_and_tail"), str):
@@ -202,9 +204,10 @@ def _snapshots(snapshot: dict, scaling: dict, compaction: dict) -> list[str]:
     else:
         redis_sizes = scaling.get("redis", {}) if isinstance(scaling.get("redis"), dict) else {}
         out += ["| keys | raw (keys + values) | snapshot (image) | snapshot / raw | Redis RDB | write | "
-                "verify + open: in memory / mmap file | B/key held: in memory / mmap file (RSS + file) | "
-                "random GET while pages load: memory / file |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "read + verify + open: in memory / mmap file | B/key held: in memory / mmap file (RSS + file) | "
+                "peak B/key during the restore: in memory / before (download, then deserialize) | "
+                "download capped per connection: 1 / 4 connections | random GET while pages load: memory / file |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for keys, s in snapshot.items():
             rdb = redis_sizes.get(keys, {}).get("rdb_bytes")
             ways = s.get("load_ways") or {}
@@ -213,7 +216,9 @@ def _snapshots(snapshot: dict, scaling: dict, compaction: dict) -> list[str]:
                        f"{s['size_vs_raw']:.2f} | {'-' if rdb is None else f'{rdb / 1e6:.1f} MB'} | "
                        f"{s['write_mb_s']} MB/s | {_seconds(mem.get('verify_and_open_s'))} / "
                        f"{_seconds(fil.get('verify_and_open_s'))} | {_num(mem.get('held_per_key_bytes'))} / "
-                       f"{_num(fil.get('held_per_key_bytes'))} | {mem.get('random_get_us', '-')} / "
+                       f"{_num(fil.get('held_per_key_bytes'))} | {_num(mem.get('peak_per_key_bytes'))} / "
+                       f"{_num(ways.get('copy', {}).get('peak_per_key_bytes'))} | {_download(s.get('download_capped'))} | "
+                       f"{mem.get('random_get_us', '-')} / "
                        f"{fil.get('random_get_us', '-')} µs |")
     out.append("")
     if _skipped(compaction):
@@ -243,3 +248,13 @@ def _seconds(value: float | None) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
+
+
+def _download(d: dict | None) -> str:
+    if not d:
+        return "-"
+    return f"{d['1']['seconds']:.2f} s / {d['4']['seconds']:.2f} s at {d['cap_mb_s']:.0f} MB/s ({d['speedup']}x)"
+
+
+def _millions(keys: int | None) -> str:
+    return "-" if not keys else f"{keys / 1e6:.1f} million"

@@ -186,6 +186,12 @@ def measure_scaling(ctx: BenchContext) -> dict:
             # it keeps under /tmp (OCI counts /tmp against the function's memory).
             held = run["rss_bytes"] - baseline[name]["rss_bytes"] + run["tmp_image_bytes"]
             run["rss_per_key_bytes"] = round(held / keys, 1)
+            # What decides capacity is the peak (OCI stops a function at its memory limit), not the table.
+            if run.get("peak_rss_bytes"):
+                peak = run["peak_rss_bytes"] - baseline[name]["rss_bytes"] + run["tmp_image_bytes"]
+                run["peak_per_key_bytes"] = round(peak / keys, 1)
+                run["peak_vs_held"] = round(peak / max(1, held), 2)
+                run["keys_in_3gb"] = keys_a_function_holds(3072, baseline[name]["rss_bytes"], peak / keys)
             result["streamcache"].setdefault(name, {})[str(keys)] = run
             ctx.say(f"scaling: {keys:,} keys, {name}: first read after {run['first_read_s']:.2f} s, "
                     f"{run['rss_per_key_bytes']:.0f} B/key resident")
@@ -201,6 +207,16 @@ def measure_scaling(ctx: BenchContext) -> dict:
     if redis_available:
         result["ratios"] = _ratios(result)
     return result
+
+
+#: Headroom kept below a function's memory limit when computing how many keys it holds.
+HEADROOM = 0.10
+
+
+def keys_a_function_holds(memory_mb: int, empty_rss_bytes: int, peak_bytes_per_key: float) -> int:
+    """Keys whose restore peaks within ``memory_mb`` less :data:`HEADROOM`, over an empty instance."""
+    room = memory_mb * 2**20 * (1 - HEADROOM) - empty_rss_bytes
+    return max(0, int(room / peak_bytes_per_key)) if peak_bytes_per_key > 0 else 0
 
 
 def cold_start_instance(config: dict[str, str], keys: int) -> dict:

@@ -192,6 +192,17 @@ class SnapshotStore(Protocol):
         """
         ...
 
+    def read_into(self, name: str, buffer: memoryview, offset: int = 0) -> int:
+        """Copy the bytes of ``name`` from ``offset`` into ``buffer`` (as many as fit, fewer when the
+        object ends first) and return the object's whole size, so a caller that knows how big the
+        object must be sees a truncated or a longer one. The bytes go straight into memory the caller
+        owns (a snapshot's restore fills SQLite's buffer with it: no second copy of a big image);
+        adapters over a network may fetch ranges of it concurrently.
+
+        Raises :class:`SnapshotNotFound` if there is no such object.
+        """
+        ...
+
     def list(self, prefix: str = "") -> list[str]:
         """Every name starting with ``prefix`` (a plain string prefix, not a folder), sorted by
         code point (= UTF-8 byte order, Object Storage's order). Complete: adapters page internally.

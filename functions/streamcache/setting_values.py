@@ -148,6 +148,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "snapshots_daily_days": _non_negative_int,
     "snapshot_max_deltas": _non_negative_int, "snapshot_delta_percent": _positive_int,
     "oci_endpoint": _http_url,
+    "snapshot_connections": _positive_int,
     "import_prefix": _import_prefix,
     "compact_after_records": _non_negative_int,
     "compactor_function_id": _function_ocid,

@@ -99,6 +99,8 @@ class Settings:
     #: Object Storage endpoint override, e.g. ``http://127.0.0.1:PORT`` for a local server.
     #: Default: the region's endpoint.
     oci_endpoint: str = ""
+    #: Connections one big object moves over at once on OCI (ranged GETs of a snapshot's download).
+    snapshot_connections: int = 4
     #: Objects under this prefix of the snapshot bucket are imported into the cache when created
     #: (an OCI Events rule invokes the compactor function with the event).
     import_prefix: str = "imports/"
@@ -166,12 +168,13 @@ class Settings:
             values["stream_id"] = default_stream_id(str(values["log_url"]))
         return cls(**values)  # type: ignore[arg-type]
 
-    def snapshot_store_options(self) -> dict[str, str | None]:
+    def snapshot_store_options(self) -> dict[str, str | int | None]:
         """Keyword arguments of :func:`~streamcache.adapters.urls.open_snapshot_store`."""
         return {
             "oci_profile": self.oci_profile or None,
             "oci_config_file": self.oci_config_file or None,
             "oci_endpoint": self.oci_endpoint or None,
+            "oci_connections": self.snapshot_connections,
         }
 
     def retention(self) -> RetentionPolicy:

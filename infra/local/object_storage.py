@@ -4,7 +4,8 @@ It speaks the part of the API streamcache uses, with the headers and error bodie
 (runtime-facts.md section 4): ``GET /n``; ``PUT``/``GET``/``HEAD``/``DELETE /n/{ns}/b/{bucket}/o/{name}``
 with ``if-match``/``if-none-match`` (412 ``IfMatchFailed``/``IfNoneMatchFailed``), ``etag``,
 ``opc-request-id``, ``content-md5``, ``range``; ``GET /n/{ns}/b/{bucket}/o`` with ``prefix``, ``start``,
-``startAfter``, ``end``, ``limit``, ``fields`` and ``nextStartWith`` pagination; JSON errors
+``startAfter``, ``end``, ``limit``, ``fields`` and ``nextStartWith`` pagination; multipart uploads
+under ``/n/{ns}/b/{bucket}/u`` (``object_uploads.py``); JSON errors
 ``{"code", "message"}`` (404 ``BucketNotFound``/``ObjectNotFound``).
 
 Every request must carry an ``authorization: Signature ...`` header (else 401 ``NotAuthenticated``),
@@ -30,11 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from streamcache_local.bandwidth import Bandwidth, Pacer
+from streamcache_local.object_signing import signature_problem
+from streamcache_local.object_uploads import Commit, UploadRefused, Uploads, iso_time
 
-_SIGNATURE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _LIST_FIELDS = {"size", "etag", "md5", "timeCreated", "timeModified"}
 
 
@@ -73,6 +73,9 @@ class LocalObjectStorage:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     trusted_keys: dict[str, object] = field(default_factory=dict, repr=False)
     failures: list[tuple[int, str]] = field(default_factory=list, repr=False)
+    bandwidth: Bandwidth | None = None  # a cap per connection (bandwidth.py); None: as fast as it goes
+    pacers: list[Pacer] = field(default_factory=list, repr=False)  # one per connection, while capped
+    uploads: Uploads = field(default_factory=Uploads, repr=False)  # multipart (object_uploads.py)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -122,9 +125,11 @@ def start_object_storage(
     buckets: tuple[str, ...] = ("snapshots",),
     host: str = "127.0.0.1",
     port: int = 0,
+    bandwidth: Bandwidth | None = None,
 ) -> LocalObjectStorage:
-    """Start a server on ``host:port`` (0 = a free port) holding the given empty buckets."""
-    state = LocalObjectStorage(namespace, host, 0)
+    """Start a server on ``host:port`` (0 = a free port) holding the given empty buckets; what each
+    connection sends is capped by ``bandwidth``."""
+    state = LocalObjectStorage(namespace, host, 0, bandwidth=bandwidth)
     for bucket in buckets:
         state.create_bucket(bucket)
     server = _Server((host, port), _Handler)
@@ -166,19 +171,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
+        bandwidth, self.pacer = self.server.state.bandwidth, None
+        if bandwidth is not None:
+            self.pacer = bandwidth.pacer()
+            with self.server.state.lock:
+                self.server.state.pacers.append(self.pacer)
 
     def finish(self) -> None:
         with self.server.connections_lock:
             self.server.connections.discard(self.connection)
         super().finish()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # the tests' output stays readable; requests are recorded in state.requests instead
+    def log_message(self, format: str, *args: object) -> None:  # requests are in state.requests
+        pass
 
     # BaseHTTPRequestHandler dispatches on do_<METHOD>: every method goes through one handler.
     def do_GET(self) -> None: self._handle("GET")  # noqa: E704
     def do_HEAD(self) -> None: self._handle("HEAD")  # noqa: E704
     def do_PUT(self) -> None: self._handle("PUT")  # noqa: E704
+    def do_POST(self) -> None: self._handle("POST")  # noqa: E704
     def do_DELETE(self) -> None: self._handle("DELETE")  # noqa: E704
 
     # ---- plumbing -------------------------------------------------------------------------------
@@ -212,32 +223,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         if body and self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(body) if self.pacer is None else self.pacer.write(self.wfile.write, body)
 
     def _authenticate(self, method: str) -> None:
-        authorization = self.headers.get("authorization", "")
-        params = dict(_SIGNATURE_PARAM.findall(authorization))
-        if not authorization.startswith("Signature ") or not {"keyId", "signature", "headers"} <= set(params):
-            raise _ApiError(401, "NotAuthenticated", "The request carries no signature.")
         state = self.server.state
         with state.lock:
-            if not state.trusted_keys:
-                return
-            public_key = state.trusted_keys.get(params["keyId"])
-        if public_key is None:
-            raise _ApiError(401, "NotAuthenticated", f"unknown keyId {params['keyId']!r}")
-        lines = []
-        for name in params["headers"].split():
-            if name == "(request-target)":
-                lines.append(f"(request-target): {method.lower()} {self.path}")
-            else:
-                lines.append(f"{name}: {self.headers.get(name, '')}")
-        try:
-            signature = base64.b64decode(params["signature"])
-            signed = "\n".join(lines).encode()
-            public_key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())  # type: ignore
-        except (InvalidSignature, ValueError) as exc:
-            raise _ApiError(401, "NotAuthenticated", "The signature does not verify.") from exc
+            keys = dict(state.trusted_keys) if state.trusted_keys else None
+        problem = signature_problem(self.headers, method, self.path, None if keys is None else keys.get)
+        if problem is not None:
+            raise _ApiError(401, "NotAuthenticated", problem)
 
     def _route(self, method: str, body: bytes) -> None:
         parts = urlsplit(self.path)
@@ -245,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path.rstrip("/") == "/n" and method == "GET":
             self._send(200, orjson.dumps(self.server.state.namespace), {"content-type": "application/json"})
             return
-        if len(segments) < 6 or segments[1] != "n" or segments[3] != "b" or segments[5] != "o":
+        if len(segments) < 6 or segments[1] != "n" or segments[3] != "b" or segments[5] not in ("o", "u"):
             raise _ApiError(404, "NotFound", f"no such API: {method} {parts.path}")
         namespace, bucket = unquote(segments[2]), unquote(segments[4])
         name = unquote("/".join(segments[6:]))
@@ -258,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "or you are not authorized to access it"
             )
             raise _ApiError(404, "BucketNotFound", message)
+        if segments[5] == "u":
+            return self._upload(method, namespace, bucket, name, parse_qs(parts.query), body)
         if len(segments) == 6 or (len(segments) == 7 and not name):
             if method != "GET":
                 raise _ApiError(405, "MethodNotAllowed", f"{method} is not allowed on the object collection")
@@ -270,9 +266,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- operations -----------------------------------------------------------------------------
 
-    def _put(self, bucket: str, name: str, body: bytes) -> None:
+    def _upload(self, method: str, namespace: str, bucket: str, name: str, query: dict, body: bytes) -> None:
+        uploads = self.server.state.uploads
+        try:
+            answer = uploads.handle(method, namespace, bucket, name, query, body)
+        except UploadRefused as exc:
+            raise _ApiError(exc.status, exc.code, exc.message) from None
+        if not isinstance(answer, Commit):
+            return self._send(*answer)
+        self._put(bucket, answer.name, answer.data, answer)  # with the commit request's conditions
+
+    def _put(self, bucket: str, name: str, body: bytes, committed: Commit | None = None) -> None:
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-        claimed = self.headers.get("content-md5")
+        claimed = None if committed else self.headers.get("content-md5")
         if claimed is not None and claimed != md5:
             raise _ApiError(400, "UnmatchedContentMD5", "The MD5 of the body does not match Content-MD5.")
         metadata = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("opc-meta-")}
@@ -283,12 +289,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_conditions(name, objects.get(name), for_write=True)
             stored = StoredObject(body, str(uuid.uuid4()), md5, content_type, metadata, time.time())
             objects[name] = stored
-        headers = {
-            "etag": stored.etag,
-            "opc-content-md5": md5,
-            "last-modified": formatdate(stored.created, usegmt=True),
-            "version-id": str(uuid.uuid4()),
-        }
+            if committed is not None:
+                state.uploads.finish(committed.upload_id)
+        headers = {"etag": stored.etag, "last-modified": formatdate(stored.created, usegmt=True),
+                   "version-id": str(uuid.uuid4()),
+                   **({"opc-content-md5": md5} if committed is None else {"opc-multipart-md5": committed.md5})}
         self._send(200, b"", headers)
 
     def _get(self, bucket: str, name: str, body: bytes) -> None:
@@ -373,14 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
             page = [(name, state.buckets[bucket][name]) for name in names[:limit]]
         objects = []
         for name, stored in page:
-            described = {
-                "name": name,
-                "size": len(stored.data),
-                "etag": stored.etag,
-                "md5": stored.md5,
-                "timeCreated": _iso(stored.created),
-                "timeModified": _iso(stored.created),
-            }
+            described = {"name": name, "size": len(stored.data), "etag": stored.etag, "md5": stored.md5,
+                         "timeCreated": iso_time(stored.created), "timeModified": iso_time(stored.created)}
             objects.append({k: v for k, v in described.items() if k in fields})
         result: dict = {"objects": objects, "prefixes": []}
         if len(names) > limit:
@@ -388,10 +387,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, orjson.dumps(result), {"content-type": "application/json"})
 
 
-class _Answered(Exception):
-    """The response was already sent (a 304)."""
+class _Answered(Exception):  # the response was already sent (a 304)
+    pass
 
-
-def _iso(seconds: float) -> str:
-    ms = int(seconds * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"

@@ -221,3 +221,20 @@ def test_missing_credentials_are_a_config_error(tmp_path):
     write_api_key_profile(tmp_path, "DEFAULT")
     with pytest.raises(ConfigError, match="NOPE"):
         OciObjectStore.from_url("oci://b@n/p", config_file=str(tmp_path / "config"), profile="NOPE", environ={})
+
+
+def test_a_big_object_goes_up_in_parts_and_its_commit_is_create_only(object_storage, api_key, bucket):
+    store = open_with_key(object_storage, api_key, object_storage.url(bucket), multipart_min_bytes=1 << 20,
+                          part_bytes=300_000)
+    committed = object_storage.uploads.committed
+    data = bytes(range(256)) * 8000  # 2,048,000 bytes: 7 parts
+    store.put_new("big", data)
+    assert object_storage.uploads.committed == committed + 1
+    parts = [r for r in object_storage.requests if r.method == "PUT" and "uploadPartNum=" in r.path]
+    assert len({r.path for r in parts[-7:]}) == 7
+    commits = [r for r in object_storage.requests if r.method == "POST" and "uploadId=" in r.path]
+    assert commits[-1].headers.get("if-none-match") == "*"
+    with pytest.raises(SnapshotExists):
+        store.put_new("big", data[::-1])  # its commit is refused (412): the first object stays
+    assert store.get("big") == data and object_storage.uploads.committed == committed + 1
+    store.close()

@@ -111,11 +111,11 @@ def test_a_request_during_the_restore_waits_within_its_budget_or_gets_503_restor
     put(env.log, "late", b"tail", ts_ms=START_MS + 1_000)
     downloading, release = threading.Event(), threading.Event()
 
-    def slow_download(name):
+    def slow_download(name, *args):
         downloading.set()
         assert release.wait(10)
 
-    app = env.app(store=HookedStore(env.store, get=slow_download))
+    app = env.app(store=HookedStore(env.store, read_into=slow_download))
     busy = call(app, "GET", "/cache/late", wait_s=0)
     assert busy.status == 503 and busy.headers["Retry-After"] == "1"
     assert orjson.loads(busy.body)["error"] == "restoring"

@@ -36,7 +36,7 @@ class Env:
         self.downloading = threading.Event()
         self.release = threading.Event()
 
-    def _get(self, name) -> None:
+    def _get(self, name, *args) -> None:
         if self.blocked.is_set():
             self.downloading.set()
             assert self.release.wait(10)
@@ -44,7 +44,7 @@ class Env:
     def app(self) -> CacheApp:
         env = {"STREAMCACHE_LOG_URL": f"memory://{self.name}", "STREAMCACHE_INSTANCE_ID": "reload-test",
                "STREAMCACHE_SNAPSHOT_URL": f"memory://{self.name}"}
-        store = HookedStore(self.store, get=self._get)
+        store = HookedStore(self.store, read_into=self._get)
         app = CacheApp(Settings.from_env(env), store_factory=lambda: store)
         app.replica.watch = LogWatch(check_every_s=0)  # look at every catch-up
         return app

@@ -82,12 +82,12 @@ def test_a_store_failing_mid_load_leaves_no_reader_behind():
             released.wait(10)
             return log.read(*args)
 
-    def unavailable(name):
+    def unavailable(name, *args):
         released.set()
         raise SnapshotStoreUnavailable("the store went away")
 
     with pytest.raises(SnapshotStoreUnavailable):
-        load_with_tail(HookedStore(store, get=unavailable), STREAM, SlowLog(), time.monotonic)
+        load_with_tail(HookedStore(store, read_into=unavailable), STREAM, SlowLog(), time.monotonic)
     assert not [t for t in threading.enumerate() if t.name == "streamcache-tail"]
 
 

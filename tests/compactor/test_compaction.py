@@ -197,7 +197,7 @@ def test_a_corrupt_newest_snapshot_is_skipped_for_an_older_one_and_reported(log,
     newest = compact(log, store, STREAM, keep=5).object
     good = store.get(newest)
     store.delete(newest)
-    store.put_new(newest, good[:-10] + bytes(10))  # damaged in place (same name, other bytes)
+    store.put_new(newest, good[:-10] + bytes(b ^ 0xFF for b in good[-10:]))  # damaged in place (same name, other bytes)
     fill(log, 5, ts_ms=START_MS + 20_000, prefix="y")
     summary = compact(log, store, STREAM, keep=1)
     assert summary.base_snapshot == older

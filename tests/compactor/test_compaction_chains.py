@@ -39,13 +39,17 @@ def store():
     return MemoryStore()
 
 
+#: Big enough that a delta (a few pages at least, whatever changed) is well under a quarter of the base,
+#: which since VACUUM is written with full pages.
+BASE_KEYS = 4_000
+
 def grow(log, round_: int, changes: int = 30) -> None:
     """``changes`` puts onto keys the base already holds, later in log time than the last round."""
     fill(log, changes, keys=changes, ts_ms=START_MS + 10_000 * round_, prefix="k")
 
 
 def _base(log, store, keep=10):
-    fill(log, 2_000, keys=2_000)
+    fill(log, BASE_KEYS, keys=BASE_KEYS)
     first = compact(log, store, STREAM, keep=keep, chain=CHAIN)
     assert first.kind == "full" and first.full_image_reason == "no snapshot to fold onto"
     return first
@@ -67,7 +71,7 @@ def test_compactions_write_deltas_onto_the_chain_then_a_full_image_after_max_del
         assert summary.bytes < base.bytes / 4  # O(changes), not O(table)
         header = decode_header(store.get(summary.object))
         assert (header.base, header.parent) == (base.object, previous.object)
-        assert header.entries == 2_000
+        assert header.entries == BASE_KEYS
     assert made[4].chain == [made[4].object] and made[4].to_json()["chain_length"] == 1
     assert made[3].to_json()["snapshot_kind"] == "delta" and made[4].to_json()["snapshot_kind"] == "full"
     loaded = load_newest_valid(store, STREAM).snapshot

@@ -31,6 +31,9 @@ OPERATION_NEEDS = {
     "get_object": ("objects", "read"), "head_object": ("objects", "inspect"),
     "list_objects": ("objects", "inspect"), "put_object": ("objects", "manage"),
     "delete_object": ("objects", "manage"), "get_secret_bundle": ("secret-bundles", "read"),
+    # Multipart uploads (the compactor's big images): OBJECT_CREATE, and OBJECT_DELETE to abort.
+    "create_multipart_upload": ("objects", "manage"), "upload_part": ("objects", "manage"),
+    "commit_multipart_upload": ("objects", "manage"), "abort_multipart_upload": ("objects", "manage"),
     "invoke_function": ("fn-invocation", "use"), "post_metric_data": ("metrics", "use"),
 }
 #: The cache function restores (reads), writes big values (values/ only) and, after a long tail, asks

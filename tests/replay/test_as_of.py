@@ -33,7 +33,7 @@ def test_positions_start_from_the_newest_intact_snapshot_within_them(caplog):
     compact(log, store, STREAM, 5)  # past the positions
     good = store.get(within)
     store.delete(within)
-    store.put_new(within, good[:-10] + bytes(10))  # damaged in place: its header still reads
+    store.put_new(within, good[:-10] + bytes(b ^ 0xFF for b in good[-10:]))  # damaged in place: its header still reads
 
     state = table_as_of(store, log, STREAM, Moment(positions=moment))
     assert state.snapshot == oldest and state.positions == moment

@@ -65,6 +65,7 @@ def test_every_setting_is_read_from_its_variable(tmp_path):
         "STREAMCACHE_OCI_PROFILE": "STREAMCACHE",
         "STREAMCACHE_OCI_CONFIG_FILE": "/etc/oci/config",
         "STREAMCACHE_OCI_ENDPOINT": "http://127.0.0.1:9000/",
+        "STREAMCACHE_SNAPSHOT_CONNECTIONS": "8",
         "STREAMCACHE_IMPORT_PREFIX": "bulk/",
         "STREAMCACHE_IMPORT_URL": "file:///var/imports",
         "STREAMCACHE_API_KEYS": "sha256:" + "ab" * 32 + ":ro",
@@ -110,6 +111,7 @@ def test_every_setting_is_read_from_its_variable(tmp_path):
         "oci_profile": "STREAMCACHE",
         "oci_config_file": "/etc/oci/config",
         "oci_endpoint": "http://127.0.0.1:9000",
+        "snapshot_connections": 8,
         "import_prefix": "bulk/",
         "import_url": "file:///var/imports",
         "api_keys": (ApiKey(bytes.fromhex("ab" * 32), read_only=True),),
@@ -124,7 +126,8 @@ def test_every_setting_is_read_from_its_variable(tmp_path):
         "metrics_deployment": "eu-prod",
     }
     assert settings.snapshot_store_options() == {
-        "oci_profile": "STREAMCACHE", "oci_config_file": "/etc/oci/config", "oci_endpoint": "http://127.0.0.1:9000"}
+        "oci_profile": "STREAMCACHE", "oci_config_file": "/etc/oci/config", "oci_endpoint": "http://127.0.0.1:9000",
+        "oci_connections": 8}
 
 
 def test_the_process_environment_is_the_default_source(monkeypatch):

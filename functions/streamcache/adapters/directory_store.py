@@ -91,6 +91,24 @@ class DirectoryStore:
                     return
                 yield chunk
 
+    def read_into(self, name: str, buffer: memoryview, offset: int = 0) -> int:
+        path = self._path(name)
+        try:
+            with path.open("rb", buffering=0) as file:
+                size = os.fstat(file.fileno()).st_size
+                file.seek(offset)
+                filled, want = 0, max(0, min(len(buffer), size - offset))
+                while filled < want:
+                    got = file.readinto(buffer[filled:want])
+                    if not got:
+                        break  # shrunk while read: cannot happen to an immutable object, but never loop
+                    filled += got
+                return size
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise SnapshotNotFound(f"snapshot store {self.root}: no object {name!r}") from None
+        except OSError as exc:
+            raise self._unavailable("read", name, exc) from exc
+
     def list(self, prefix: str = "") -> list[str]:
         folder = prefix.rpartition("/")[0]
         if folder:

@@ -65,6 +65,12 @@ class MemoryStore:
         data = self.get(name)
         return (data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes))
 
+    def read_into(self, name: str, buffer: memoryview, offset: int = 0) -> int:
+        data = self.get(name)
+        part = memoryview(data)[offset : offset + len(buffer)]
+        buffer[: len(part)] = part
+        return len(data)
+
     def list(self, prefix: str = "") -> list[str]:
         self._check()
         with self._lock:

@@ -102,12 +102,13 @@ def open_snapshot_store(
     oci_profile: str | None = None,
     oci_config_file: str | None = None,
     oci_endpoint: str | None = None,
+    oci_connections: int | None = None,
     environ: Mapping[str, str] | None = None,
     **oci_options: object,
 ) -> "SnapshotStore":
     """Open the snapshot store named by ``url``. ``oci_*`` settings only matter for ``oci://``;
-    ``oci_options`` (``signer``, ``retry_strategy``, ``timeout``, ``page_size``) go to
-    :meth:`OciObjectStore.from_url`."""
+    ``oci_options`` (``signer``, ``retry_strategy``, ``timeout``, ``page_size``, ``range_bytes``)
+    go to :meth:`OciObjectStore.from_url`."""
     problem = check_store_url(url)
     if problem:
         raise ConfigError([problem])
@@ -125,6 +126,7 @@ def open_snapshot_store(
             config_file=oci_config_file,
             endpoint=oci_endpoint,
             environ=environ,
+            **({} if oci_connections is None else {"connections": oci_connections}),  # type: ignore[arg-type]
             **oci_options,  # type: ignore[arg-type]
         )
     from streamcache.adapters.directory_store import DirectoryStore

@@ -207,6 +207,8 @@ class _ImportRun:
 
     def __init__(self, obj: ObjectEvent, config: ImportConfig, mutation_log: MutationLog, clock) -> None:
         self.obj, self.log, self.clock = obj, mutation_log, clock
+        # import-<identity>-<line>, appended in line order: the table de-duplicates imported records by
+        # the highest line applied per partition (core/import_dedup.py), not with a row per record.
         self.id_prefix = f"import-{obj.identity[:32]}-"
         self.source = config.event_source + SOURCE_SUFFIX
         self.max_value = config.max_value_bytes

@@ -35,6 +35,7 @@ from streamcache.core.table_reads import TableReads, _new_position
 from streamcache.core.quota import ENTRY_OVERHEAD_BYTES, Quota, QuotaState
 from streamcache.core.counters import count_up
 from streamcache.core.identity import Fingerprint, decode_fingerprints
+from streamcache.core.import_dedup import import_line, line_seen, remember_line
 from streamcache.core.log_time import CLOCK_ROW, MAX_CLOCK_STEP_MS, LogClock, decode_clocks
 from streamcache.core.log_time import next_log_time as next_log_time  # the rule, where callers look for it
 from streamcache.core.table_export import PartitionExport, export_state
@@ -178,6 +179,9 @@ class Table(TableReads):
 
         rid = request_hash(partition, mutation.request_id)
         state.last_request, state.last_ts = rid, mutation.ts_ms  # this record's fingerprint
+        imported = import_line(partition, mutation.request_id, request_hash)  # bulk imports: import_dedup.py
+        if imported is not None and line_seen(self.db, partition, imported, state.clock_ms - DEDUP_WINDOW_MS):
+            return None
         # One statement finds both the remembered request and the key's entry (schema.LOOKUP).
         row = self.db.execute(schema.LOOKUP, (rid, state.clock_ms - DEDUP_WINDOW_MS, mutation.key, partition)).fetchone()
         if row[0] is not None:
@@ -192,6 +196,9 @@ class Table(TableReads):
             current = None
         outcome = self._decide(position, mutation, state, current)
         version = outcome[2]
+        if imported is not None:  # no row per imported record: the object's row keeps its highest line
+            remember_line(self.db, partition, imported, when, state.clock_ms - DEDUP_WINDOW_MS)
+            return outcome
         self.db.execute(
             "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rid, partition, when, _CODES[outcome[0]], outcome[1],

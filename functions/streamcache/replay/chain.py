@@ -23,7 +23,7 @@ from streamcache.core.snapshot_delta import apply_delta, delta_header
 from streamcache.core.table import Table
 from streamcache.ports import SnapshotStore
 from streamcache.replay.progress import Progress
-from streamcache.replay.snapshot_image import load_image
+from streamcache.replay.snapshot_image import fetch_image
 
 
 class SkipReason(StrEnum):
@@ -86,18 +86,13 @@ def load_snapshot(store: SnapshotStore, name: str, names: list[str], *, unusable
             cache[link] = (data, header)
         deltas.append((link, *cache[link]))
     if progress is not None:
-        progress.phase(f"downloading {chain[0]}")
-    data = store.get(chain[0])
-    size = len(data)
-    if progress is not None:
-        progress.phase(f"verifying and loading {size:,} bytes")
+        progress.phase(f"downloading, verifying and loading {chain[0]}")
     try:
-        snapshot = load_image(data, chain[0])
+        snapshot, size = fetch_image(store, chain[0])  # no second copy (replay/snapshot_image.py)
     except UnsupportedSnapshotVersion as exc:
         raise _blame(name, chain[0], SkipReason.UNSUPPORTED_VERSION, str(exc)) from exc
     except SnapshotCorrupt as exc:
         raise _blame(name, chain[0], SkipReason.CORRUPT, str(exc)) from exc
-    del data
     table, header = snapshot.table, snapshot.header
     for link, delta, delta_head in deltas:
         if progress is not None:
