@@ -114,6 +114,7 @@ class Samples:
     wall_s: float = 0.0
     errors: int = 0
     capped_by_time: bool = False
+    stale: int = 0  # answers marked Streamcache-Stale (the OCI-like section counts them)
 
 
 def timed_loop(action: Callable[[int], object], count: int, budget_s: float, warmup: int = 0,

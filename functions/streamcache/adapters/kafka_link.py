@@ -8,13 +8,22 @@ will (TLS against the configured CA, then SaslHandshake and SaslAuthenticate wit
 mechanisms) and raises :class:`~streamcache.core.errors.LogUnavailable` naming
 ``STREAMCACHE_KAFKA_SSL_CA_FILE``, ``STREAMCACHE_KAFKA_SASL_MECHANISM`` or the SASL username and
 password. A network failure is not judged here: the clients meet it and report it as before.
+
+It also counts the read answers the broker throttled (:func:`throttled_reads`). kafka-python honours
+``throttle_time_ms`` itself (it holds the connection that long) but tells its user only through its
+metrics (off here: they cost every request) and one WARNING line per throttled answer on
+``kafka.net.connection``. :class:`_ThrottleCounter`, a filter on that logger, counts those lines
+and drops them: the replica paces its reads by the count and logs one line per episode instead
+(:mod:`streamcache.cache.read_pacing`), where a fleet over its budget would write a line per request.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import struct
+import threading
 from typing import Mapping
 
 from kafka.net.sasl import get_sasl_mechanism
@@ -23,6 +32,35 @@ from kafka.protocol.sasl import (SaslAuthenticateRequest, SaslAuthenticateRespon
                                  SaslHandshakeResponse)
 
 from streamcache.core.errors import LogUnavailable
+
+class _ThrottleCounter(logging.Filter):
+    """Counts kafka-python's "<conn>: <Response> throttled by broker (<ms> ms)" lines of read answers
+    (Fetch, ListOffsets), and drops every throttle line (the pacing logs the episode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "throttled by broker" not in str(record.msg):
+            return True
+        answer = str(record.args[1]) if isinstance(record.args, tuple) and len(record.args) > 1 else ""
+        if answer.startswith(("Fetch", "ListOffsets")):
+            with self._lock:
+                self.reads += 1
+        return False
+
+
+_THROTTLES = _ThrottleCounter()
+logging.getLogger("kafka.net.connection").addFilter(_THROTTLES)
+
+
+def throttled_reads() -> int:
+    """Read answers (Fetch, ListOffsets) the broker throttled in this process so far. One count for
+    the process: an instance has one reading client (a second one in the process shares the count)."""
+    return _THROTTLES.reads
+
 
 _CA = "STREAMCACHE_KAFKA_SSL_CA_FILE"
 _CREDENTIALS = ("STREAMCACHE_KAFKA_SASL_USERNAME and STREAMCACHE_KAFKA_SASL_PASSWORD (or the Vault secret "

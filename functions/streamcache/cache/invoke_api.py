@@ -103,6 +103,8 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
                   "expires_at": _time(result.entry.expires_at_ms)}
         if result.stale:
             answer["stale"] = True
+            if result.age_ms is not None:
+                answer["data_age_ms"] = result.age_ms
         return answer
     precondition = _precondition(op)
     if name == "incr":
