@@ -16,7 +16,7 @@ import pytest
 
 from streamcache.adapters.memory_log import MemoryLog
 from streamcache.core.errors import LogThrottled, LogUnavailable
-from streamcache.cache.read_pacing import MAX_INTERVAL_S, STEP_S, ReadPacer
+from streamcache.cache.read_pacing import MAX_INTERVAL_S, QUIET_S, STEP_S, ReadPacer
 from streamcache.cache.replica import Replica
 from streamcache.cache.service import CacheService, Limits
 from streamcache.statuses import for_error
@@ -64,7 +64,8 @@ def service(log, mono) -> CacheService:
 
 
 def test_the_pacer_doubles_on_throttling_and_steps_back_to_the_bound():
-    pacer = ReadPacer(1.0, monotonic=Clock(0.0), clock=Clock(WALL_START))
+    mono = Clock(0.0)
+    pacer = ReadPacer(1.0, monotonic=mono, clock=Clock(WALL_START))
     pacer.record(throttled=1)
     pacer.record(throttled=3)
     assert pacer.interval_s == 4.0 and pacer.throttled and pacer.throttled_total == 4
@@ -72,7 +73,16 @@ def test_the_pacer_doubles_on_throttling_and_steps_back_to_the_bound():
         pacer.record(throttled=0)
     assert pacer.throttled and pacer.interval_s == 1.0 + STEP_S
     pacer.record(throttled=0)
-    assert not pacer.throttled and pacer.interval_s == 1.0
+    assert pacer.interval_s == 1.0 and pacer.throttled  # back at the bound, but throttled a moment ago
+    pacer.record(throttled=1)  # probing back to the bound and throttled again: the same episode
+    for _ in range(4):
+        pacer.record(throttled=0)
+    mono.now += QUIET_S - 0.1
+    pacer.record(throttled=0)
+    assert pacer.interval_s == 1.0 and pacer.throttled and pacer.episodes == 1
+    mono.now += 0.1
+    pacer.record(throttled=0)
+    assert not pacer.throttled and pacer.episodes == 1
     for _ in range(20):
         pacer.record(throttled=1)
     assert pacer.interval_s == MAX_INTERVAL_S and pacer.retry_after_s() == 30
@@ -169,3 +179,15 @@ def test_a_strong_read_that_cannot_read_the_log_while_throttled_is_a_503_with_re
     with pytest.raises(LogUnavailable) as plain:  # not throttled: the plain unavailable answer
         service.get("k", strong=True)
     assert not isinstance(plain.value, LogThrottled)
+
+
+def test_a_miss_answered_from_older_memory_is_marked_too(service, log, mono):
+    other = CacheService(Replica(log, monotonic=mono), clock=Clock(WALL_START))
+    service.get("k")
+    log.throttle = True
+    mono.now += 1.5
+    service.get("k")  # throttled: 2 s
+    other.put("k", b"new")
+    mono.now += 1.5
+    result = service.get("k")  # absent from this memory, 1.5 s old: said to be
+    assert result.entry is None and result.stale and result.age_ms == 1500

@@ -204,8 +204,10 @@ class HttpApi:
     def _get(self, key: str, request: HttpRequest, query: dict, method: str) -> HttpResponse:
         result = self.service.get(key, strong=_strong(query), after=_after(request, query))
         entry = result.entry
-        if entry is None:
-            return problem_response(not_found(key))
+        if entry is None:  # absent here: from older memory too, and said to be
+            problem = not_found(key)
+            stale = _stale_headers(result.age_ms) if result.stale else {}
+            return error_response(problem.status, problem.code, problem.message, stale or None)
         headers = _entry_headers(entry, result.now_ms)
         if result.stale:
             headers.update(_stale_headers(result.age_ms))

@@ -15,9 +15,10 @@ whose data is older than the bound but younger than the interval is answered fro
 stale with its age (see :mod:`streamcache.cache.service`); strong reads and conditional writes still
 read the log (they wait for the budget, the broker holds them).
 
-An **episode** runs from the first throttled answer until the interval is back at the bound: a
-WARNING when it starts, an INFO when it ends, never a line per request; ``/health`` shows it
-(:meth:`ReadPacer.health`).
+An **episode** runs from the first throttled answer until the interval is back at the bound and no
+answer was throttled for :data:`QUIET_S` (an instance that probes its way back to the bound and is
+throttled again stays in its episode instead of flapping): a WARNING when it starts, an INFO when it
+ends, never a line per request; ``/health`` shows it (:meth:`ReadPacer.health`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ MAX_INTERVAL_S = 30.0
 STEP_S = 0.25
 #: The smallest interval a throttled instance backs off to (a staleness bound of 0 doubles from here).
 MIN_BACKOFF_S = 0.2
+#: An episode ends this long after its last throttled answer (once the interval is back at the bound).
+QUIET_S = 10.0
 #: A default read that misses catches up again (a key written a moment ago elsewhere is found) only
 #: when the last catch-up is older than this: at most 4 such read requests per second...
 MISS_RECHECK_S = 0.25
@@ -60,6 +63,7 @@ class ReadPacer:
         self.episodes = 0
         self.since_ms: int | None = None  # wall time the current episode began (None: not throttled)
         self._since_mono: float | None = None
+        self._last_throttled = 0.0  # monotonic: the last throttled answer
         self._episode_throttled = 0
 
     @property
@@ -89,6 +93,7 @@ class ReadPacer:
         if throttled > 0:
             self.throttled_total += throttled
             self._episode_throttled += throttled
+            self._last_throttled = self._now()
             before = self.interval_s
             self.interval_s = min(self.max_interval_s, max(2 * self.interval_s, MIN_BACKOFF_S))
             if self.since_ms is None:
@@ -96,13 +101,16 @@ class ReadPacer:
             return
         if self.interval_s > self.bound_s:
             self.interval_s = max(self.bound_s, self.interval_s - STEP_S)
-        if self.since_ms is not None and not self.backing_off:
+        if self.since_ms is not None and not self.backing_off and self._now() - self._last_throttled >= QUIET_S:
             self._end()
+
+    def _now(self) -> float:
+        return (self._monotonic or time.monotonic)()
 
     def _begin(self, before: float) -> None:
         self.episodes += 1
         self.since_ms = int((self._clock or time.time)() * 1000)
-        self._since_mono = (self._monotonic or time.monotonic)()
+        self._since_mono = self._now()
         log.warning("the stream throttles this instance's reads (its read limit per partition is used up): "
                     "catching up at most every %.2f s instead of %.2f s; default reads older than the "
                     "staleness bound are answered from memory, marked Streamcache-Stale, until it passes",
@@ -111,7 +119,7 @@ class ReadPacer:
                                       "episodes": self.episodes}})
 
     def _end(self) -> None:
-        lasted = (self._monotonic or time.monotonic)() - (self._since_mono or 0.0)
+        lasted = self._now() - (self._since_mono or 0.0)
         log.info("the stream no longer throttles this instance's reads: back to catching up every %.2f s "
                  "(throttled for %.1f s, %d throttled answers)", self.interval_s, lasted, self._episode_throttled,
                  extra={"fields": {"event": "log_reads_unthrottled", "lasted_ms": round(lasted * 1000),
