@@ -37,16 +37,18 @@ from .context import BenchContext
 ROUND_TRIP_S = 0.005
 FREEZE_IDLE_S = 0.05
 WRITE_EVERY_S = 0.02
-#: The front end's read budget, as ``--like-oci`` sets it (OCI's published 5 reads/partition/s).
-READ_BUDGET = 5
 
 
 def measure_oci_like(ctx: BenchContext) -> dict:
+    # The read budget, TLS and SASL as --like-oci sets them (OCI's published 5 reads/partition/s);
+    # off in tiny mode, a smoke run.
+    budget = ctx.mode.oci_read_budget or None
+    secure = {} if ctx.mode.oci_secure else {"tls": False, "sasl": None}
     broker, front = start_fronted_broker(latency_s=ROUND_TRIP_S, recycle_s=None, idle_close_s=30,
-                                         read_budget=READ_BUDGET)
+                                         read_budget=budget, **secure)
     try:
         out: dict = {"round_trip_ms": ROUND_TRIP_S * 1000, "freeze_idle_ms": FREEZE_IDLE_S * 1000,
-                     "partitions": ctx.partitions, "read_budget": READ_BUDGET,
+                     "partitions": ctx.partitions, "read_budget": budget,
                      "read_counter": "the Kafka front end (per partition)", "instances": {}}
         for count in ctx.mode.oci_instances:
             ctx.say(f"oci_like: {count} instance(s)")
@@ -207,8 +209,8 @@ def markdown(section: dict) -> list[str]:
     if problem:
         return out + [problem, ""]
     out += [f"Each instance frozen {section['freeze_idle_ms']:g} ms after its answer, {section['round_trip_ms']:g} ms "
-            f"added per broker round trip, {section['partitions']} partitions, N clients for N instances, a read "
-            f"budget of {section.get('read_budget', '-')} per partition per second. Read requests counted by "
+            f"added per broker round trip, {section['partitions']} partitions, N clients for N instances, "
+            f"{_budget(section.get('read_budget'))}. Read requests counted by "
             f"{section['read_counter']} during the GETs; stale answers: GETs marked Streamcache-Stale.", "",
             "| instances | GET p50 | GET p99 | PUT p50 | PUT p99 | reads / partition / s (peak) | throttled | "
             "stale answers | staleness p50 | staleness p99 | reads that missed a write | thaws |",
@@ -226,6 +228,10 @@ def markdown(section: dict) -> list[str]:
     out += ["", f"Thaw-to-answer: the first GET after {thaw['frozen_s']:g} s frozen answered {thaw['status']} in "
             f"{_ms(thaw['answer_ms'])}.", ""]
     return out
+
+
+def _budget(budget: int | None) -> str:
+    return f"a read budget of {budget} per partition per second" if budget else "no read budget"
 
 
 def _ms(value: float | None) -> str:

@@ -66,6 +66,11 @@ class ReadPacer:
         self._last_throttled = 0.0  # monotonic: the last throttled answer
         self._episode_throttled = 0
 
+    def set_bound(self, bound_s: float) -> None:
+        """The staleness bound: the interval when not throttled (the service sets it from its limits)."""
+        self.bound_s = self.interval_s = bound_s
+        self.max_interval_s = max(self.max_interval_s, bound_s)
+
     @property
     def throttled(self) -> bool:
         return self.since_ms is not None

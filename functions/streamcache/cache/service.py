@@ -119,7 +119,7 @@ class CacheService:
         self.event_source = event_source
         self._clock = clock  # None: time.time, looked up at each call so that freezegun can stop it
         self._new_request_id = new_request_id
-        replica.pacer.bound_s = replica.pacer.interval_s = limits.staleness_ms / 1000
+        replica.pacer.set_bound(limits.staleness_ms / 1000)
 
     def now_ms(self) -> int:
         return int((self._clock or time.time)() * 1000)
