@@ -132,14 +132,21 @@ def test_clean_catch_ups_bring_the_interval_back_and_the_episode_is_logged_once(
     assert health["interval_ms"] == 1000
 
 
-def test_a_miss_rechecks_the_stream_only_a_few_times_per_interval(service, log, mono):
+def test_a_miss_rechecks_the_stream_every_time_unless_backing_off_then_a_few_times_per_interval(service, log, mono):
     service.get("absent")
     reads = log.reads
-    for _ in range(10):  # ten misses inside a quarter of the interval: no read
+    for n in range(3):  # not throttled: every miss is checked against the stream
         mono.now += 0.02
+        assert service.get("absent").entry is None and log.reads == reads + n + 1
+    log.throttle = True
+    mono.now += 1.5
+    service.get("absent")  # throttled: 2 s, a miss re-checks once 0.5 s passed
+    reads = log.reads
+    for _ in range(10):  # ten misses inside a quarter of the interval: no read
+        mono.now += 0.04
         assert service.get("absent").entry is None
     assert log.reads == reads
-    mono.now += 0.1  # 0.3 s since the catch-up: a miss checks the stream again
+    mono.now += 0.1  # 0.5 s since the catch-up: a miss checks the stream again
     service.get("absent")
     assert log.reads == reads + 1
 

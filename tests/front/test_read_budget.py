@@ -124,7 +124,7 @@ def test_an_fdk_instance_shows_the_episode_in_health_and_marks_its_answers(budge
         for _ in range(30):  # strong reads until one is throttled, then a few more (the interval doubles)
             assert call("GET", "/cache/k?consistency=strong").status == 200
             health = orjson.loads(call("GET", "/health").body)["log_reads"]
-            if health["throttled"] and health["interval_ms"] >= 1600:
+            if health["throttled"] and health["interval_ms"] >= 3200:  # room for a slow machine below
                 break
         assert health["throttled"] and health["since"] and health["throttled_total"] >= 1, health
         assert health["bound_ms"] == 0 and health["episodes"] == 1

@@ -12,7 +12,7 @@ is answered from memory and flagged ``stale``; a strong read raises
 the replica's pacer (:mod:`streamcache.cache.read_pacing`) spaces catch-ups further apart than the
 bound: a default read older than the bound but younger than that interval is answered from memory,
 flagged ``stale`` with the data's age (``age_ms``: since the last catch-up began), and a miss is
-checked against the stream only a few times per interval. A strong read always catches up (the
+checked against the stream only a few times per interval (otherwise every miss is). A strong read always catches up (the
 broker holds it until its budget allows); one that cannot within the read deadline while throttled
 raises :class:`~streamcache.core.errors.LogThrottled` (503 with Retry-After), never a stale answer.
 
@@ -166,8 +166,8 @@ class CacheService:
         if (entry is None and not stale and self.replica.catch_ups == caught_up
                 and self.replica.pacer.miss_recheck_due(self.replica.seconds_since_catch_up())):
             # A miss is checked against the stream before it is answered: a key written a moment
-            # ago through another instance is found, not reported absent for up to the bound. Not
-            # more than a few times per interval: each check is a read request per partition.
+            # ago through another instance is found, not reported absent for up to the bound. While
+            # backing off, a few times per interval only: each check is a read request per partition.
             stale = self._fresh(strong=False, force=True)
             now = self.now_ms()
             entry = self.replica.table.get(key, now)
