@@ -43,6 +43,8 @@ class Mode:
     oci_requests: int = 200  # per client, GETs and again PUTs
     staleness_s: float = 5.0  # how long the delivered staleness is sampled, per fleet
     thaw_after_s: float = 60.0  # how long the instance stays frozen before the thaw-to-answer GET
+    oci_read_budget: int = 5  # the front end's read requests per partition per second (0: no budget)
+    oci_secure: bool = True  # TLS and SASL at the front end, as --like-oci
 
     @property
     def all_scaling_keys(self) -> tuple[int, ...]:
@@ -53,7 +55,8 @@ MODES = {
     "tiny": Mode("tiny", get_requests=60, put_requests=30, path_budget_s=3.0, concurrent_clients=2,
                  concurrent_requests=30, durable_writes=20, scaling_keys=(1000,), scaling_budget_s=20.0,
                  snapshot_keys=(1000,), warm_keys=50, oci_requests=10, staleness_s=1.0,
-                 thaw_after_s=1.0),
+                 thaw_after_s=1.0, oci_read_budget=0, oci_secure=False),  # a smoke run: 16 cold starts
+                                                                         # under the budget take a minute
     "quick": Mode("quick", get_requests=600, put_requests=200, path_budget_s=4.0, concurrent_clients=4,
                   concurrent_requests=150, durable_writes=150, scaling_keys=(10_000,), scaling_budget_s=25.0,
                   snapshot_keys=(10_000,), warm_keys=500, oci_requests=50, staleness_s=2.0,
@@ -115,6 +118,7 @@ class Samples:
     wall_s: float = 0.0
     errors: int = 0
     capped_by_time: bool = False
+    stale: int = 0  # answers marked Streamcache-Stale (the OCI-like section counts them)
 
 
 def timed_loop(action: Callable[[int], object], count: int, budget_s: float, warmup: int = 0,

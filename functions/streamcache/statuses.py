@@ -12,8 +12,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import NamedTuple
 
-from streamcache.core.errors import (ConfigError, InvalidRequest, LogMismatch, LogUnavailable, OutcomeUnknown, Restoring,
-                                     StreamcacheError, ValueUnavailable)
+from streamcache.core.errors import (ConfigError, InvalidRequest, LogMismatch, LogThrottled, LogUnavailable, OutcomeUnknown,
+                                     Restoring, StreamcacheError, ValueUnavailable)
 from streamcache.core.records import Precondition, PreconditionKind
 from streamcache.core.table import Outcome, OutcomeKind
 from streamcache.ports import SnapshotStoreUnavailable
@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     RESTORING = "restoring"
     LOG_MISMATCH = "log_mismatch"
     STREAM_UNAVAILABLE = "stream_unavailable"
+    LOG_THROTTLED = "log_throttled"
     OUTCOME_UNKNOWN = "outcome_unknown"
     SNAPSHOT_STORE_UNAVAILABLE = "snapshot_store_unavailable"
     VALUE_UNAVAILABLE = "value_unavailable"
@@ -63,6 +64,8 @@ ERRORS: tuple[tuple[type[BaseException], int, ErrorCode, str, bool], ...] = (
     # LogUnavailable, so listed first: "stream_unavailable" promises that nothing was written.
     (OutcomeUnknown, 503, ErrorCode.OUTCOME_UNKNOWN, "the write may or may not have been applied; read the key "
      "with consistency=strong to learn what happened before retrying", True),
+    (LogThrottled, 503, ErrorCode.LOG_THROTTLED, "the stream throttles this instance's reads (its read limit "
+     "per partition is used up); retry after Retry-After seconds", True),
     (LogUnavailable, 503, ErrorCode.STREAM_UNAVAILABLE, "the stream cannot be reached", True),
     (SnapshotStoreUnavailable, 503, ErrorCode.SNAPSHOT_STORE_UNAVAILABLE, "the snapshot store cannot be used", True),
     # The object a big value's reference names is gone (value_refs). 500, with its own code: 502 and
@@ -85,7 +88,9 @@ def for_error(exc: BaseException, context: str = "") -> Problem:
             text = f"{prefix}: {exc}" if prefix and str(exc) else (prefix or str(exc))
             if context:
                 text = f"{context}: {text}"
-            return Problem(status, code.value, text, RETRY_AFTER_SECONDS if retryable else None)
+            # An error that knows how long to wait (a throttled read: the instance's interval) says so.
+            wait = getattr(exc, "retry_after_s", None) or RETRY_AFTER_SECONDS
+            return Problem(status, code.value, text, wait if retryable else None)
     if isinstance(exc, StreamcacheError):
         return Problem(500, ErrorCode.INTERNAL.value, f"{type(exc).__name__}: {exc}")
     return INTERNAL

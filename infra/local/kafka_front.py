@@ -62,6 +62,7 @@ class KafkaFront(KafkaProxy):
             SaslServer(*sasl)  # a wrong mechanism fails here, not at the first client
         self._reads: dict[str, deque] = {}  # partition -> times its read requests were forwarded
         self._totals: dict[str, int] = {}
+        self._by_api = {"Fetch": 0, "ListOffsets": 0}  # requests (not partitions) of each kind
         self._peaks: dict[str, int] = {}
         self._counts = {"throttled": 0, "throttle_ms_max": 0, "throttle_ignored": 0, "recycled": 0,
                         "idle_closed": 0, "sasl_failures": 0, "connections_opened": 0}
@@ -100,12 +101,13 @@ class KafkaFront(KafkaProxy):
         return options
 
     def stats(self) -> dict:
-        """Counters: read requests per partition (total, and the most forwarded in any second),
-        throttled answers (and the longest hold), requests a client sent while told to wait,
-        connections recycled and closed idle, failed authentications, connections open."""
+        """Counters: read requests per partition (total, and the most forwarded in any second), read
+        requests of each kind (Fetch, ListOffsets; requests, not partitions), throttled answers (and
+        the longest hold), requests a client sent while told to wait, connections recycled and closed
+        idle, failed authentications, connections open."""
         with self._stats_lock:
             return {"read_requests": dict(self._totals), "reads_per_s_peak": dict(self._peaks),
-                    **self._counts, "connections": self.connections()}
+                    "read_requests_by_api": dict(self._by_api), **self._counts, "connections": self.connections()}
 
     def reads_per_s(self) -> dict[str, int]:
         """Read requests forwarded per partition in the last second."""
@@ -117,6 +119,7 @@ class KafkaFront(KafkaProxy):
         with self._stats_lock:
             self._totals.clear()
             self._peaks.clear()
+            self._by_api = dict.fromkeys(self._by_api, 0)
             for name in self._counts:
                 self._counts[name] = 0
 
@@ -186,6 +189,7 @@ class KafkaFront(KafkaProxy):
         so that no partition sees more than ``read_budget`` forwarded in any second."""
         partitions = _read_partitions(api_key, version, frame)
         with self._stats_lock:
+            self._by_api["Fetch" if api_key == FETCH else "ListOffsets"] += 1
             at = now
             if self.read_budget:
                 for p in partitions:

@@ -8,21 +8,64 @@ will (TLS against the configured CA, then SaslHandshake and SaslAuthenticate wit
 mechanisms) and raises :class:`~streamcache.core.errors.LogUnavailable` naming
 ``STREAMCACHE_KAFKA_SSL_CA_FILE``, ``STREAMCACHE_KAFKA_SASL_MECHANISM`` or the SASL username and
 password. A network failure is not judged here: the clients meet it and report it as before.
+
+It also counts the read answers the broker throttled (:func:`throttled_reads`). kafka-python honours
+``throttle_time_ms`` itself (it holds the connection that long) but tells its user only through its
+metrics (off here: they cost every request) and one WARNING line per throttled answer on
+``kafka.net.connection``. :class:`_ThrottleCounter`, a filter on that logger, counts those lines
+and drops them: the replica paces its reads by the count and logs one line per episode instead
+(:mod:`streamcache.cache.read_pacing`), where a fleet over its budget would write a line per request.
+
+And it closes a producer whose broker went away (:func:`close_producer`), which kafka-python's own
+``close`` cannot do cleanly.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import struct
+import threading
 from typing import Mapping
 
+from kafka import KafkaProducer
+from kafka import errors as kafka_errors
 from kafka.net.sasl import get_sasl_mechanism
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse
 from kafka.protocol.sasl import (SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
                                  SaslHandshakeResponse)
 
 from streamcache.core.errors import LogUnavailable
+
+class _ThrottleCounter(logging.Filter):
+    """Counts kafka-python's "<conn>: <Response> throttled by broker (<ms> ms)" lines of read answers
+    (Fetch, ListOffsets), and drops every throttle line (the pacing logs the episode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "throttled by broker" not in str(record.msg):
+            return True
+        answer = str(record.args[1]) if isinstance(record.args, tuple) and len(record.args) > 1 else ""
+        if answer.startswith(("Fetch", "ListOffsets")):
+            with self._lock:
+                self.reads += 1
+        return False
+
+
+_THROTTLES = _ThrottleCounter()
+logging.getLogger("kafka.net.connection").addFilter(_THROTTLES)
+
+
+def throttled_reads() -> int:
+    """Read answers (Fetch, ListOffsets) the broker throttled in this process so far. One count for
+    the process: an instance has one reading client (a second one in the process shares the count)."""
+    return _THROTTLES.reads
+
 
 _CA = "STREAMCACHE_KAFKA_SSL_CA_FILE"
 _CREDENTIALS = ("STREAMCACHE_KAFKA_SASL_USERNAME and STREAMCACHE_KAFKA_SASL_PASSWORD (or the Vault secret "
@@ -107,3 +150,19 @@ def _read(sock: socket.socket, size: int) -> bytes:
             raise EOFError("the Kafka endpoint closed the connection")
         data += chunk
     return data
+
+
+def close_producer(producer: KafkaProducer) -> None:
+    """Close a producer even when records are stuck in it (broker gone).
+
+    kafka-python's ``close`` flushes first and raises if the flush times out, before marking the
+    producer closed; its ``__del__`` then raises again during garbage collection. Force-close the
+    sender and mark it closed ourselves in that case.
+    """
+    try:
+        producer.close(timeout=1)
+    except kafka_errors.KafkaTimeoutError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        producer._closed = True

@@ -40,25 +40,25 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.partitioner.default import murmur2
 
-from streamcache.adapters.kafka_link import check_link
+from streamcache.adapters.kafka_link import check_link, close_producer, throttled_reads
 from streamcache.adapters.kafka_outcome import abandon, find_batch, may_have_landed
 from streamcache.core.errors import LogTruncated, LogUnavailable, OutcomeUnknown
 from streamcache.core.records import Position
 from streamcache.ports import LogBounds, LogRecord
 
 
-#: The bulk producer's batching: wait up to 5 ms for a batch to fill, batches up to 256 KiB (a produce
-#: request carries at most 1 MiB, OCI Streaming's limit).
 #: The longest a read waits for offsets the log end promised before answering "unavailable".
 READ_DEADLINE_S = 10.0
 #: Every record is a CloudEvent in the Kafka binding's structured mode, and says so (CloudEvents
 #: Kafka protocol binding, 3.2): readers that pick the mode from the headers take it as structured.
 #: Our own readers decode the value alone, so records from other writers, with or without it, read alike.
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
+#: The bulk producer's batching: wait up to 5 ms for a batch to fill, batches up to 256 KiB (a produce
+#: request carries at most 1 MiB, OCI Streaming's limit).
 BULK_LINGER_MS = 5
+BULK_BATCH_BYTES = 256 * 1024
 #: Below the 30 s after which OCI's front ends (and NATs) may drop an idle connection.
 CONNECTIONS_MAX_IDLE_MS = 20_000
-BULK_BATCH_BYTES = 256 * 1024
 
 
 @lru_cache(maxsize=1 << 16)
@@ -174,6 +174,11 @@ class KafkaLog:
 
     def partition_for(self, key: str) -> int:
         return key_partition(key, self.partitions)
+
+    @property
+    def throttled_responses(self) -> int:
+        """Read answers the broker throttled so far (see kafka_link): the replica paces its reads by it."""
+        return throttled_reads()
 
     def append(self, key: str, value: bytes) -> Position:
         partition = self.partition_for(key)
@@ -375,26 +380,7 @@ class KafkaLog:
         with self._lock:
             for producer in (self._producer, self._bulk_producer):
                 if producer is not None:
-                    _close_producer(producer)
-            if self._consumer is not None:
-                try:
-                    self._consumer.close()
-                except kafka_errors.KafkaError:  # best effort: the broker may be gone
-                    pass
-            self._producer = self._bulk_producer = self._consumer = None
+                    close_producer(producer)
+            self._drop_consumer()
+            self._producer = self._bulk_producer = None
 
-
-def _close_producer(producer: KafkaProducer) -> None:
-    """Close a producer even when records are stuck in it (broker gone).
-
-    kafka-python's ``close`` flushes first and raises if the flush times out, before marking the
-    producer closed; its ``__del__`` then raises again during garbage collection. Force-close the
-    sender and mark it closed ourselves in that case.
-    """
-    try:
-        producer.close(timeout=1)
-    except kafka_errors.KafkaTimeoutError:
-        sender = getattr(producer, "_sender", None)
-        if sender is not None:
-            sender.force_close()
-        producer._closed = True

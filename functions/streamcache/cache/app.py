@@ -149,7 +149,7 @@ class CacheApp:
             staleness_bound_ms=self.service.limits.staleness_ms,
             records_applied=replica.records_applied, records_skipped=replica.records_skipped,
             records_misplaced=replica.records_misplaced,
-            log_watch=replica.watch.health(),
+            log_watch=replica.watch.health(), log_reads=replica.pacer.health(),
             bytes_used=replica.table.used_bytes() if done else 0,
             max_bytes=None if replica.quota is None else replica.quota.max_bytes,
         )

@@ -71,6 +71,7 @@ class Health:
     records_misplaced: int = 0  # skipped: valid records in another partition than their key's
     bytes_used: int = 0  # the table's accounted size (key + value + 64 B an entry), as the quota counts it
     max_bytes: int | None = None  # the quota (STREAMCACHE_MAX_BYTES); None: no bound
+    log_reads: dict = field(default_factory=dict)  # the read pacing: throttled, since, interval_ms, ...
 
     def with_problem(self, problem: HealthProblem) -> "Health":
         """This health with one more problem: a serving instance with a problem is degraded (one that
@@ -98,4 +99,5 @@ class Health:
             "bytes_used": self.bytes_used,
             "max_bytes": self.max_bytes,
             **self.log_watch,
+            "log_reads": self.log_reads,
         }

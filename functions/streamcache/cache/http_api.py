@@ -210,11 +210,13 @@ class HttpApi:
     def _get(self, key: str, request: HttpRequest, query: dict, method: str) -> HttpResponse:
         result = self.service.get(key, strong=_strong(query), after=_after(request, query))
         entry = result.entry
-        if entry is None:
-            return problem_response(not_found(key))
+        if entry is None:  # absent here: from older memory too, and said to be
+            problem = not_found(key)
+            stale = _stale_headers(result.age_ms) if result.stale else {}
+            return error_response(problem.status, problem.code, problem.message, stale or None)
         headers = _entry_headers(entry, result.now_ms)
         if result.stale:
-            headers["Streamcache-Stale"] = "true"
+            headers.update(_stale_headers(result.age_ms))
         inm = request.headers.get("if-none-match")
         if inm is not None and _etag_matches(inm, entry):
             return HttpResponse(304, headers, b"")
@@ -228,7 +230,7 @@ class HttpApi:
             raise HttpError(400, "invalid_limit", "limit must be a whole number") from None
         page = self.service.list(query.get("prefix", ""), limit, query.get("cursor"), _strong(query),
                                  _after(request, query))
-        return json_response(200, _page_body(page), {"Streamcache-Stale": "true"} if page.stale else None)
+        return json_response(200, _page_body(page), _stale_headers(page.age_ms) if page.stale else None)
 
     def _changes(self, query: dict) -> HttpResponse:
         unknown = sorted(set(query) - {"after", "prefix", "limit", "wait"})
@@ -362,6 +364,13 @@ def _precondition(request: HttpRequest, allow_absent: bool = True) -> Preconditi
 def _etag_matches(header: str, entry: Entry) -> bool:
     tags = [t.strip() for t in header.split(",")]
     return "*" in tags or any(t.removeprefix("W/").strip('"') == str(entry.version) for t in tags)
+
+
+def _stale_headers(age_ms: int | None) -> dict[str, str]:
+    """A stale answer says so, and how old its data is (HTTP's Age, in whole seconds, as well)."""
+    if age_ms is None:
+        return {"Streamcache-Stale": "true"}
+    return {"Streamcache-Stale": "true", "Streamcache-Data-Age-Ms": str(age_ms), "Age": str(age_ms // 1000)}
 
 
 def _entry_headers(entry: Entry, now_ms: int) -> dict[str, str]:

@@ -54,6 +54,7 @@ class InstanceMetrics:
     def __init__(self, metrics: Metrics, replica: "Replica", cold_start: "ColdStart", prefix: str) -> None:
         self.metrics, self.replica, self.cold_start, self.prefix = metrics, replica, cold_start, prefix
         self._catch_ups = replica.catch_ups
+        self._throttled = replica.pacer.throttled_total
         self._cold_start_said = False
         self._counts: dict[_Key, float] = {}
         self._observed: dict[_Key, list] = {}  # key -> [n, total, largest]
@@ -117,6 +118,9 @@ class InstanceMetrics:
         if self.replica.catch_ups != self._catch_ups:
             self.count(("CatchUps", ()), self.replica.catch_ups - self._catch_ups)
             self._catch_ups = self.replica.catch_ups
+        if self.replica.pacer.throttled_total != self._throttled:
+            self.count(("ThrottledLogReads", ()), self.replica.pacer.throttled_total - self._throttled)
+            self._throttled = self.replica.pacer.throttled_total
         if not self._cold_start_said and self.cold_start.done:
             self._said_cold_start()
         if self.metrics.due(pending=True):
@@ -151,5 +155,6 @@ class InstanceMetrics:
         degraded = cold.phase in (Phase.DEGRADED, Phase.RECOVERING, Phase.REFUSING) or replica.refused is not None \
             or bool(replica.watch.health().get("log_regressions"))
         self.metrics.gauge("DegradedInstances", 1.0 if degraded else 0.0)
+        self.metrics.gauge("LogReadIntervalMs", replica.pacer.interval_s * 1000)
         if replica.quota is not None and replica.quota.max_bytes and cold.done:
             self.metrics.gauge("QuotaUsedPercent", 100.0 * replica.table.used_bytes() / replica.quota.max_bytes)

@@ -151,12 +151,19 @@ def _run(service: CacheService, op: object, health: Callable[[], dict]) -> dict:
         encoding = _value_encoding(op)
         result = service.get(key, strong=strong, after=_after(op))
         if result.entry is None:
-            return error_answer(not_found(key))
+            missing = error_answer(not_found(key))
+            if result.stale:  # absent here: from older memory too, and said to be
+                missing["stale"] = True
+                if result.age_ms is not None:
+                    missing["data_age_ms"] = result.age_ms
+            return missing
         value = _value_fields(result.entry, encoding)
         answer = {"status": 200, "key": key, **value, "version": str(result.entry.version),
                   "expires_at": _time(result.entry.expires_at_ms)}
         if result.stale:
             answer["stale"] = True
+            if result.age_ms is not None:
+                answer["data_age_ms"] = result.age_ms
         return answer
     mutation, precondition = _write_record(service, name, op)
     return _write_answer(service, mutation, service.write(mutation), precondition)

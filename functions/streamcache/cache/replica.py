@@ -15,6 +15,11 @@ next offsets. It moves forward in three ways only:
 - nothing else. Catching up happens inside requests (OCI may freeze a container between
   invocations); only restores run in a thread.
 
+Every read of the log tells :attr:`Replica.pacer` whether the broker throttled it (an adapter that
+can be throttled counts its throttled answers in ``throttled_responses``; see
+:mod:`streamcache.cache.read_pacing`): the service then spaces default reads' catch-ups out, and the
+periodic look at the log backs off with them.
+
 A reload replaces the table when the replica cannot go on from where it stands: the log proved it
 went backwards (:mod:`streamcache.cache.log_watch`: a short end is only a suspicion until a fetch at
 the applied position finds the record gone or different), or retention dropped records it has not
@@ -39,7 +44,9 @@ from streamcache.core.quota import Quota
 from streamcache.core.table import Outcome, Table
 from streamcache.replay.fold import FoldStats, apply_records
 from streamcache.replay.identity import check_table
-from streamcache.cache.log_watch import LogWatch, check_log_regression, own_write_regression, partitions_changed
+from streamcache.cache.log_watch import (CHECK_EVERY_S, LogWatch, check_log_regression, own_write_regression,
+                                        partitions_changed)
+from streamcache.cache.read_pacing import ReadPacer
 from streamcache.ports import MutationLog
 
 log = logging.getLogger("streamcache.cache.replica")
@@ -72,6 +79,9 @@ class Replica:
         # catch-ups and its own writes reached): lag is measured against it without asking the broker.
         self.known_end: dict[int, int] = {}
         self.watch = LogWatch()  # notices a log that went backwards (recreated, or a broker that lost it)
+        #: How often catch-ups may happen, learnt from the broker's throttling; the service sets its
+        #: bound (the staleness bound) from its limits.
+        self.pacer = ReadPacer(1.0, monotonic=self._monotonic)
         #: Why the table is being reloaded (``None``: it is not); set until :meth:`install`.
         self.reloading: str | None = None
         #: Starts the background reload (the cold start's :meth:`~streamcache.cache.cold_start.ColdStart.reload`);
@@ -126,12 +136,24 @@ class Replica:
         with self._lock:
             self.ensure_serving(strong=True)
             started = self._monotonic()
-            if self.watch.due():
-                self._check_log()
-            count = self._apply_all(self._read(self.positions()))
+            throttled = self._throttled()
+            try:
+                # The periodic look costs a few read requests per partition: it backs off with the pacer.
+                self.watch.check_every_s = max(CHECK_EVERY_S, 5 * self.pacer.interval_s)
+                if self.watch.due():
+                    self._check_log()
+                count = self._apply_all(self._read(self.positions()))
+            except BaseException:
+                self._note_throttling(throttled)  # a failed catch-up never speeds the pace up
+                raise
+            self.pacer.record(self._throttled() - throttled)
             self._last_catch_up = started
             self.catch_ups += 1
             return count
+
+    def _throttled(self) -> int:
+        """Read answers the broker throttled so far (0 for a log that is never throttled)."""
+        return int(getattr(self._log, "throttled_responses", 0))
 
     def apply_past(self, after: Mapping[int, int]) -> None:
         """Make sure every position in ``after`` (partition -> offset) is applied: read the partitions
@@ -144,7 +166,7 @@ class Replica:
             applied = self.positions()
             behind = {p: applied[p] for p, offset in after.items() if p in applied and applied[p] <= offset}
             if behind:
-                self._apply_all(self._read(behind))
+                self._paced_apply(behind)
                 applied = self.positions()
             missing = {p: o for p, o in after.items() if p not in applied or applied[p] <= o}
             if missing:
@@ -201,7 +223,7 @@ class Replica:
             partition = position.partition
             start = {partition: self.positions()[partition]}
             if start[partition] <= position.offset:
-                self._apply_all(self._read(start, {partition: position.offset + 1}))
+                self._paced_apply(start, {partition: position.offset + 1})
             outcome = self.table.outcome_for(partition, request_id)
             suspicion = None if outcome is not None else own_write_regression(position, start[partition])
             if suspicion is not None:
@@ -265,6 +287,20 @@ class Replica:
             return self._log.read(start, end)
         except LogTruncated as exc:
             raise self._begin_reload(f"this instance fell behind the stream's retention: {exc}") from exc
+
+    def _paced_apply(self, start: dict[int, int], end: dict[int, int] | None = None) -> None:
+        """Read and apply a part of the log outside a catch-up; throttling met on the way slows the
+        catch-ups down (reads that went through unthrottled are no news: only catch-ups speed up)."""
+        throttled = self._throttled()
+        try:
+            self._apply_all(self._read(start, end))
+        finally:
+            self._note_throttling(throttled)
+
+    def _note_throttling(self, before: int) -> None:
+        """Slow the pace down if answers were throttled since the count was ``before``."""
+        if self._throttled() > before:
+            self.pacer.record(self._throttled() - before)
 
     def _apply_all(self, records) -> int:
         stats = apply_records(self.table, records, self._log.partition_for)

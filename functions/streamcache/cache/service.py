@@ -8,7 +8,13 @@ raises :class:`~streamcache.core.errors.OutcomeUnknown` (503 ``outcome_unknown``
 Read path: catch up with the log first if the last catch-up is older than the staleness bound (or
 always, for ``strong`` reads), then answer from memory. If the log cannot be reached, a default read
 is answered from memory and flagged ``stale``; a strong read raises
-:class:`~streamcache.core.errors.LogUnavailable`.
+:class:`~streamcache.core.errors.LogUnavailable`. While the broker throttles this instance's reads,
+the replica's pacer (:mod:`streamcache.cache.read_pacing`) spaces catch-ups further apart than the
+bound: a default read older than the bound but younger than that interval is answered from memory,
+flagged ``stale`` with the data's age (``age_ms``: since the last catch-up began), and a miss is
+checked against the stream only a few times per interval (otherwise every miss is). A strong read always catches up (the
+broker holds it until its budget allows); one that cannot within the read deadline while throttled
+raises :class:`~streamcache.core.errors.LogThrottled` (503 with Retry-After), never a stale answer.
 
 While the replica reloads its table (see :mod:`streamcache.cache.replica`), default reads are answered
 from the old table and flagged ``stale``, as when the log cannot be reached; strong reads, ``after=``
@@ -29,7 +35,7 @@ from typing import Callable, Mapping
 
 from streamcache.core import records
 from streamcache.core.errors import (InvalidConsistency, InvalidPosition, InvalidRequest, InvalidTTL, LogMismatch,
-                                     LogUnavailable, OutcomeUnknown, Restoring, ValueTooLarge)
+                                     LogThrottled, LogUnavailable, OutcomeUnknown, Restoring, ValueTooLarge)
 from streamcache.core.records import Delete, Increment, Mutation, Position, Precondition, PreconditionKind, Put, Touch
 from streamcache.core.table import Entry, Outcome, OutcomeKind
 from streamcache.cache.big_values import BigValues, unresolvable
@@ -71,6 +77,7 @@ class ReadResult:
     entry: Entry | None
     now_ms: int
     stale: bool = False
+    age_ms: int | None = None  # stale: how long ago the data was last brought up to the log end (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class ListPage:
     cursor: str | None
     now_ms: int
     stale: bool = False
+    age_ms: int | None = None
 
 
 class InvalidIncrement(InvalidRequest):
@@ -128,6 +136,7 @@ class CacheService:
         self._new_request_id = new_request_id
         self.values = values  # None: no object store, every value goes inline (and may not fit a record)
         self._resolve = unresolvable if values is None else values.resolve
+        replica.pacer.set_bound(limits.staleness_ms / 1000)
 
     def now_ms(self) -> int:
         return int((self._clock or time.time)() * 1000)
@@ -139,16 +148,26 @@ class CacheService:
         self.replica.ensure_serving(strong)
         if self.replica.reloading is not None:
             return True  # a default read during a reload: the old table, said to be stale
+        age = self.replica.seconds_since_catch_up()
+        if not (strong or force):
+            if age is not None and age < self.limits.staleness_ms / 1000:
+                return False
+            if not self.replica.pacer.due(age):
+                return True  # throttled: from memory, older than the bound, and said to be
         try:
-            if strong or force:
-                self.replica.catch_up()
-            else:
-                self.replica.catch_up_if_older_than(self.limits.staleness_ms / 1000)
-        except (LogUnavailable, Restoring):  # Restoring: this catch-up found that a reload is needed
+            self.replica.catch_up()
+        except (LogUnavailable, Restoring) as exc:  # Restoring: this catch-up found that a reload is needed
+            if strong and isinstance(exc, LogUnavailable) and self.replica.pacer.throttled:
+                raise LogThrottled(f"{exc}", self.replica.pacer.retry_after_s()) from exc
             if strong:
                 raise
             return True
         return False
+
+    def _age_ms(self, stale: bool) -> int | None:
+        """A stale answer's data age: since the last catch-up began."""
+        age = self.replica.seconds_since_catch_up() if stale else None
+        return None if age is None else max(0, round(age * 1000))
 
     def get(self, key: str, strong: bool = False, after: Mapping[int, int] | None = None) -> ReadResult:
         """The key's entry. ``after`` (a session's positions, see :func:`parse_positions`): answer
@@ -161,13 +180,15 @@ class CacheService:
         stale = self._fresh(strong)
         now = self.now_ms()
         entry = self.replica.table.get(key, now)
-        if entry is None and not stale and self.replica.catch_ups == caught_up:
+        if (entry is None and not stale and self.replica.catch_ups == caught_up
+                and self.replica.pacer.miss_recheck_due(self.replica.seconds_since_catch_up())):
             # A miss is checked against the stream before it is answered: a key written a moment
-            # ago through another instance is found, not reported absent for up to the bound.
+            # ago through another instance is found, not reported absent for up to the bound. While
+            # backing off, a few times per interval only: each check is a read request per partition.
             stale = self._fresh(strong=False, force=True)
             now = self.now_ms()
             entry = self.replica.table.get(key, now)
-        return ReadResult(None if entry is None else self._resolve(entry), now, stale)
+        return ReadResult(None if entry is None else self._resolve(entry), now, stale, self._age_ms(stale))
 
     def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None, strong: bool = False,
              after: Mapping[int, int] | None = None) -> ListPage:
@@ -186,7 +207,7 @@ class CacheService:
                 next_cursor = _encode_cursor(items[-1].key)
                 break
             items.append(KeyInfo(key, entry))
-        return ListPage(items, next_cursor, now, stale)
+        return ListPage(items, next_cursor, now, stale, self._age_ms(stale))
 
     # ---- writes -------------------------------------------------------------------------------
 

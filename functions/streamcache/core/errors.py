@@ -80,6 +80,17 @@ class LogUnavailable(StreamcacheError):
     """The mutation log cannot be reached (broker down, timeout). Safe to retry later."""
 
 
+class LogThrottled(LogUnavailable):
+    """A read of the log that had to happen (a strong read, a conditional write's read-back) did not
+    finish within its deadline while the stream throttled this instance's reads. Maps to 503
+    ``log_throttled`` with ``Retry-After`` = ``retry_after_s`` (the instance's current interval
+    between log reads). Nothing was answered from stale data and nothing was written."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class OutcomeUnknown(LogUnavailable):
     """An append may or may not have landed: the record left this process and the broker's answer
     never came (a connection cut, a timeout), or it landed at ``position`` but its outcome could not
