@@ -20,7 +20,7 @@ from streamcache.core.snapshot import (checksum, decode_snapshot, encode_snapsho
                                        stream_prefix)
 from streamcache.core.table import DEDUP_WINDOW_MS, Table
 from streamcache.replay.catalog import load_newest_valid
-from support.hooked_store import HookedStore, Killed
+from support.hooked_store import HookedStore, Killed, killed_at
 from support.log_history import START_MS, delete, fill, foreign, full_replay, put, values
 
 STREAM = "orders"
@@ -366,17 +366,7 @@ def test_a_compactor_killed_at_any_step_leaves_snapshots_valid_and_the_next_run_
     compact(log, store, STREAM, keep=5)  # two snapshots now
     fill(log, 10, ts_ms=START_MS + 2_000, prefix="y")
     before = snapshots(store)
-
-    def kill(*_):
-        raise Killed(step)
-
-    if step == "write":
-        hooked = HookedStore(store, put_new=kill)
-    elif step == "prune-list":
-        lists = iter([None, kill])  # the first listing loads, the second one prunes
-        hooked = HookedStore(store, list=lambda *a: (next(lists) or (lambda *_: None))(*a))
-    else:
-        hooked = HookedStore(store, delete=kill)
+    hooked = killed_at(store, step)
     with pytest.raises(Killed):
         compact(log, hooked, STREAM, keep=1)
     for name in snapshots(store):

@@ -21,7 +21,7 @@ from streamcache.core.table import Table
 from streamcache.replay.catalog import load_newest_valid
 from streamcache.replay.chain import load_snapshot
 from streamcache.replay.fold import replay
-from support.hooked_store import HookedStore, Killed
+from support.hooked_store import HookedStore, Killed, killed_at
 from support.log_history import START_MS, fill, full_replay
 import test_compaction as plain
 from test_compaction import STREAM, histories, play, restored, snapshots
@@ -244,17 +244,7 @@ def test_a_compactor_killed_at_any_step_of_a_delta_leaves_every_chain_loadable(l
     compact(log, store, STREAM, keep=5, chain=CHAIN)  # a full image, then another and its delta
     grow(log, 3)
     before = snapshots(store)
-
-    def kill(*_):
-        raise Killed(step)
-
-    if step == "write":
-        hooked = HookedStore(store, put_new=kill)
-    elif step == "prune-list":
-        lists = iter([None, kill])  # the first listing loads, the second one prunes
-        hooked = HookedStore(store, list=lambda *a: (next(lists) or (lambda *_: None))(*a))
-    else:
-        hooked = HookedStore(store, delete=kill)
+    hooked = killed_at(store, step)
     with pytest.raises(Killed):
         compact(log, hooked, STREAM, keep=1, chain=CHAIN)
     names = snapshots(store)

@@ -31,3 +31,19 @@ class HookedStore:
 
 class Killed(Exception):
     """Stands for the process dying at this step (nothing after it runs)."""
+
+
+def killed_at(store, step: str) -> HookedStore:
+    """``store`` wrapped so that the compactor dies (:class:`Killed`) at ``step``: ``write`` (the
+    snapshot's upload), ``prune-list`` (the listing that precedes pruning; the first listing, which
+    loads, goes through) or any other step name: the first delete."""
+
+    def kill(*_):
+        raise Killed(step)
+
+    if step == "write":
+        return HookedStore(store, put_new=kill)
+    if step == "prune-list":
+        lists = iter([None, kill])
+        return HookedStore(store, list=lambda *a: (next(lists) or (lambda *_: None))(*a))
+    return HookedStore(store, delete=kill)
