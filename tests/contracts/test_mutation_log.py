@@ -231,6 +231,21 @@ def test_records_at_answers_from_the_log_itself(make_log):
     assert [r.value for r in log.read({p: 2})] == [b"2", b"3", b"4", b"5"]
 
 
+def test_records_at_finds_a_record_in_the_middle_of_a_big_batch(make_log):
+    """The record a table applied last is often inside a batch a bulk producer wrote (imports, a
+    pipelined batch, a tail of overwrites): a fetch at its offset answers the whole batch, from its
+    first record, and the record asked for must be found in it (issue 24: a cold start once waited
+    out its deadline on such a check)."""
+    log = make_log(1)
+    values = [b"%05d-" % i + b"x" * 400 for i in range(3000)]  # ~1.2 MB: several 256 KiB batches
+    positions = log.append_many([("k", v) for v in values])
+    assert [p.offset for p in positions] == list(range(3000))
+    for offset in (1, 700, 1499, 2998, 2999):
+        found = log.records_at({0: offset})[0]
+        assert found is not None and found.position == Position(0, offset) and found.value == values[offset]
+    assert log.records_at({0: 3000}) == {0: None}
+
+
 def test_records_at_after_the_broker_lost_its_log_sees_the_new_log():
     """A Kafka client that read a longer log (its cached high watermark says 5) is told the truth
     after the local broker restarted empty and took one new record: the record at 3 is gone, the one
