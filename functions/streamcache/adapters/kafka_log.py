@@ -235,9 +235,8 @@ class KafkaLog:
             listed = consumer.end_offsets(tps, timeout_ms=self._timeout_ms)
             # Exact, from the broker as it is now: a high watermark cached from an earlier fetch may
             # belong to a log that is gone (a broker that lost its log, a recreated stream).
-            nxt = {tp.partition: 0 if listed[tp] == 0 else
-                   max(listed[tp], self._learn_highwater(consumer, tp, listed[tp] - 1, fresh=True) or 0)
-                   for tp in tps}
+            learnt = self._learn_highwaters(consumer, {tp: listed[tp] - 1 for tp in tps if listed[tp] > 0})
+            nxt = {tp.partition: 0 if listed[tp] == 0 else max(listed[tp], learnt.get(tp) or 0) for tp in tps}
             return LogBounds({tp.partition: first[tp] for tp in tps}, nxt)
 
     def read(self, start: Mapping[int, int], end: Mapping[int, int] | None = None) -> Iterator[LogRecord]:
@@ -367,6 +366,29 @@ class KafkaLog:
             if not fresh and (consumer.highwater(tp) or 0) > (before or 0):
                 break
         return None if fresh else consumer.highwater(tp)
+
+    def _learn_highwaters(self, consumer: KafkaConsumer, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The high watermark of a fetch response for each partition, fetching the record at its offset
+        (the last one ListOffsets admits to), all partitions in the same fetches. One partition after
+        the other, the fetch kafka-python sends ahead for the partition just answered (at the log's
+        end, where nothing arrives) held up the next partition's fetch: a cold start's first request
+        once waited out the whole deadline (issue 24). Partitions with no answer are left out."""
+        others = [t for t in consumer.assignment() if t not in offsets]
+        consumer.pause(*others)
+        consumer.resume(*offsets)
+        for tp, offset in offsets.items():
+            consumer.seek(tp, offset)
+        learnt: dict[TopicPartition, int] = {}
+        pending = set(offsets)
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        while pending and time.monotonic() < deadline:
+            batches = consumer.poll(timeout_ms=100)
+            for tp in [t for t in pending if batches.get(t)]:
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    learnt[tp] = highwater
+                pending.discard(tp)
+        return learnt
 
     def _drop_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None
