@@ -88,7 +88,7 @@ def test_a_store_failing_mid_load_leaves_no_reader_behind():
 
     with pytest.raises(SnapshotStoreUnavailable):
         load_with_tail(HookedStore(store, read_into=unavailable), STREAM, SlowLog(), time.monotonic)
-    assert not [t for t in threading.enumerate() if t.name in ("streamcache-tail", "streamcache-image")]
+    assert not [t for t in threading.enumerate() if t.name == "streamcache-tail"]
 
 
 def test_a_cold_start_on_the_fast_path_equals_a_full_replay(monkeypatch):
@@ -142,41 +142,3 @@ def test_a_chain_takes_the_fast_path_base_then_deltas_with_exactly_its_tail():
     table = fast.loaded.table
     apply_decoded(table, fast.records)
     assert table.export_state() == full_replay(log).export_state()
-
-
-@pytest.mark.parametrize("case", ["snapshot ahead of the log", "log unreachable"])
-def test_an_image_loaded_while_the_log_is_checked_is_closed_when_the_fast_path_gives_up(monkeypatch, case):
-    """The image loads while the bounds and the identity are read: when they rule the fast path out
-    (or fail), what was loaded is closed before the ordinary path loads anything."""
-    import sqlite3
-    import threading
-
-    from streamcache.core.errors import LogUnavailable
-
-    log, store = MemoryLog(3), MemoryStore()
-    fill(log, 10)
-    compact(log, store, STREAM, keep=3)
-    loads = []
-    real_load = restore_prefetch.load_snapshot
-
-    def recorded(*args, **kwargs):
-        loads.append(real_load(*args, **kwargs))
-        return loads[-1]
-
-    monkeypatch.setattr(restore_prefetch, "load_snapshot", recorded)
-    if case == "snapshot ahead of the log":
-        assert load_with_tail(store, STREAM, MemoryLog(3), time.monotonic) is None  # a recreated stream
-    else:
-        class Unreachable:
-            def __getattr__(self, name):
-                return getattr(log, name)
-
-            def bounds(self):
-                raise LogUnavailable("the stream went away")
-
-        with pytest.raises(LogUnavailable):
-            load_with_tail(store, STREAM, Unreachable(), time.monotonic)
-    assert len(loads) == 1
-    with pytest.raises(sqlite3.ProgrammingError):  # closed
-        loads[0].table.db.execute("SELECT 1")
-    assert not [t for t in threading.enumerate() if t.name == "streamcache-image"]

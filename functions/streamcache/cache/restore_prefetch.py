@@ -3,10 +3,9 @@
 A cold start used to do two things one after the other: load the snapshot (download, CRC-32,
 ``deserialize``: C code that releases the GIL), then read the log's tail from its positions (network
 and kafka-python's record parsing: Python). The positions are in the image's first pages, so this
-reads them first (a 64 KiB ranged read), then loads the image in a thread while this one captures
-the log's bounds, checks the snapshot against the log (:mod:`streamcache.replay.identity`: a probe
-consumer of its own, tens of ms) and reads and decodes the tail. Measured at 1M keys and a 10k-record
-tail: the three overlap most of the image's ~0.15 s.
+reads them first (a 64 KiB ranged read), captures the log's bounds, and reads the tail in a thread
+while the image downloads and loads. Measured at 1M keys and a 10k-record tail: the two overlap
+for most of the image's ~0.15 s.
 
 Only the plain case takes this path: a big enough image (:data:`FAST_MIN_BYTES`; for a delta, its
 chain's base), the newest snapshot (with its chain) verifies, its header is the one read ahead, and the plan needs no special handling (no data loss, the snapshot not ahead of the log).
@@ -32,7 +31,7 @@ from streamcache.replay.fold import decode_records
 from streamcache.replay.identity import check_header
 from streamcache.ports import MutationLog
 from streamcache.replay.catalog import Catalog, LoadedSnapshot, list_catalog, read_header
-from streamcache.replay.chain import ChainLoad, Unusable, load_snapshot
+from streamcache.replay.chain import Unusable, load_snapshot
 from streamcache.ports import SnapshotNotFound, SnapshotStore
 
 log = logging.getLogger("streamcache.restore")
@@ -72,67 +71,39 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
         header, _ = read_header(store, name)
     except (SnapshotError, SnapshotNotFound):
         return None
-    # The image (the long part) starts loading now, while the log's bounds are read, the snapshot is
-    # checked against the log (a probe consumer of its own: connections, a fetch per partition) and
-    # the tail is read. Should the plan not be the plain case after all, the image loaded meanwhile
-    # is closed and the ordinary path starts over (one download more, in a rare case).
-    loader = _ImageLoader(store, name, catalog.snapshots)
-    loader.start()
+    began_at = monotonic()  # before the bounds: writes acknowledged earlier are in them
+    bounds = mutation_log.bounds()
+    plan = plan_restore(header, bounds, check_header(mutation_log, header, bounds))
+    if plan.snapshot is None or plan.degraded or plan.refused or plan.records_to_replay > PREFETCH_MAX_RECORDS:
+        return None
+    records: list[tuple[Position, Mutation | RecordError]] = []
+    failed: list[BaseException] = []
+
+    start = {p: s for p, s in plan.start.items() if p in plan.end and s < plan.end[p]}
+
+    def read_tail() -> None:
+        try:
+            if start:  # decoded here too: the image's load leaves this thread the GIL most of the time
+                records.extend(decode_records(mutation_log.read(start, plan.end), mutation_log.partition_for))
+        except BaseException as exc:  # reported to the caller, which takes the ordinary path
+            failed.append(exc)
+
+    reader = threading.Thread(target=read_tail, name="streamcache-tail", daemon=True)
+    reader.start()
+    started = time.perf_counter()
     try:
-        began_at = monotonic()  # before the bounds: writes acknowledged earlier are in them
-        bounds = mutation_log.bounds()
-        plan = plan_restore(header, bounds, check_header(mutation_log, header, bounds))
-        if plan.snapshot is None or plan.degraded or plan.refused or plan.records_to_replay > PREFETCH_MAX_RECORDS:
-            loader.discard()
-            return None
-        start = {p: s for p, s in plan.start.items() if p in plan.end and s < plan.end[p]}
-        # decoded here too: the image's load leaves this thread the GIL most of the time
-        records = decode_records(mutation_log.read(start, plan.end), mutation_log.partition_for) if start else []
-    except BaseException:
-        loader.discard()  # the log is unreachable: the ordinary path would fail alike
-        raise
-    snapshot = loader.join()
-    if snapshot is None:
+        snapshot = load_snapshot(store, name, catalog.snapshots)  # with its chain's deltas, if any
+        size = snapshot.size_bytes
+    except (SnapshotError, SnapshotNotFound, Unusable) as exc:
+        log.info("fast restore not possible (%s); taking the ordinary path", exc)
         return None
-    if snapshot.header != header:
+    finally:
+        load_ms = (time.perf_counter() - started) * 1000
+        reader.join()  # always: the log must not be read by two threads (a retry would start another)
+    if failed or snapshot.header != header:
         snapshot.table.close()
+        if failed:
+            raise failed[0]  # the log is unreachable: the ordinary path would fail alike
         return None
-    size, load_ms = snapshot.size_bytes, loader.load_ms
     loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, size, load_ms, snapshot.chain)
     return FastRestore(loaded, catalog, plan, began_at, records)
-
-
-class _ImageLoader(threading.Thread):
-    """Loads the snapshot (with its chain) in a thread; :meth:`join` returns it, or ``None`` when it
-    is not usable (the ordinary path decides what to do about it)."""
-
-    def __init__(self, store: SnapshotStore, name: str, names: list[str]) -> None:
-        super().__init__(name="streamcache-image", daemon=True)
-        self._args = (store, name, names)
-        self._snapshot: ChainLoad | None = None
-        self._error: BaseException | None = None
-        self.load_ms = 0.0
-
-    def run(self) -> None:
-        started = time.perf_counter()
-        try:
-            self._snapshot = load_snapshot(*self._args)  # with its chain's deltas, if any
-        except BaseException as exc:  # reported by join()
-            self._error = exc
-        finally:
-            self.load_ms = (time.perf_counter() - started) * 1000
-
-    def join(self, timeout: float | None = None) -> ChainLoad | None:  # type: ignore[override]
-        super().join(timeout)
-        if isinstance(self._error, (SnapshotError, SnapshotNotFound, Unusable)):
-            log.info("fast restore not possible (%s); taking the ordinary path", self._error)
-            return None
-        if self._error is not None:
-            raise self._error  # the store is unreachable: the ordinary path would fail alike
-        return self._snapshot
-
-    def discard(self) -> None:
-        """Wait for the load and close what it loaded: nothing is left behind, nothing raised."""
-        super().join()
-        if self._snapshot is not None:
-            self._snapshot.table.close()
