@@ -231,6 +231,38 @@ def test_records_at_answers_from_the_log_itself(make_log):
     assert [r.value for r in log.read({p: 2})] == [b"2", b"3", b"4", b"5"]
 
 
+def test_records_at_finds_a_record_in_the_middle_of_a_big_batch(make_log):
+    """The record a table applied last is often inside a batch a bulk producer wrote (imports, a
+    pipelined batch, a tail of overwrites): a fetch at its offset answers the whole batch, from its
+    first record, and the record asked for must be found in it (issue 24: a cold start once waited
+    out its deadline on such a check)."""
+    log = make_log(1)
+    values = [b"%05d-" % i + b"x" * 400 for i in range(3000)]  # ~1.2 MB: several 256 KiB batches
+    positions = log.append_many([("k", v) for v in values])
+    assert [p.offset for p in positions] == list(range(3000))
+    for offset in (1, 700, 1499, 2998, 2999):
+        found = log.records_at({0: offset})[0]
+        assert found is not None and found.position == Position(0, offset) and found.value == values[offset]
+    assert log.records_at({0: 3000}) == {0: None}
+
+
+def test_bounds_after_reading_to_the_end_are_exact_on_every_partition(make_log):
+    """Each partition's last batch holds many records (ListOffsets on Tansu answers its first one
+    plus one): after a read to the end, as a cold start leaves the consumer, the bounds are still
+    every partition's true end, the last partition's too (issue 24: its fetch waited behind the one
+    sent ahead for the partition before it, and the short answer came back)."""
+    log = make_log(3)
+    positions = log.append_many([(f"key{i}", b"%05d-" % i + b"x" * 300) for i in range(6000)])
+    ends = {p: 0 for p in range(3)}
+    for position in positions:
+        ends[position.partition] = max(ends[position.partition], position.offset + 1)
+    for _ in range(3):
+        assert len(list(log.read(dict.fromkeys(ends, 0)))) == 6000
+        assert log.bounds().next == ends
+        assert [r.position.offset for r in log.records_at({p: e - 1 for p, e in ends.items()}).values()] == \
+            [e - 1 for e in ends.values()]
+
+
 def test_records_at_after_the_broker_lost_its_log_sees_the_new_log():
     """A Kafka client that read a longer log (its cached high watermark says 5) is told the truth
     after the local broker restarted empty and took one new record: the record at 3 is gone, the one

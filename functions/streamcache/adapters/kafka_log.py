@@ -235,9 +235,8 @@ class KafkaLog:
             listed = consumer.end_offsets(tps, timeout_ms=self._timeout_ms)
             # Exact, from the broker as it is now: a high watermark cached from an earlier fetch may
             # belong to a log that is gone (a broker that lost its log, a recreated stream).
-            nxt = {tp.partition: 0 if listed[tp] == 0 else
-                   max(listed[tp], self._learn_highwater(consumer, tp, listed[tp] - 1, fresh=True) or 0)
-                   for tp in tps}
+            learnt = self._learn_highwaters(consumer, {tp: listed[tp] - 1 for tp in tps if listed[tp] > 0})
+            nxt = {tp.partition: 0 if listed[tp] == 0 else max(listed[tp], learnt.get(tp) or 0) for tp in tps}
             return LogBounds({tp.partition: first[tp] for tp in tps}, nxt)
 
     def read(self, start: Mapping[int, int], end: Mapping[int, int] | None = None) -> Iterator[LogRecord]:
@@ -351,22 +350,36 @@ class KafkaLog:
                 end[tp.partition] = listed_end  # the read fetches the last batch and extends to its end
         return end
 
-    def _learn_highwater(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int,
-                         fresh: bool = False) -> int | None:
+    def _learn_highwater(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
         """Fetch the record at ``offset`` (the last one ListOffsets admits to) to read the high
-        watermark of the response (``fresh``: only a response's, never one cached before)."""
-        before = None if fresh else consumer.highwater(tp)
-        others = [t for t in consumer.assignment() if t != tp]
-        consumer.pause(*others)
+        watermark of the response (or of any response newer than the one cached before)."""
+        before = consumer.highwater(tp)
+        consumer.pause(*[t for t in consumer.assignment() if t != tp])
         consumer.resume(tp)
         consumer.seek(tp, offset)
         deadline = time.monotonic() + self._timeout_ms / 1000
         while time.monotonic() < deadline:
             if consumer.poll(timeout_ms=100).get(tp):
                 return consumer.highwater(tp)
-            if not fresh and (consumer.highwater(tp) or 0) > (before or 0):
+            if (consumer.highwater(tp) or 0) > (before or 0):
                 break
-        return None if fresh else consumer.highwater(tp)
+        return consumer.highwater(tp)
+
+    def _learn_highwaters(self, consumer: KafkaConsumer, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Each partition's high watermark from a response to this fetch of the record at its offset,
+        all partitions in the same fetches (one after the other, a partition's fetch could wait behind
+        the one kafka-python sends ahead for the partition before, at the log's end where nothing
+        arrives, until the deadline: issue 24). Partitions with no answer are left out."""
+        consumer.pause(*[t for t in consumer.assignment() if t not in offsets])
+        consumer.resume(*offsets)
+        for tp, offset in offsets.items():
+            consumer.seek(tp, offset)
+        learnt: dict[TopicPartition, int | None] = {}
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        while len(learnt) < len(offsets) and time.monotonic() < deadline:
+            batches = consumer.poll(timeout_ms=100)
+            learnt.update({tp: consumer.highwater(tp) for tp in offsets if tp not in learnt and batches.get(tp)})
+        return {tp: highwater for tp, highwater in learnt.items() if highwater is not None}
 
     def _drop_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None
