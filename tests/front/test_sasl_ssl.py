@@ -127,6 +127,7 @@ def test_an_instance_with_a_wrong_setting_answers_at_once_naming_it(fronted, fro
         assert time.monotonic() - started < 2.0  # the cold start failed at once, not after the bootstrap timeout
         error = orjson.loads(answer.body)
         assert (answer.status, error["error"]) == (503, "stream_unavailable") and setting in error["message"]
-        assert any(setting in line for line in instance.stderr_lines())  # and the operator's log says it
+        # And the operator's log says it: written before the answer, relayed by a thread of the runner.
+        wait_for(lambda: any(setting in line for line in instance.stderr_lines()), 10.0, f"a log line naming {setting}")
     finally:
         instance.stop()
