@@ -22,6 +22,7 @@ from streamcache.cache.service import CacheService
 from streamcache.settings import Settings
 from streamcache.statuses import ErrorCode
 from support.openapi import SPEC, check_against_openapi
+from support.clock import Clock
 
 # ---- the document -------------------------------------------------------------------------------
 
@@ -44,14 +45,6 @@ def test_every_error_code_the_http_api_uses_is_documented():
 
 
 # ---- fixtures -----------------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -20,16 +20,9 @@ from streamcache.cache.read_pacing import MAX_INTERVAL_S, QUIET_S, STEP_S, ReadP
 from streamcache.cache.replica import Replica
 from streamcache.cache.service import CacheService, Limits
 from streamcache.statuses import for_error
+from support.clock import Clock
 
 WALL_START = 1_790_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ThrottledLog(MemoryLog):

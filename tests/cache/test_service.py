@@ -14,16 +14,9 @@ from streamcache.core.records import IF_ABSENT, DEFAULT_CONTENT_TYPE, Position, 
 from streamcache.core.table import OutcomeKind
 from streamcache.cache.replica import Replica
 from streamcache.cache.service import CacheService, InvalidCursor, InvalidLimit, Limits, parse_ttl
+from support.clock import Clock
 
 WALL_START = 1_790_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

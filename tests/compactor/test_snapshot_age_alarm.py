@@ -22,17 +22,10 @@ from streamcache.settings import Settings
 from streamcache_local.alarms import AlarmState, load_alarms
 from streamcache_local.monitoring import start_monitoring
 from streamcache_local.resource_principal import write_resource_principal
+from support.clock import Clock
 
 LIMIT_S = 3600  # the snapshot-age limit: Terraform derives it from the stream's retention
 NO_COMPACTION_MIN = 10
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -22,17 +22,10 @@ from streamcache.cache.replica import Replica
 from streamcache.cache.service import CacheService, Limits
 from streamcache_local.fn_runner import start_instance
 from streamcache_local.kafka_front import start_fronted_broker
+from support.clock import Clock
 
 WALL_START = 1_790_000_000.0
 BUDGET = 2  # read requests per partition per second: a few catch-ups and the instance is throttled
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
