@@ -32,6 +32,7 @@ from typing import Callable, Mapping, NamedTuple
 import orjson
 
 from .fn_protocol import FnAnswer, FnTimeout, FnUnavailable, new_call_id
+from .object_signing import verify_signature
 
 API_VERSIONS = ("20181201", "20260325")
 MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -160,18 +161,7 @@ def _signature_problem(method: str, path: str, headers: Mapping[str, str], body:
     public_key = trusted_keys.get(params["keyId"])
     if public_key is None:
         return f"unknown keyId {params['keyId']!r}"
-    lines = [f"(request-target): {method.lower()} {path}" if name == "(request-target)"
-             else f"{name}: {_header(headers, name) or ''}" for name in signed]
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    try:
-        signature = base64.b64decode(params["signature"])
-        public_key.verify(signature, "\n".join(lines).encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore
-    except (InvalidSignature, ValueError):
-        return "The signature does not verify."
-    return None
+    return verify_signature(public_key, params["signature"], signed, method, path, lambda name: _header(headers, name))
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
