@@ -121,13 +121,23 @@ def test_an_fdk_instance_shows_the_episode_in_health_and_marks_its_answers(budge
                 break
         assert health["throttled"] and health["since"] and health["throttled_total"] >= 1, health
         assert health["bound_ms"] == 0 and health["episodes"] == 1
-        answer = call("GET", "/cache/k")
-        headers = {name.lower(): value for name, value in answer.headers}
-        assert answer.status == 200 and answer.body == b"v1"
-        assert headers["streamcache-stale"] == "true"
+        # A default read inside the back-off interval is answered from memory, marked. On a slow
+        # machine a read may land past the interval (it then catches up, throttled, and the interval
+        # grows): the next ones are inside it. Bounded by the count, not by time.
+        for _ in range(20):
+            answer = call("GET", "/cache/k")
+            headers = {name.lower(): value for name, value in answer.headers}
+            assert answer.status == 200 and answer.body == b"v1"
+            if headers.get("streamcache-stale") == "true":
+                break
+        assert headers.get("streamcache-stale") == "true", headers
+        interval_ms = orjson.loads(call("GET", "/health").body)["log_reads"]["interval_ms"]
         age_ms = int(headers["streamcache-data-age-ms"])
-        assert 0 <= age_ms < health["interval_ms"] and headers["age"] == str(age_ms // 1000)
-        invoked = orjson.loads(instance.client.invoke(orjson.dumps({"operation": "get", "key": "k"})).body)
-        assert invoked["stale"] is True and invoked["data_age_ms"] >= age_ms
+        assert 0 <= age_ms < max(interval_ms, health["interval_ms"]) and headers["age"] == str(age_ms // 1000)
+        for _ in range(20):
+            invoked = orjson.loads(instance.client.invoke(orjson.dumps({"operation": "get", "key": "k"})).body)
+            if invoked.get("stale"):
+                break
+        assert invoked["stale"] is True and invoked["data_age_ms"] >= 0, invoked
     finally:
         instance.stop()
