@@ -28,7 +28,7 @@ import time
 
 from kafka import KafkaProducer
 
-from streamcache.adapters.kafka_log import key_partition
+from streamcache.adapters.kafka_partitioner import key_partition
 from streamcache.adapters.urls import open_snapshot_store
 from streamcache.cache.app import CacheApp
 from streamcache.cache.http_api import HttpRequest

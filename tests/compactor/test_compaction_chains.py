@@ -22,7 +22,7 @@ from streamcache.replay.catalog import load_newest_valid
 from streamcache.replay.chain import load_snapshot
 from streamcache.replay.fold import replay
 from support.hooked_store import HookedStore, Killed, killed_at
-from support.log_history import START_MS, fill, full_replay
+from support.log_history import START_MS, fill, full_replay, put
 import test_compaction as plain
 from test_compaction import STREAM, histories, play, restored, snapshots
 
@@ -285,3 +285,17 @@ def test_two_compactors_writing_deltas_at_once_write_the_same_bytes_and_keep_the
     kept = snapshots(store)
     assert base in kept and set(kept) - {base} <= set(written) and len(kept) >= 2
     assert restored(store, log).export_state() == full_replay(log).export_state()
+
+
+
+def test_a_full_image_keeps_only_the_windows_request_rows_and_packs_their_pages(store):
+    # 30,000 puts 24 ms apart: the last 5,000 are inside the two-minute de-duplication window. The
+    # rows past it are swept before VACUUM, not after (which left the requests pages 40 % empty).
+    log = MemoryLog(3)
+    for i in range(30_000):
+        put(log, f"k{i}", b"v" * 20, START_MS + 24 * i)
+    written = compact(log, store, STREAM, keep=10, chain=CHAIN)
+    image = load_snapshot(store, written.chain[-1], snapshots(store)).table.db
+    assert image.execute("SELECT count(*) FROM requests").fetchone()[0] in range(5_000, 5_003)
+    used, pages = image.execute("SELECT sum(pgsize - unused), sum(pgsize) FROM dbstat WHERE name = 'requests'").fetchone()
+    assert used / pages > 0.9, f"requests pages {used / pages:.0%} full"

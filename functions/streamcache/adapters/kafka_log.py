@@ -33,13 +33,12 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager, suppress
-from functools import lru_cache
 from typing import Iterator, Mapping, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
-from kafka.partitioner.default import murmur2
 
+from streamcache.adapters.kafka_partitioner import key_partition, murmur2
 from streamcache.adapters.kafka_link import check_link, close_producer, throttled_reads
 from streamcache.adapters.kafka_outcome import abandon, find_batch, may_have_landed
 from streamcache.core.errors import LogTruncated, LogUnavailable, OutcomeUnknown
@@ -47,6 +46,9 @@ from streamcache.core.records import Position
 from streamcache.ports import LogBounds, LogRecord
 
 
+#: What a fetch of one record (records_at) may bring back: at most a batch, and a record is at most
+#: 1 MiB on OCI Streaming. Without it Tansu answered 16 MB for three records (issue 24: resident).
+PROBE_FETCH_BYTES = 1 << 20
 #: The longest a read waits for offsets the log end promised before answering "unavailable".
 READ_DEADLINE_S = 10.0
 #: Every record is a CloudEvent in the Kafka binding's structured mode, and says so (CloudEvents
@@ -59,13 +61,6 @@ BULK_LINGER_MS = 5
 BULK_BATCH_BYTES = 256 * 1024
 #: Below the 30 s after which OCI's front ends (and NATs) may drop an idle connection.
 CONNECTIONS_MAX_IDLE_MS = 20_000
-
-
-@lru_cache(maxsize=1 << 16)
-def key_partition(key: str, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2 of the UTF-8 key). Cached: every replayed record is
-    checked against it (replay/fold.py), and murmur2 in Python costs microseconds a key."""
-    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 @contextmanager
@@ -212,7 +207,7 @@ class KafkaLog:
         try:
             for key, value in items:
                 raw_key = key.encode("utf-8")
-                partition = (murmur2(raw_key) & 0x7FFFFFFF) % count  # partition_for, without its lookups
+                partition = (murmur2(raw_key) & 0x7FFFFFFF) % count  # key_partition, encoded once
                 futures.append(producer.send(self.topic, key=raw_key, value=value, partition=partition,
                                              headers=STRUCTURED))
             # Flushed: no batch waits for its linger. Each wait is bounded by the timeout: a bulk progresses.
@@ -243,7 +238,7 @@ class KafkaLog:
         # Collected under the lock, then yielded: a caller that stops early cannot leave the
         # consumer half-way inside a poll loop.
         with self._lock, map_kafka_errors(f"reading {self.topic}"):
-            return iter(self._read(dict(start), None if end is None else dict(end)))
+            return _drain(self._read(dict(start), None if end is None else dict(end)))
 
     def _read(self, start: dict[int, int], end: dict[int, int] | None) -> list[LogRecord]:
         consumer = self._get_consumer()
@@ -297,8 +292,10 @@ class KafkaLog:
             # A consumer of its own, closed after: it knows no high watermark from before (one cached
             # from a log that is gone proves nothing), and seeking the reads' consumer to other offsets
             # left its fetch state behind (a later read of the tail waited for records it never asked for).
+            # A fetch of one batch (at most 1 MiB, OCI's record limit): Tansu ignores the partition limit.
             probe = KafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="none",
-                                  fetch_max_wait_ms=50, max_partition_fetch_bytes=1_048_576, max_poll_records=1,
+                                  fetch_max_wait_ms=50, max_partition_fetch_bytes=PROBE_FETCH_BYTES,
+                                  fetch_max_bytes=PROBE_FETCH_BYTES, max_poll_records=1,
                                   allow_auto_create_topics=False, **self._common())
             try:
                 probe.assign([tps[p] for p in wanted])
@@ -397,3 +394,11 @@ class KafkaLog:
             self._drop_consumer()
             self._producer = self._bulk_producer = None
 
+
+def _drain(records: list[LogRecord]) -> Iterator[LogRecord]:
+    """Yield ``records`` in order, letting go of each: a replay holds the records read and the
+    mutations decoded from them at once only for the one in hand (a cold start's tail)."""
+    records.reverse()
+    pop = records.pop
+    while records:
+        yield pop()

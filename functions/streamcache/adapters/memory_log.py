@@ -10,8 +10,7 @@ import threading
 import time
 from typing import ClassVar, Iterator, Mapping, Sequence
 
-from kafka.partitioner.default import murmur2
-
+from streamcache.adapters.kafka_partitioner import key_partition
 from streamcache.core.errors import LogTruncated, LogUnavailable
 from streamcache.core.records import Position
 from streamcache.ports import LogBounds, LogRecord
@@ -56,7 +55,7 @@ class MemoryLog:
         return len(self._records)
 
     def partition_for(self, key: str) -> int:
-        return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % self._placed
+        return key_partition(key, self._placed)
 
     def _check(self) -> None:
         if not self.available:

@@ -22,7 +22,8 @@ from typing import Iterator, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streamcache.adapters.kafka_log import key_partition, map_kafka_errors
+from streamcache.adapters.kafka_log import map_kafka_errors
+from streamcache.adapters.kafka_partitioner import key_partition
 from streamcache.client.models import ChangeKind
 from streamcache.core.errors import InvalidRequest, RecordError
 from streamcache.core.records import Delete, Increment, Mutation, Position, Put, Touch, decode, parse_version

@@ -261,7 +261,9 @@ def _compact(mutation_log: MutationLog, store: SnapshotStore, stream_id: str, po
     if parent is None:
         # Pages rebuilt in key order: ~99 % full instead of the 70-85 % that writes in random order leave,
         # and every instance that loads the image holds it (bench/README.md, memory per key). A delta
-        # holds only the changed rows, and is applied onto such a base.
+        # holds only the changed rows, and is applied onto such a base. Request rows past the window
+        # are swept first (flush): swept after, they left the requests pages 40 % empty.
+        table.flush()
         table.db.execute("VACUUM")
         data = encode_snapshot(table, stream_id, mutation_log.partitions)
     header = snapshot_header_of(table.db)  # the meta rows encode_snapshot / encode_delta just wrote

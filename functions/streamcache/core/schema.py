@@ -32,6 +32,8 @@ SCHEMA_VERSION = 2
 #: ``PRAGMA user_version`` of a *delta* (core/snapshot_delta.py): the same tables holding only the rows a
 #: compaction changed, plus ``deleted_keys``. Distinct, so that a delta is never taken for a whole table.
 DELTA_VERSION = 102
+#: SQLite's page cache per connection, in KiB (see :func:`tune`).
+CACHE_KIB = 256
 #: Page size of new databases. 4 KiB: the fastest lookups measured; larger pages save <2 % space.
 PAGE_SIZE = 4096
 
@@ -106,6 +108,9 @@ def tune(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("PRAGMA locking_mode = EXCLUSIVE")
     conn.execute("PRAGMA temp_store = MEMORY")
+    # The table is in memory already: SQLite's page cache only copies pages of it (2 MB by default,
+    # ~1.5 % of a 1M-key table). 256 KiB measured as fast for a replay's random writes (issue 24).
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
 
 def create(conn: sqlite3.Connection) -> None:
