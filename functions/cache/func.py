@@ -16,10 +16,12 @@ from fdk import response
 
 from streamcache import logs
 from streamcache.cache.app import SWITCH_INTERVAL_S, CacheApp, build_from_env, misconfigured_response
+from streamcache.cache.memory_release import limit_malloc_arenas
 from streamcache.core.errors import ConfigError
 from streamcache.cache.http_api import HttpRequest, HttpResponse
 
 logs.configure()
+limit_malloc_arenas()  # before the instance starts its threads: see streamcache.cache.memory_release
 _app: CacheApp | None = None
 DEADLINE_MARGIN_S = 1.0  # the answer (503 restoring) must leave before the platform's deadline
 sys.setswitchinterval(SWITCH_INTERVAL_S)  # why: see streamcache.cache.app

@@ -64,3 +64,23 @@ def test_trim_malloc_does_nothing_where_the_c_library_has_no_malloc_trim(monkeyp
 def test_on_glibc_the_real_malloc_trim_is_found_and_called():
     assert memory_release.MALLOC_TRIM is not None
     assert memory_release.trim_malloc() is True
+
+
+def test_limiting_arenas_does_nothing_where_the_c_library_has_no_mallopt(monkeypatch):
+    monkeypatch.setattr(memory_release, "MALLOPT", None)
+    assert memory_release.limit_malloc_arenas() is False
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="M_ARENA_MAX is glibc's")
+def test_on_glibc_the_arena_limit_is_taken(monkeypatch):
+    seen = []
+    real = memory_release.MALLOPT
+    assert real is not None
+
+    def mallopt(param: int, value: int) -> int:
+        seen.append((param, value))
+        return real(param, value)
+
+    monkeypatch.setattr(memory_release, "MALLOPT", mallopt)
+    assert memory_release.limit_malloc_arenas() is True
+    assert seen == [(memory_release.M_ARENA_MAX, 1)]

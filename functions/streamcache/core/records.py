@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
@@ -328,6 +329,7 @@ def decode(raw: bytes) -> Mutation:
             content_type = event["datacontenttype"]
             if not isinstance(content_type, str) or not content_type or content_type == REF_CONTENT_TYPE:
                 raise TypeError("datacontenttype must be a non-empty string (and not the reserved reference type)")
+            content_type = sys.intern(content_type)  # one string for the few types a log holds, not one per record
             if "dataref" in event:  # a big value by reference: the table keeps the reference (value_refs)
                 if "data" in event or "data_base64" in event:
                     raise ValueError("a put carries data, data_base64 or dataref, only one")

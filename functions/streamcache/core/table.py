@@ -26,7 +26,6 @@ from __future__ import annotations
 import sqlite3
 from contextlib import contextmanager
 from functools import partial
-from hashlib import blake2b
 from typing import Iterator
 
 from streamcache.core import schema
@@ -41,6 +40,7 @@ from streamcache.core.log_time import next_log_time as next_log_time  # the rule
 from streamcache.core.table_export import PartitionExport, export_state
 from streamcache.core.records import Delete, Increment, Mutation, Position, PreconditionKind, Put, Touch
 from streamcache.core.table_touch import decide_touch
+from streamcache.core.partition_state import PartitionState, request_hash
 
 #: How long (in log time) a request id is remembered for de-duplication. Producer retries give up
 #: after their delivery timeout (30 s in the Kafka adapter); two minutes covers them with margin.
@@ -56,31 +56,6 @@ _new_outcome = partial(tuple.__new__, Outcome)
 _KINDS = [OutcomeKind(k) for k in schema.KIND_CODES]
 _CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _CREATED, _REPLACED = _CODES[OutcomeKind.CREATED], _CODES[OutcomeKind.REPLACED]
-
-
-def request_hash(partition: int, request_id: str) -> int:
-    """The ``requests`` row id of a request: a 64-bit BLAKE2b of (partition, request id), signed.
-    Two different ids of one partition colliding within the window (p ~ n²/2^65: 3e-8 for a million
-    rows) would make the second look like a retry of the first, identically on every replica."""
-    digest = blake2b(request_id.encode("utf-8", "surrogatepass"), digest_size=8, salt=partition.to_bytes(8, "little", signed=True)).digest()
-    return int.from_bytes(digest, "little", signed=True)
-
-
-class PartitionState:
-    """Where one partition stands. Mirrored into the ``partitions`` table by :meth:`Table.flush`."""
-
-    __slots__ = ("next_offset", "clock_ms", "used_bytes", "min_expiry", "vouched_ms", "previous_ts", "last_request",
-                 "last_ts")
-
-    def __init__(self, next_offset: int = 0, clock_ms: int = 0, used_bytes: int = 0) -> None:
-        self.next_offset = next_offset
-        self.clock_ms = clock_ms
-        self.used_bytes = used_bytes
-        self.min_expiry: int | None = None  # a lower bound of the partition's earliest expiry
-        self.vouched_ms = self.previous_ts = clock_ms  # the rest of its LogClock (see log_time)
-        # The fingerprint of the record at next_offset - 1 (core/identity.py); None: not known.
-        self.last_request: int | None = None
-        self.last_ts = 0
 
 
 class Table(TableReads):
@@ -199,12 +174,14 @@ class Table(TableReads):
         if imported is not None:  # no row per imported record: the object's row keeps its highest line
             remember_line(self.db, partition, imported, when, state.clock_ms - DEDUP_WINDOW_MS)
             return outcome
-        self.db.execute(
-            "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rid, partition, when, _CODES[outcome[0]], outcome[1],
-             None if version is None or version[0] == partition else version[0],
-             None if version is None else version[1], outcome[3],
-             *((None, None) if outcome[4] is None else (outcome[4].used_bytes, outcome[4].needed_bytes))))
+        if version is not None and version[0] == partition and outcome[3] is None and outcome[4] is None:
+            self.db.execute(schema.REMEMBER_PLAIN, (rid, partition, when, _CODES[outcome[0]], outcome[1], version[1]))
+        else:
+            self.db.execute(schema.REMEMBER, (
+                rid, partition, when, _CODES[outcome[0]], outcome[1],
+                None if version is None or version[0] == partition else version[0],
+                None if version is None else version[1], outcome[3],
+                *((None, None) if outcome[4] is None else (outcome[4].used_bytes, outcome[4].needed_bytes))))
         self._inserts_since_sweep += 1
         if self._inserts_since_sweep >= self._sweep_after:
             self.sweep_requests()
@@ -277,8 +254,10 @@ class Table(TableReads):
             type_id = self._types.get(mutation.content_type)
             if type_id is None:
                 type_id = self._add_type(mutation.content_type)
-            db.execute(schema.UPSERT_ENTRY,
-                       (key, value, type_id, partition, position.offset, expires))
+            if expires is None:
+                db.execute(schema.UPSERT_ENTRY_NO_EXPIRY, (key, value, type_id, partition, position.offset))
+            else:
+                db.execute(schema.UPSERT_ENTRY, (key, value, type_id, partition, position.offset, expires))
             if current is not None:
                 self._account(current[0], -(current[3] + ENTRY_OVERHEAD_BYTES))
             state.used_bytes += size

@@ -21,7 +21,7 @@ from streamcache.replay.progress import Progress
 log = logging.getLogger("streamcache.cache.replica")
 
 #: Records per read of a chunked replay (all partitions together). Large enough that the Kafka
-#: adapter's re-fetch at a chunk boundary (up to one poll of 10,000 records) costs a few percent.
+#: adapter's re-fetch at a chunk boundary (up to one poll of 2,000 records) costs a few percent.
 CHUNK_RECORDS = 200_000
 #: At most this many skipped records are logged one by one per fold; the rest are only counted.
 MAX_SKIP_WARNINGS = 20
