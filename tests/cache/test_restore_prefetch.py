@@ -88,7 +88,64 @@ def test_a_store_failing_mid_load_leaves_no_reader_behind():
 
     with pytest.raises(SnapshotStoreUnavailable):
         load_with_tail(HookedStore(store, read_into=unavailable), STREAM, SlowLog(), time.monotonic)
-    assert not [t for t in threading.enumerate() if t.name == "streamcache-tail"]
+    assert not [t for t in threading.enumerate() if t.name in ("streamcache-tail", "streamcache-image")]
+
+
+def test_the_image_loads_while_the_log_is_asked_for_its_bounds():
+    """The download starts before the log's round trips (bounds, identity, tail), not after them: a
+    log that answers its bounds only once the image is being read still gets through."""
+    import threading
+
+    from support.hooked_store import HookedStore
+
+    log, store = MemoryLog(3), MemoryStore()
+    fill(log, 30, keys=10)
+    compact(log, store, STREAM, keep=3)
+    fill(log, 4, keys=4, ts_ms=START_MS + 1_000, prefix="late-")
+    reading = threading.Event()
+
+    class WaitingLog:  # its bounds wait for the image's download to have begun
+        def __getattr__(self, name):
+            return getattr(log, name)
+
+        def bounds(self):
+            assert reading.wait(10), "the log was asked for its bounds before the image started loading"
+            return log.bounds()
+
+    fast = load_with_tail(HookedStore(store, read_into=lambda *_: reading.set()), STREAM, WaitingLog(), time.monotonic)
+    assert fast is not None and len(fast.records) == 4
+
+
+def test_a_tail_too_long_to_hold_is_replayed_in_chunks_onto_the_image_loaded_ahead(monkeypatch):
+    import uuid
+
+    from streamcache.cache.app import CacheApp
+    from streamcache.settings import Settings
+    from support.hooked_store import HookedStore
+
+    monkeypatch.setattr(restore_prefetch, "PREFETCH_MAX_RECORDS", 5)
+    name = f"long-{uuid.uuid4().hex}"
+    log, store = MemoryLog.named(name, 3), MemoryStore.named(name)
+    try:
+        fill(log, 40, keys=15)
+        compact(log, store, name, keep=3)
+        fill(log, 12, keys=15, ts_ms=START_MS + 5_000, prefix="late-")
+        hooked = HookedStore(store)
+        app = CacheApp(Settings.from_env({"STREAMCACHE_LOG_URL": f"memory://{name}",
+                                          "STREAMCACHE_SNAPSHOT_URL": f"memory://{name}"}),
+                       store_factory=lambda: hooked)
+        taken = []
+        real = restore_prefetch.load_with_tail
+        monkeypatch.setattr("streamcache.cache.cold_start.load_with_tail", lambda *a: taken.append(real(*a)) or taken[-1])
+        app.ensure_started()
+        assert taken and taken[0] is not None and taken[0].records is None  # the image loaded ahead, no tail held
+        assert [call for call, _ in hooked.calls].count("read_into") == 1  # loaded once, not again
+        assert app.cold_start.records_replayed == 12 and app.cold_start.phase == "serving"
+        assert app.replica.table.export_state() == full_replay(log).export_state()
+        assert app.replica.positions() == log.bounds().next
+    finally:
+        MemoryLog.forget(name)
+        MemoryStore.forget(name)
 
 
 def test_a_cold_start_on_the_fast_path_equals_a_full_replay(monkeypatch):

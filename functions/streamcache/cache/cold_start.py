@@ -254,7 +254,7 @@ class ColdStart:
                 table.skip(Position(partition, start - 1))
         progress.set_total(plan.records_to_replay)
         progress.phase("replaying the log's tail")
-        if fast is None:
+        if fast is None or fast.records is None:  # no tail read ahead: read it in chunks
             stats = replay(table, log_, plan.start, plan.end, progress, self._chunk_records)
         else:
             with table.batch():

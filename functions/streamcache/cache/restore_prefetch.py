@@ -1,17 +1,20 @@
-"""The cold start's fast path: read the log's tail while the newest snapshot image loads.
+"""The cold start's fast path: the newest snapshot image loads while the log is read.
 
 A cold start used to do two things one after the other: load the snapshot (download, CRC-32,
-``deserialize``: C code that releases the GIL), then read the log's tail from its positions (network
-and kafka-python's record parsing: Python). The positions are in the image's first pages, so this
-reads them first (a 64 KiB ranged read), captures the log's bounds, and reads the tail in a thread
-while the image downloads and loads. Measured at 1M keys and a 10k-record tail: the two overlap
-for most of the image's ~0.15 s.
+``deserialize``: I/O and C code that release the GIL), then ask the log for its bounds, check the
+snapshot is this log's and read the tail (network, and kafka-python's record parsing: Python). The
+positions are in the image's first pages, so this reads them first (a 64 KiB ranged read), starts the
+image's load on a thread, and meanwhile captures the log's bounds, checks the identity and reads and
+decodes the tail. Measured at 1M keys and a 10k-record tail on a local directory: the two overlap for
+all of the image's ~0.2 s; on OCI, where the download takes longer, the log's round trips hide too.
 
 Only the plain case takes this path: a big enough image (:data:`FAST_MIN_BYTES`; for a delta, its
-chain's base), the newest snapshot (with its chain) verifies, its header is the one read ahead, and the plan needs no special handling (no data loss, the snapshot not ahead of the log).
-Anything else returns ``None`` and the cold start takes its ordinary path from the beginning, so the
-fallbacks (older snapshots, data-loss reports) stay where they are. Bounds are captured after the
-listing, so the snapshot picked cannot be ahead of them (see compaction.py, step 1).
+chain's base), the newest snapshot (with its chain) verifies, its header is the one read ahead, and
+the plan needs no special handling (no data loss, the snapshot not ahead of the log). Anything else
+returns ``None`` and the cold start takes its ordinary path from the beginning, so the fallbacks
+(older snapshots, data-loss reports) stay where they are. A tail too long to hold whole is left to
+the caller's chunked replay, on the image loaded here. Bounds are captured after the listing, so the
+snapshot picked cannot be ahead of them (see compaction.py, step 1).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from streamcache.replay.fold import decode_records
 from streamcache.replay.identity import check_header
 from streamcache.ports import MutationLog
 from streamcache.replay.catalog import Catalog, LoadedSnapshot, list_catalog, read_header
-from streamcache.replay.chain import Unusable, load_snapshot
+from streamcache.replay.chain import ChainLoad, Unusable, load_snapshot
 from streamcache.ports import SnapshotNotFound, SnapshotStore
 
 log = logging.getLogger("streamcache.restore")
@@ -40,25 +43,30 @@ log = logging.getLogger("streamcache.restore")
 #: ahead costs one more request to the object store (tens of ms on OCI), more than overlapping the
 #: load of a small image saves (a 19 MB image loads in ~15 ms).
 FAST_MIN_BYTES = 16 << 20
-#: Tails longer than this are not read ahead: they would sit in memory whole (the ordinary path
-#: reads in chunks), and the image's load time is small next to replaying them anyway.
+#: Tails longer than this are not read ahead (they would sit in memory whole): the caller replays
+#: them in chunks onto the image loaded here.
 PREFETCH_MAX_RECORDS = 200_000
 
 
 @dataclass
 class FastRestore:
-    """A snapshot loaded with its tail already read and decoded (not yet applied)."""
+    """A snapshot loaded with its tail already read and decoded (not yet applied); ``records`` is
+    ``None`` when the tail is too long to hold whole: the caller replays it in chunks."""
 
     loaded: LoadedSnapshot
     catalog: Catalog
     plan: RestorePlan
     began_at: float
-    records: list[tuple[Position, Mutation | RecordError]]  # decoded (fold.decode_records)
+    records: list[tuple[Position, Mutation | RecordError]] | None  # decoded (fold.decode_records)
 
 
 def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
                    monotonic: Callable[[], float]) -> FastRestore | None:
-    """The newest snapshot and its tail, read concurrently; ``None`` if this is not the plain case."""
+    """The newest snapshot and its tail, read concurrently; ``None`` if this is not the plain case.
+
+    The image starts loading as soon as its header is read, before the log is asked anything: the
+    log's bounds, the identity check and the tail are network round trips and Python work (on OCI,
+    TLS handshakes too) that the download and ``deserialize`` (I/O and C code, without the GIL) hide."""
     catalog = list_catalog(store, stream)
     if not catalog.snapshots:
         return None
@@ -71,39 +79,62 @@ def load_with_tail(store: SnapshotStore, stream: str, mutation_log: MutationLog,
         header, _ = read_header(store, name)
     except (SnapshotError, SnapshotNotFound):
         return None
-    began_at = monotonic()  # before the bounds: writes acknowledged earlier are in them
-    bounds = mutation_log.bounds()
-    plan = plan_restore(header, bounds, check_header(mutation_log, header, bounds))
-    if plan.snapshot is None or plan.degraded or plan.refused or plan.records_to_replay > PREFETCH_MAX_RECORDS:
-        return None
-    records: list[tuple[Position, Mutation | RecordError]] = []
-    failed: list[BaseException] = []
-
-    start = {p: s for p, s in plan.start.items() if p in plan.end and s < plan.end[p]}
-
-    def read_tail() -> None:
-        try:
-            if start:  # decoded here too: the image's load leaves this thread the GIL most of the time
-                records.extend(decode_records(mutation_log.read(start, plan.end), mutation_log.partition_for))
-        except BaseException as exc:  # reported to the caller, which takes the ordinary path
-            failed.append(exc)
-
-    reader = threading.Thread(target=read_tail, name="streamcache-tail", daemon=True)
-    reader.start()
-    started = time.perf_counter()
+    loader = _ImageLoader(store, name, catalog.snapshots)
     try:
-        snapshot = load_snapshot(store, name, catalog.snapshots)  # with its chain's deltas, if any
-        size = snapshot.size_bytes
-    except (SnapshotError, SnapshotNotFound, Unusable) as exc:
-        log.info("fast restore not possible (%s); taking the ordinary path", exc)
+        began_at = monotonic()  # before the bounds: writes acknowledged earlier are in them
+        bounds = mutation_log.bounds()
+        plan = plan_restore(header, bounds, check_header(mutation_log, header, bounds))
+        if plan.snapshot is None or plan.degraded or plan.refused:
+            loader.discard()
+            return None
+        records: list[tuple[Position, Mutation | RecordError]] | None = None
+        if plan.records_to_replay <= PREFETCH_MAX_RECORDS:
+            start = {p: s for p, s in plan.start.items() if p in plan.end and s < plan.end[p]}
+            # Decoded here too: the image's load leaves this thread the GIL most of the time.
+            records = decode_records(mutation_log.read(start, plan.end), mutation_log.partition_for) if start else []
+    except BaseException:
+        loader.discard()  # the log is unreachable: the ordinary path would fail alike
+        raise
+    snapshot, load_ms = loader.result()  # raises what the store raised (unavailable: retried)
+    if snapshot is None or snapshot.header != header:
+        if snapshot is not None:
+            snapshot.table.close()
         return None
-    finally:
-        load_ms = (time.perf_counter() - started) * 1000
-        reader.join()  # always: the log must not be read by two threads (a retry would start another)
-    if failed or snapshot.header != header:
-        snapshot.table.close()
-        if failed:
-            raise failed[0]  # the log is unreachable: the ordinary path would fail alike
-        return None
-    loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, size, load_ms, snapshot.chain)
+    loaded = LoadedSnapshot(name, snapshot.header, snapshot.table, snapshot.size_bytes, load_ms, snapshot.chain)
     return FastRestore(loaded, catalog, plan, began_at, records)
+
+
+class _ImageLoader:
+    """``load_snapshot`` on a thread of its own, started at once; joined by :meth:`result` or
+    :meth:`discard`, always (a store must not be read by two restores: a retry would start another)."""
+
+    def __init__(self, store: SnapshotStore, name: str, names: list[str]) -> None:
+        self._snapshot: ChainLoad | None = None
+        self._failed: BaseException | None = None
+        self._ms = 0.0
+        self._thread = threading.Thread(target=self._run, args=(store, name, names), name="streamcache-image", daemon=True)
+        self._thread.start()
+
+    def _run(self, store: SnapshotStore, name: str, names: list[str]) -> None:
+        started = time.perf_counter()
+        try:
+            self._snapshot = load_snapshot(store, name, names)  # with its chain's deltas, if any
+        except (SnapshotError, SnapshotNotFound, Unusable) as exc:
+            log.info("fast restore not possible (%s); taking the ordinary path", exc)
+        except BaseException as exc:  # handed to the caller
+            self._failed = exc
+        finally:
+            self._ms = (time.perf_counter() - started) * 1000
+
+    def result(self) -> tuple[ChainLoad | None, float]:
+        """The loaded snapshot (``None``: not usable, take the ordinary path) and the load's ms."""
+        self._thread.join()
+        if self._failed is not None:
+            raise self._failed
+        return self._snapshot, self._ms
+
+    def discard(self) -> None:
+        self._thread.join()
+        if self._snapshot is not None:
+            self._snapshot.table.close()
+            self._snapshot = None
