@@ -161,8 +161,10 @@ def _scaling(scaling: dict) -> list[str]:
     theirs = scaling.get("redis", {})
     ours = scaling.get("streamcache", {})
     replay, snap, snap10 = (ours.get(name, {}) for name in ("stream_replay", "snapshot_and_tail", "snapshot_and_tail_10pct"))
+    runs = max((len(run.get("first_read_samples_s") or [1]) for run in snap.values()), default=1)
+    median = f" The 1 % tail's and Redis's: the median of {runs} runs (each run's below)." if runs > 1 else ""
     out += ["Cold start = from the process spawn to the first served read (a GET through Fn's protocol; "
-            "Redis: a GET that returns the value). Memory = resident growth of the instance holding the keys "
+            f"Redis: a GET that returns the value).{median} Memory = resident growth of the instance holding the keys "
             "(RSS, plus any image file it keeps under /tmp) against Redis's `used_memory`.", "",
             "| keys | streamcache, replaying the stream | snapshot + 1 % tail | snapshot + 10 % tail | Redis, from its RDB | "
             "vs Redis (1 % / 10 %) | streamcache B/key (1 % / replay) | Redis B/key | memory vs Redis | "
@@ -180,6 +182,11 @@ def _scaling(scaling: dict) -> list[str]:
                    f"{b.get('peak_vs_held', '-')} | {_millions(b.get('keys_in_3gb'))} |")
     for keys, reason in scaling.get("skipped_sizes", {}).items():
         out.append(f"| {int(keys):,} | {reason} ||||||||||")
+    if runs > 1:
+        out.append("")
+        out += [f"- {int(keys):,} keys: streamcache {', '.join(f'{s:.3f}' for s in run['first_read_samples_s'])} s; "
+                f"Redis {', '.join(f'{s:.3f}' for s in theirs.get(keys, {}).get('first_read_samples_s', []))} s"
+                for keys, run in sorted(snap.items(), key=lambda item: int(item[0])) if run.get("first_read_samples_s")]
     if "skipped" in theirs:
         out.append(f"\nRedis: {theirs['skipped']}")
     if isinstance(scaling.get("snapshot_and_tail"), str):

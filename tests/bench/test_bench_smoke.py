@@ -74,6 +74,8 @@ def test_durability_scaling_and_snapshot_are_measured(tiny_run):
         restored = measurements["scaling"]["streamcache"]["snapshot_and_tail"]["1000"]
         assert restored["keys_held"] == 1000 and restored["snapshot"].endswith(".db")
         assert restored["records"] == 10  # only the 1 % tail is replayed
+        samples = restored["first_read_samples_s"]  # two cold starts in tiny mode, the median quoted
+        assert len(samples) == 2 and restored["first_read_s"] == min(samples)
         assert measurements["scaling"]["streamcache"]["snapshot_and_tail_10pct"]["1000"]["records"] == 100
         compaction = measurements["compaction"]["1000"]
         assert compaction["records_folded"] == 1000 and compaction["entries"] == 1000
@@ -106,6 +108,7 @@ def test_redis_half_runs_or_says_why_not(tiny_run):
         _check_latency(measurements["durability"]["redis"][variant])
     rdb = measurements["scaling"]["redis"]["1000"]
     assert rdb["first_read_s"] > 0 and rdb["rdb_bytes"] > 0 and rdb["used_memory_per_key_bytes"] > 0
+    assert len(rdb["first_read_samples_s"]) == 2 and rdb["first_read_s"] == min(rdb["first_read_samples_s"])
     assert measurements["scaling"]["ratios"]["stream_replay.1000"]["cold_start_x"] > 0
 
 
