@@ -18,6 +18,9 @@ async function call(method, path, { body, headers = {} } = {}) {
   const started = performance.now();
   const response = await fetch(path, { method, body, headers: { ...headers, ...(key ? { "X-Api-Key": key } : {}) } });
   state.latency.push(performance.now() - started);
+  // A request sent before the key was entered can answer 401 after it was: send it again with the
+  // key instead of asking for one more time (the page's first calls all go out without a key).
+  if (response.status === 401 && apiKey() !== key) return call(method, path, { body, headers });
   if (response.status === 401) {
     $("key-form").hidden = false;
     $("api-key").focus();
