@@ -7,9 +7,12 @@ file here with local values. :func:`evaluate` understands the part of MQL those 
     Metric[Nm]{dim = "v", ...}.grouping().STAT() OP NUMBER      STAT: max min sum mean count
     Metric[Nm]{dim = "v", ...}.groupBy(dim).absent(Nm)
 
-A threshold alarm looks at the datapoints of the last interval (``[Nm]``) before ``now``; with none,
-it is not firing (OCI says "no data"). An absence alarm fires when no datapoint arrived within its
-detection period. ``now`` is an argument: tests move time by hand.
+Each datapoint is a minute's aggregate, stamped with the start of its minute and posted during it or
+just after it. A threshold alarm looks at the datapoints of the interval's minutes (``[Nm]``) ending
+with ``now``'s minute, or with the minute before while nothing of ``now``'s has arrived (else a
+point posted at 12:00:59 would be "no data" at 12:01:00); with none, it is not firing (OCI says "no
+data"). An absence alarm fires when no datapoint's minute overlaps its detection period. ``now`` is
+an argument: tests move time by hand.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ _INTERPOLATION = re.compile(r"\$\{(\w+)\}")
 #: Local values of the template's variables (Terraform's defaults, with a short stream retention).
 LOCAL_VALUES = {"snapshot_age_limit_s": 3600, "no_compaction_minutes": 10, "stale_reads_limit": 0,
                 "errors_5xx_limit": 0, "quota_percent": 80}
+
+
+MINUTE_S = 60  # what one datapoint aggregates
 
 
 class AlarmState(StrEnum):
@@ -75,12 +81,16 @@ def evaluate(query: str, points: Iterable[Datapoint], now_s: float) -> AlarmStat
     if match is None:
         raise ValueError(f"not an MQL query this evaluator understands: {query!r}")
     wanted = dict(_DIM.findall(match["dims"]))
-    absent = match["absent"]
-    window_s = int(absent if absent else match["interval"]) * 60
-    seen = [p for p in points if p.name == match["name"] and now_s - window_s < p.timestamp_s <= now_s
+    mine = [p for p in points if p.name == match["name"] and p.timestamp_s <= now_s
             and all(p.dimensions.get(k) == v for k, v in wanted.items())]
-    if absent:
-        return AlarmState.OK if seen else AlarmState.FIRING
+    if match["absent"]:
+        since_s = now_s - int(match["absent"]) * MINUTE_S
+        return AlarmState.OK if any(p.timestamp_s + MINUTE_S > since_s for p in mine) else AlarmState.FIRING
+    last_minute_s = now_s // MINUTE_S * MINUTE_S
+    if not any(p.timestamp_s >= last_minute_s for p in mine):
+        last_minute_s -= MINUTE_S  # this minute's aggregates have not arrived yet: the one before is the newest
+    first_minute_s = last_minute_s - (int(match["interval"]) - 1) * MINUTE_S
+    seen = [p for p in mine if first_minute_s <= p.timestamp_s < last_minute_s + MINUTE_S]
     if not seen:
         return AlarmState.NO_DATA
     stat = match["stat"]

@@ -111,6 +111,10 @@ def test_streamcache_metrics_shows_the_last_hour_and_the_alarms(stack):
 
     # Posts ride on requests: keep sending one (as the other tests do) until the hit has arrived.
     wait_for(lambda: request(stack, "GET", "/health") and stack.monitoring.received("CacheHits"), 20, "a posted hit")
+    # The snapshot-age alarm looks at the last minute: a compaction now, not the earlier test's.
+    ages = len(stack.monitoring.received("SnapshotAgeSeconds"))
+    assert lifecycle.compact(stack.compactor, lambda line: None)["status"] == 200
+    wait_for(lambda: len(stack.monitoring.received("SnapshotAgeSeconds")) > ages, 10, "the compaction's snapshot age")
     script = Path(sys.executable).parent / "streamcache"
     done = subprocess.run([str(script), "metrics", "--url", stack.url], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "STREAMCACHE_URL": ""})
