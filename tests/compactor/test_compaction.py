@@ -440,7 +440,7 @@ def test_ttls_hold_across_a_snapshot_and_a_restore():
 
 def test_a_header_is_read_from_the_first_bytes_of_a_snapshot(log, store, tmp_path):
     from streamcache.adapters.directory_store import DirectoryStore
-    from streamcache.core.snapshot import decode_header
+    from streamcache.core.snapshot import HEADER_PROBE_BYTES, decode_header
     from streamcache.replay.catalog import read_header
 
     for i in range(3000):
@@ -452,7 +452,8 @@ def test_a_header_is_read_from_the_first_bytes_of_a_snapshot(log, store, tmp_pat
         assert len(data) > 200_000  # far more than the probe
         counted = HookedStore(target)
         assert read_header(counted, name) == (decode_header(data), len(data))
-        assert [call for call, _ in counted.calls] == ["open_stream"]  # no whole-object get
+        assert [call for call, _ in counted.calls] == ["read_into"]  # no whole-object get
+        assert len(counted.calls[0][1][1]) == HEADER_PROBE_BYTES
 
     class GetOnly:  # a store without streaming reads
         get = staticmethod(store.get)

@@ -19,7 +19,7 @@ from streamcache.core.records import Position, Put
 from streamcache.core.snapshot import SnapshotCorrupt, checksum, decode_header, encode_snapshot, format_name
 from streamcache.core.table import Table
 from streamcache.replay import snapshot_image
-from streamcache.replay.catalog import SkipReason, load_newest_valid
+from streamcache.replay.catalog import SkipReason, load_newest_valid, read_header
 from streamcache.replay.snapshot_image import fetch_image
 
 STREAM = "restore"
@@ -70,6 +70,16 @@ def test_a_restore_through_the_sdk_reads_the_image_in_concurrent_ranges(oci_stor
     snapshot.table.apply(Position(0, 10_000), Put("after", b"x", "text/plain", "req-after", 1_700_000_100_000))
     assert snapshot.table.get("after", 1_700_000_100_000).value == b"x"  # SQLite owns the buffer: it grows
     snapshot.table.close()
+
+
+def test_a_header_through_the_sdk_is_one_ranged_get_of_its_first_64_kib(oci_store, object_storage):
+    data, _ = image(3000)
+    name = name_of(data)
+    oci_store.put_new(name, data)
+    before = len(object_storage.requests)
+    assert read_header(oci_store, name) == (decode_header(data), len(data))
+    gets = [r for r in object_storage.requests[before:] if r.method == "GET" and unquote(r.path).endswith(name)]
+    assert [r.headers.get("range") for r in gets] == [f"bytes=0-{64 * 1024 - 1}"]  # never the whole object
 
 
 @pytest.mark.parametrize("damage", ["truncated", "longer", "flipped byte", "empty"])

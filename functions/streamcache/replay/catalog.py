@@ -162,23 +162,19 @@ def _race_lost(stream: str) -> Exception:
 
 
 def read_header(store: SnapshotStore, name: str) -> tuple[SnapshotHeader, int]:
-    """The header of snapshot ``name`` and the object's size (from the name), reading only the image's
-    first pages where the store can stream (a listing must not download every snapshot whole). Raises SnapshotError for an
-    object whose header does not verify, SnapshotNotFound if it is gone."""
-    opener = getattr(store, "open_stream", None)
-    if opener is None:
+    """The header of snapshot ``name`` and the object's size, reading only the image's first 64 KiB
+    where the store can (a listing must not download every snapshot whole). Raises SnapshotError for
+    an object whose header does not verify, SnapshotNotFound if it is gone."""
+    reader = getattr(store, "read_into", None)
+    if reader is None:
         data = store.get(name)
+        size = len(data)
     else:
-        chunks = opener(name, HEADER_PROBE_BYTES)
-        data = bytearray()
-        try:
-            for chunk in chunks:
-                data += chunk
-                if len(data) >= HEADER_PROBE_BYTES:
-                    break
-        finally:
-            chunks.close()
-        data = bytes(data)
+        # One ranged read of the probe: over the network a whole-object GET cut short would drop its
+        # connection (and, on OCI, the TLS session the image's ranged GETs could have reused).
+        probe = bytearray(HEADER_PROBE_BYTES)
+        size = reader(name, memoryview(probe))
+        data = bytes(probe[: min(size, HEADER_PROBE_BYTES)])
     try:
         header = decode_header(data)
     except SnapshotCorrupt:
@@ -187,11 +183,7 @@ def read_header(store: SnapshotStore, name: str) -> tuple[SnapshotHeader, int]:
         data = store.get(name)  # a header beyond the probe (thousands of partitions, or format 1)
         header = decode_header(data)
     checksum = parse_name(name).checksum
-    if checksum is not None:
-        return header, checksum.size_bytes
-    if len(data) < HEADER_PROBE_BYTES:
-        return header, len(data)
-    return header, len(store.get(name))  # format 1 (being converted): its size is not in the name
+    return header, size if checksum is None else checksum.size_bytes  # format 1's size is not in its name
 
 
 def read_losses(store: SnapshotStore, catalog: Catalog) -> dict[str, DataLossRecord]:
