@@ -3,7 +3,9 @@ the tail the ordinary path replays, and anything but the plain case is left to t
 
 from __future__ import annotations
 
+import contextlib
 import time
+import uuid
 
 import pytest
 
@@ -117,69 +119,58 @@ def test_the_image_loads_while_the_log_is_asked_for_its_bounds():
     assert fast is not None and len(fast.records) == 4
 
 
-def test_a_tail_too_long_to_hold_is_replayed_in_chunks_onto_the_image_loaded_ahead(monkeypatch):
-    import uuid
-
+@contextlib.contextmanager
+def cold_started(monkeypatch, store_wrapper=lambda store: store):
+    """A cache app cold-started on a snapshot of 40 records and a 12-record tail; yields the app, the
+    log and what each call of ``load_with_tail`` returned."""
     from streamcache.cache.app import CacheApp
     from streamcache.settings import Settings
-    from support.hooked_store import HookedStore
 
-    monkeypatch.setattr(restore_prefetch, "PREFETCH_MAX_RECORDS", 5)
-    name = f"long-{uuid.uuid4().hex}"
+    name = f"prefetch-{uuid.uuid4().hex}"
     log, store = MemoryLog.named(name, 3), MemoryStore.named(name)
     try:
         fill(log, 40, keys=15)
         compact(log, store, name, keep=3)
         fill(log, 12, keys=15, ts_ms=START_MS + 5_000, prefix="late-")
-        reads: list[int] = []  # the buffers' sizes (the restore releases its buffer's view afterwards)
-        hooked = HookedStore(store, read_into=lambda name, buffer, offset=0: reads.append(len(buffer)))
+        wrapped = store_wrapper(store)
         app = CacheApp(Settings.from_env({"STREAMCACHE_LOG_URL": f"memory://{name}",
                                           "STREAMCACHE_SNAPSHOT_URL": f"memory://{name}"}),
-                       store_factory=lambda: hooked)
-        taken = []
+                       store_factory=lambda: wrapped)
+        taken: list = []
         real = restore_prefetch.load_with_tail
         monkeypatch.setattr("streamcache.cache.cold_start.load_with_tail", lambda *a: taken.append(real(*a)) or taken[-1])
         app.ensure_started()
-        assert taken and taken[0] is not None and taken[0].records is None  # the image loaded ahead, no tail held
-        assert reads[0] == HEADER_PROBE_BYTES and len(reads) == 2  # the header's probe, then the image once
-        assert app.cold_start.records_replayed == 12 and app.cold_start.phase == "serving"
-        assert app.replica.table.export_state() == full_replay(log).export_state()
-        assert app.replica.positions() == log.bounds().next
+        yield app, log, taken
     finally:
         MemoryLog.forget(name)
         MemoryStore.forget(name)
+
+
+def assert_equals_a_full_replay(app, log) -> None:
+    assert app.cold_start.records_replayed == 12 and app.cold_start.phase == "serving"
+    assert app.replica.table.export_state() == full_replay(log).export_state()
+    assert app.replica.positions() == log.bounds().next
+
+
+def test_a_tail_too_long_to_hold_is_replayed_in_chunks_onto_the_image_loaded_ahead(monkeypatch):
+    from support.hooked_store import HookedStore
+
+    monkeypatch.setattr(restore_prefetch, "PREFETCH_MAX_RECORDS", 5)
+    reads: list[int] = []  # the buffers' sizes (the restore releases its buffer's view afterwards)
+
+    def hooked(store):
+        return HookedStore(store, read_into=lambda name, buffer, offset=0: reads.append(len(buffer)))
+
+    with cold_started(monkeypatch, hooked) as (app, log, taken):
+        assert taken and taken[0] is not None and taken[0].records is None  # the image loaded ahead, no tail held
+        assert reads[0] == HEADER_PROBE_BYTES and len(reads) == 2  # the header's probe, then the image once
+        assert_equals_a_full_replay(app, log)
 
 
 def test_a_cold_start_on_the_fast_path_equals_a_full_replay(monkeypatch):
-    import uuid
-
-    from streamcache.cache.app import CacheApp
-    from streamcache.settings import Settings
-
-    name = f"fast-{uuid.uuid4().hex}"
-    log, store = MemoryLog.named(name, 3), MemoryStore.named(name)
-    try:
-        fill(log, 40, keys=15)
-        compact(log, store, name, keep=3)
-        fill(log, 12, keys=15, ts_ms=START_MS + 5_000, prefix="late-")
-        app = CacheApp(Settings.from_env({"STREAMCACHE_LOG_URL": f"memory://{name}",
-                                          "STREAMCACHE_SNAPSHOT_URL": f"memory://{name}"}))
-        taken = []
-        real = restore_prefetch.load_with_tail
-
-        def spy(*args):
-            taken.append(real(*args))
-            return taken[-1]
-
-        monkeypatch.setattr("streamcache.cache.cold_start.load_with_tail", spy)
-        app.ensure_started()
+    with cold_started(monkeypatch) as (app, log, taken):
         assert taken and taken[0] is not None  # the fast path it was
-        assert app.cold_start.records_replayed == 12 and app.cold_start.phase == "serving"
-        assert app.replica.table.export_state() == full_replay(log).export_state()
-        assert app.replica.positions() == log.bounds().next
-    finally:
-        MemoryLog.forget(name)
-        MemoryStore.forget(name)
+        assert_equals_a_full_replay(app, log)
 
 
 def test_a_chain_takes_the_fast_path_base_then_deltas_with_exactly_its_tail():
